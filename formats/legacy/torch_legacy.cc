@@ -1,0 +1,1 @@
+#include "formats/legacy/torch_legacy.h"  // placeholder: being written

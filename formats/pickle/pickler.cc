@@ -1,0 +1,1 @@
+#include "formats/pickle/pickler.h"  // placeholder: being written

@@ -1,0 +1,1 @@
+#include "formats/pickle/storage_table.h"  // placeholder: being written

@@ -1,0 +1,33 @@
+// torch.save's persistent ids: turns ('storage', <StorageClass>, key, location, numel
+// [, view_metadata]) into a storage view, registering each distinct key once in a storage
+// list (so tensors that shared a storage in Python share it here).
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "formats/status.h"
+#include "formats/value.h"
+
+namespace ckptio {
+
+class StorageTable {
+ public:
+  explicit StorageTable(std::string context) : context_(std::move(context)) {}
+
+  // The UnpickleOptions::persistent_load hook. Checks the tuple's shape and types, that the
+  // storage class is known, that numel * element size does not overflow, and that a key
+  // seen twice is declared the same way. Returns a kTensor with is_storage = true.
+  // Legacy view metadata (view_key, offset, size) yields a view into the root storage.
+  Result<ValuePtr> load(const ValuePtr& pid);
+
+  std::vector<StorageInfo>& storages() { return storages_; }
+
+ private:
+  std::string context_;
+  std::vector<StorageInfo> storages_;
+  std::unordered_map<std::string, uint32_t> index_;
+};
+
+}  // namespace ckptio

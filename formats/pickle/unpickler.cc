@@ -1,0 +1,1 @@
+#include "formats/pickle/unpickler.h"  // placeholder: being written

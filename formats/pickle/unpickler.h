@@ -1,0 +1,51 @@
+// The restricted pickle VM. It reads pickle protocols 0-5 as they occur in PyTorch
+// checkpoints and builds a value tree. It never imports or calls anything: a GLOBAL is
+// looked up in a fixed allow-list of torch's serialization globals (the rebuild functions,
+// storage classes, dtypes, OrderedDict, torch.Size, torch.device, set, complex, ...) whose
+// effect is implemented here in C++; any other global is refused with its dotted name,
+// unless `allow_objects` turns it into an opaque kObject node.
+//
+// REDUCE of the tensor rebuild functions (_rebuild_tensor, _v2, _v3, _rebuild_parameter,
+// _rebuild_parameter_with_state, _rebuild_from_type_v2 wrapping one of them) yields kTensor
+// nodes that view the storage returned by `persistent_load` for the storage argument.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <string>
+
+#include "formats/status.h"
+#include "formats/value.h"
+
+namespace ckptio {
+
+struct PickleLimits {
+  size_t max_depth = 1000;           // nesting of containers under construction (MARK depth)
+  size_t max_memo = 1u << 22;        // memo entries
+  size_t max_stack = 1u << 24;       // values on the VM stack
+  uint64_t max_string = 1ull << 31;  // one str/bytes payload (also bounded by the input)
+};
+
+struct UnpickleOptions {
+  // Prefix for every error message, e.g. "model.pt: record 'archive/data.pkl'".
+  std::string context;
+  PickleLimits limits;
+  // Unknown globals become kObject nodes (never executed) instead of a kForbidden error.
+  bool allow_objects = false;
+  // Maps a persistent id (BINPERSID/PERSID argument) to a value; torch checkpoints return a
+  // storage view (kTensor with is_storage). Unset: a persistent id is a kCorrupt error.
+  std::function<Result<ValuePtr>(const ValuePtr& pid)> persistent_load;
+};
+
+struct Unpickled {
+  ValuePtr value;   // what STOP returned
+  size_t consumed;  // bytes up to and including STOP
+};
+
+// Runs one pickle starting at data[0]. Errors: kCorrupt (bad opcode, stack underflow, bad
+// argument types to a rebuild function, truncation: message contains "truncated"),
+// kForbidden (global outside the allow-list, naming it "module.name"), kLimit.
+Result<Unpickled> unpickle(const uint8_t* data, size_t size, const UnpickleOptions& options);
+
+}  // namespace ckptio

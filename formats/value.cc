@@ -1,0 +1,165 @@
+#include "formats/value.h"
+
+namespace ckptio {
+
+const char* kind_name(Kind kind) {
+  switch (kind) {
+    case Kind::kNone: return "None";
+    case Kind::kBool: return "bool";
+    case Kind::kInt: return "int";
+    case Kind::kBigInt: return "int";
+    case Kind::kFloat: return "float";
+    case Kind::kStr: return "str";
+    case Kind::kBytes: return "bytes";
+    case Kind::kList: return "list";
+    case Kind::kTuple: return "tuple";
+    case Kind::kDict: return "dict";
+    case Kind::kTensor: return "tensor";
+    case Kind::kGlobal: return "global";
+    case Kind::kObject: return "object";
+  }
+  return "?";
+}
+
+int64_t TensorMeta::numel() const {
+  int64_t n = 1;
+  for (int64_t d : shape) n *= d;  // callers validate first (check_tensor_view)
+  return n;
+}
+
+namespace {
+ValuePtr make(Kind k) {
+  auto v = std::make_shared<Value>();
+  v->kind = k;
+  return v;
+}
+}  // namespace
+
+ValuePtr Value::none() { return make(Kind::kNone); }
+ValuePtr Value::boolean(bool b) {
+  auto v = make(Kind::kBool);
+  v->b = b;
+  return v;
+}
+ValuePtr Value::integer(int64_t i) {
+  auto v = make(Kind::kInt);
+  v->i = i;
+  return v;
+}
+ValuePtr Value::big_integer(std::string decimal) {
+  auto v = make(Kind::kBigInt);
+  v->s = std::move(decimal);
+  return v;
+}
+ValuePtr Value::floating(double f) {
+  auto v = make(Kind::kFloat);
+  v->f = f;
+  return v;
+}
+ValuePtr Value::str(std::string s) {
+  auto v = make(Kind::kStr);
+  v->s = std::move(s);
+  return v;
+}
+ValuePtr Value::bytes(std::string s) {
+  auto v = make(Kind::kBytes);
+  v->s = std::move(s);
+  return v;
+}
+ValuePtr Value::list(std::vector<ValuePtr> items) {
+  auto v = make(Kind::kList);
+  v->items = std::move(items);
+  return v;
+}
+ValuePtr Value::tuple(std::vector<ValuePtr> items) {
+  auto v = make(Kind::kTuple);
+  v->items = std::move(items);
+  return v;
+}
+ValuePtr Value::dict(bool ordered) {
+  auto v = make(Kind::kDict);
+  v->ordered = ordered;
+  return v;
+}
+ValuePtr Value::global(std::string name) {
+  auto v = make(Kind::kGlobal);
+  v->s = std::move(name);
+  return v;
+}
+ValuePtr Value::object(std::string class_name, ValuePtr args, ValuePtr state) {
+  auto v = make(Kind::kObject);
+  v->s = std::move(class_name);
+  v->args = std::move(args);
+  v->state = std::move(state);
+  return v;
+}
+ValuePtr Value::make_tensor(TensorMeta meta) {
+  auto v = make(Kind::kTensor);
+  v->tensor = std::move(meta);
+  return v;
+}
+
+ValuePtr Value::get(const std::string& key) const {
+  if (kind != Kind::kDict) return nullptr;
+  for (const auto& [k, v] : entries)
+    if (k && k->kind == Kind::kStr && k->s == key) return v;
+  return nullptr;
+}
+
+Status check_tensor_view(const TensorMeta& t, const std::vector<StorageInfo>& storages,
+                         const std::string& where) {
+  if (t.storage >= storages.size())
+    return Status(Code::kCorrupt, where + ": tensor refers to storage #" +
+                                      std::to_string(t.storage) + " which does not exist");
+  const StorageInfo& s = storages[t.storage];
+  if (t.shape.size() != t.strides.size())
+    return Status(Code::kCorrupt, where + ": tensor has " + std::to_string(t.shape.size()) +
+                                      " sizes but " + std::to_string(t.strides.size()) +
+                                      " strides");
+  if (t.storage_offset < 0)
+    return Status(Code::kCorrupt, where + ": negative storage offset " +
+                                      std::to_string(t.storage_offset));
+  bool empty = false;
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    if (t.shape[d] < 0)
+      return Status(Code::kCorrupt, where + ": negative size " + std::to_string(t.shape[d]) +
+                                        " in dimension " + std::to_string(d));
+    if (t.strides[d] < 0)
+      return Status(Code::kCorrupt, where + ": negative stride " +
+                                        std::to_string(t.strides[d]) + " in dimension " +
+                                        std::to_string(d));
+    if (t.shape[d] == 0) empty = true;
+  }
+  if (empty) return Status::Ok();  // addresses no element, as in torch's set_()
+  // last = offset + sum((size-1)*stride); bytes needed = (last+1)*elem_size.
+  uint64_t last = static_cast<uint64_t>(t.storage_offset);
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    uint64_t term;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(t.shape[d] - 1),
+                               static_cast<uint64_t>(t.strides[d]), &term) ||
+        __builtin_add_overflow(last, term, &last))
+      return Status(Code::kCorrupt, where + ": shape x stride overflows 64 bits");
+  }
+  uint64_t need;
+  if (__builtin_add_overflow(last, 1u, &need) ||
+      __builtin_mul_overflow(need, static_cast<uint64_t>(dtype_size(t.dtype)), &need))
+    return Status(Code::kCorrupt, where + ": shape x stride overflows 64 bits");
+  if (need > s.nbytes)
+    return Status(Code::kCorrupt,
+                  where + ": tensor view needs " + std::to_string(need) + " bytes but storage '" +
+                      s.key + "' holds " + std::to_string(s.nbytes));
+  return Status::Ok();
+}
+
+namespace detail {
+std::string key_label(const Value& key) {
+  switch (key.kind) {
+    case Kind::kStr: return "'" + key.s + "'";
+    case Kind::kInt: return std::to_string(key.i);
+    case Kind::kBigInt: return key.s;
+    default: return std::string("<") + kind_name(key.kind) + ">";
+  }
+}
+}  // namespace detail
+
+}  // namespace ckptio

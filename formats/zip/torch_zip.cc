@@ -1,0 +1,1 @@
+#include "formats/zip/torch_zip.h"  // placeholder: being written

@@ -1,0 +1,62 @@
+// The torch.save zip format (PyTorch 1.6+): <prefix>/data.pkl, <prefix>/data/<key>,
+// <prefix>/version, byteorder, and 2.x's informational records.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "formats/io.h"
+#include "formats/pickle/unpickler.h"
+#include "formats/zip/zip_reader.h"
+#include "formats/status.h"
+#include "formats/value.h"
+
+namespace ckptio {
+
+// Where one storage's bytes are in the file.
+struct StorageExtent {
+  uint64_t offset = 0;    // file offset of the first byte
+  uint64_t length = 0;    // == StorageInfo::nbytes
+  bool plain = true;      // stored, little-endian: the bytes can be copied or mapped as is
+  bool byteswap = false;  // big-endian file: swap each element (complex: each half) on read
+};
+
+struct DecodedFile {
+  Tree tree;
+  std::vector<StorageExtent> extents;  // one per tree.storages entry
+};
+
+struct ZipReadOptions {
+  PickleLimits limits;
+  bool allow_objects = false;
+  bool verify_crc = false;  // check CRC32 of every data record (slow; `ckptio verify`)
+};
+
+// True when the archive is a TorchScript archive (has <prefix>/constants.pkl).
+bool is_torchscript_archive(const ZipReader& zip);
+
+// Parses data.pkl and locates every storage record. Every tensor view is checked against
+// its storage, and every storage against its record's size (kCorrupt naming the record).
+Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& options);
+
+// Copies one storage's bytes (swapping when extent.byteswap) into dst (extent.length bytes).
+Status read_storage_bytes(const ByteSource& src, const StorageExtent& extent, DType dtype,
+                          void* dst);
+
+// Writes bytes of storage `index` (all tree.storages[index].nbytes of them) into `out`.
+using StorageWriter = std::function<Status(uint32_t index, ByteSink& out)>;
+
+struct ZipWriteOptions {
+  std::string prefix = "archive";  // torch.save uses the file's stem
+  uint32_t alignment = 64;
+  std::string context;             // the output file, for messages
+};
+
+// Writes data.pkl, byteorder ("little"), data/0..N-1 in numeric order, version ("3\n"),
+// as torch.save does.
+Status write_torch_zip(ByteSink& out, const Tree& tree, const StorageWriter& storage_bytes,
+                       const ZipWriteOptions& options);
+
+}  // namespace ckptio

@@ -1,0 +1,1 @@
+#include "formats/zip/zip_reader.h"  // placeholder: being written

@@ -1,0 +1,1 @@
+#include "formats/zip/zip_writer.h"  // placeholder: being written

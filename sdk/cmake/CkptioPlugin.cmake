@@ -1,0 +1,2 @@
+function(ckptio_add_plugin)
+endfunction()
