@@ -9,9 +9,9 @@
 
 #include "formats/io.h"
 #include "formats/pickle/unpickler.h"
-#include "formats/zip/zip_reader.h"
 #include "formats/status.h"
 #include "formats/value.h"
+#include "formats/zip/zip_reader.h"
 
 namespace ckptio {
 
@@ -21,6 +21,10 @@ struct StorageExtent {
   uint64_t length = 0;    // == StorageInfo::nbytes
   bool plain = true;      // stored, little-endian: the bytes can be copied or mapped as is
   bool byteswap = false;  // big-endian file: swap each element (complex: each half) on read
+  // Zip records re-compressed by other tools: method 8 (deflate) means `compressed_length`
+  // deflated bytes at `offset` that inflate to `length` bytes (plain is then false).
+  uint16_t method = 0;
+  uint64_t compressed_length = 0;
 };
 
 struct DecodedFile {
@@ -51,7 +55,7 @@ using StorageWriter = std::function<Status(uint32_t index, ByteSink& out)>;
 struct ZipWriteOptions {
   std::string prefix = "archive";  // torch.save uses the file's stem
   uint32_t alignment = 64;
-  std::string context;             // the output file, for messages
+  std::string context;  // the output file, for messages
 };
 
 // Writes data.pkl, byteorder ("little"), data/0..N-1 in numeric order, version ("3\n"),

@@ -1,0 +1,104 @@
+#include "host/atomic_sink.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <random>
+
+namespace ckptio::host {
+namespace {
+constexpr size_t kBufferSize = 4u << 20;  // small writes (headers, pickles) are batched
+}
+
+Result<std::unique_ptr<AtomicFileSink>> AtomicFileSink::create(const std::string& path,
+                                                               bool fsync) {
+  std::unique_ptr<AtomicFileSink> sink(new AtomicFileSink());
+  sink->path_ = path;
+  sink->fsync_ = fsync;
+  std::filesystem::path p(path);
+  std::filesystem::path dir = p.has_parent_path() ? p.parent_path() : std::filesystem::path(".");
+  std::random_device rd;
+  mode_t mode = 0666;
+  struct stat existing {};
+  bool keep_mode = ::stat(path.c_str(), &existing) == 0 && S_ISREG(existing.st_mode);
+  if (keep_mode) mode = existing.st_mode & 07777;
+  for (int attempt = 0; attempt < 16 && sink->fd_ < 0; ++attempt) {
+    sink->temp_ = (dir / ("." + p.filename().string() + ".ckptio-tmp-" +
+                          std::to_string(::getpid()) + "-" + std::to_string(rd())))
+                      .string();
+    sink->fd_ = ::open(sink->temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, mode);
+    if (sink->fd_ < 0 && errno != EEXIST) break;
+  }
+  if (sink->fd_ < 0)
+    return Status(Code::kIo, path + ": cannot create temporary file in " + dir.string() + ": " +
+                                 std::strerror(errno));
+  if (keep_mode) (void)::fchmod(sink->fd_, mode);  // umask must not narrow an existing mode
+  sink->buffer_.reserve(kBufferSize);
+  return sink;
+}
+
+AtomicFileSink::~AtomicFileSink() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!committed_ && !temp_.empty()) ::unlink(temp_.c_str());
+}
+
+Status AtomicFileSink::write_fully(const void* data, uint64_t n) {
+  const auto* p = static_cast<const uint8_t*>(data);
+  while (n > 0) {
+    ssize_t w = ::write(fd_, p, n > (1u << 30) ? (1u << 30) : n);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return Status(Code::kIo, path_ + ": write failed: " + std::strerror(errno));
+    if (w == 0) return Status(Code::kIo, path_ + ": write made no progress");
+    p += w;
+    n -= static_cast<uint64_t>(w);
+  }
+  return Status::Ok();
+}
+
+Status AtomicFileSink::flush_buffer() {
+  if (buffer_.empty()) return Status::Ok();
+  Status st = write_fully(buffer_.data(), buffer_.size());
+  buffer_.clear();
+  return st;
+}
+
+Status AtomicFileSink::write(const void* data, uint64_t n) {
+  if (fd_ < 0 || committed_) return Status(Code::kInternal, path_ + ": write after commit");
+  if (buffer_.size() + n <= kBufferSize) {
+    const auto* p = static_cast<const uint8_t*>(data);
+    buffer_.insert(buffer_.end(), p, p + n);
+    return Status::Ok();
+  }
+  CKPTIO_RETURN_IF_ERROR(flush_buffer());
+  return write_fully(data, n);
+}
+
+Status AtomicFileSink::commit() {
+  CKPTIO_RETURN_IF_ERROR(flush_buffer());
+  if (fsync_ && ::fsync(fd_) != 0)
+    return Status(Code::kIo, path_ + ": fsync failed: " + std::strerror(errno));
+  if (::close(fd_) != 0) {
+    fd_ = -1;
+    return Status(Code::kIo, path_ + ": close failed: " + std::strerror(errno));
+  }
+  fd_ = -1;
+  if (::rename(temp_.c_str(), path_.c_str()) != 0)
+    return Status(Code::kIo, path_ + ": cannot replace: " + std::strerror(errno));
+  committed_ = true;
+  if (fsync_) {
+    std::filesystem::path p(path_);
+    std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+      (void)::fsync(dfd);  // best effort: the rename itself has happened
+      ::close(dfd);
+    }
+  }
+  return Status::Ok();
+}
+
+}  // namespace ckptio::host

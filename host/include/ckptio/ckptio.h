@@ -1,0 +1,126 @@
+// libckptio: load and save PyTorch checkpoints from C++ through runtime-loaded format
+// plugins. No LibTorch here: tensors are views onto storages whose bytes a Checkpoint owns
+// (or maps). libckptio_torch turns them into torch::Tensor.
+//
+// Ownership: a Checkpoint owns its storages' bytes. In zero-copy mode a storage may alias the
+// read-only mapping of the file; the mapping lives as long as any StorageBytes referring to
+// it (shared ownership), and must not be written through.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "formats/status.h"
+#include "formats/value.h"
+
+namespace ckptio {
+
+// The C++ API's one exception type. what() is a one-line message naming the file, the
+// record or key, and what is wrong.
+class Error : public std::runtime_error {
+ public:
+  Error(Code code, const std::string& message) : std::runtime_error(message), code_(code) {}
+  explicit Error(const Status& st) : Error(st.code(), st.message()) {}
+  Code code() const { return code_; }
+
+ private:
+  Code code_;
+};
+
+struct PluginInfo {
+  std::string path;             // the .so file
+  std::string name;             // plugin's own name; empty when it failed to load
+  std::string version;
+  uint32_t abi_version = 0;
+  std::vector<std::string> formats;
+  std::string error;            // why it failed to load; empty when loaded
+};
+
+class Registry {
+ public:
+  Registry();
+  ~Registry();
+  Registry(const Registry&) = delete;
+  Registry& operator=(const Registry&) = delete;
+
+  // The process-wide registry, discovered on first use.
+  static Registry& global();
+
+  // Plugin search order: each entry of CKPTIO_PLUGIN_PATH (colon-separated; a directory is
+  // scanned for ckptio-*.so, a file is loaded as is), the installed plugin directory, then
+  // the directory of libckptio and its ckptio/plugins subdirectory. A format already
+  // provided by an earlier plugin is not replaced.
+  static std::vector<std::string> search_path();
+  void discover();
+  // Loads one plugin file. Failures are recorded in plugins(), never thrown.
+  bool load_plugin(const std::string& path);
+
+  const std::vector<PluginInfo>& plugins() const;
+  std::vector<std::string> formats() const;  // formats of loaded plugins, in load order
+  bool has_format(const std::string& name) const;
+
+  struct Impl;
+  Impl& impl() { return *impl_; }
+
+ private:
+  std::unique_ptr<Impl> impl_;
+};
+
+struct StorageBytes {
+  const uint8_t* data = nullptr;  // null when the bytes were not loaded
+  uint64_t size = 0;
+  std::shared_ptr<const void> owner;  // keeps the buffer or the mapping alive
+  bool mapped = false;                // aliases the file mapping (read-only)
+};
+
+struct Checkpoint {
+  Tree tree;
+  std::vector<StorageBytes> storages;  // parallel to tree.storages
+  std::string path;                    // where it was loaded from
+  std::string format;                  // "torch-zip"
+  std::string plugin_path;             // the plugin that read it
+};
+
+// (done, total) in bytes; called from the loading thread only.
+using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
+
+using PluginOptions = std::vector<std::pair<std::string, std::string>>;
+
+struct LoadOptions {
+  std::string format;        // empty: detect from the file's head
+  bool load_data = true;     // false: structure only, no storage bytes read
+  bool zero_copy = false;    // alias plain, 64-byte aligned storages in the file mapping
+  bool allow_objects = false;  // unknown pickle classes become opaque objects (never run)
+  bool verify = false;       // check checksums (CRC32 of zip records)
+  int threads = 0;           // storage reading threads; 0: one per core
+  PluginOptions plugin_options;
+  ProgressFn progress;
+  Registry* registry = nullptr;  // null: Registry::global()
+};
+
+struct SaveOptions {
+  std::string format = "torch-zip";
+  bool fsync = true;  // make the file durable before it replaces the old one
+  PluginOptions plugin_options;
+  ProgressFn progress;
+  Registry* registry = nullptr;
+};
+
+// Which format the file is (the winning plugin's probe), or throws naming what was tried.
+std::string detect_format(const std::string& path, Registry* registry = nullptr);
+
+Checkpoint load(const std::string& path, const LoadOptions& options = {});
+// `data` must outlive the call; the Checkpoint copies what it keeps (zero_copy is ignored).
+Checkpoint load_buffer(const void* data, uint64_t size, const std::string& name,
+                       const LoadOptions& options = {});
+
+// Writes atomically: a temporary file beside `path` is written, flushed and renamed over it;
+// on any failure the old file is untouched and the temporary is removed.
+void save(const std::string& path, const Checkpoint& checkpoint, const SaveOptions& options = {});
+
+}  // namespace ckptio

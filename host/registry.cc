@@ -1,0 +1,188 @@
+// Plugin discovery and loading with Boost.DLL. The host knows no format: everything it can
+// read or write comes from the plugins found here.
+#include <cstdlib>
+#include <filesystem>
+#include <sstream>
+
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/dll/shared_library.hpp>
+
+#include "host/c_status.h"
+#include "host/registry_impl.h"
+
+#ifndef CKPTIO_INSTALL_PLUGIN_DIR
+#define CKPTIO_INSTALL_PLUGIN_DIR ""
+#endif
+
+namespace ckptio {
+namespace fs = std::filesystem;
+
+namespace {
+
+// Plugins stay loaded until process exit (the ABI promises it): the libraries live here and
+// are never destroyed, so no static destructor can unload code that is still referenced.
+std::vector<boost::dll::shared_library>& loaded_libraries() {
+  static auto* libs = new std::vector<boost::dll::shared_library>();
+  return *libs;
+}
+
+// The smallest plugin table this host can use: everything up to and including close().
+constexpr size_t kMinApiSize = offsetof(ckptio_plugin_api, close) + sizeof(void*);
+
+std::string validate(const ckptio_plugin_api* api) {
+  if (api->struct_size < kMinApiSize)
+    return "plugin table struct_size " + std::to_string(api->struct_size) +
+           " is smaller than the " + std::to_string(kMinApiSize) + " bytes ABI version 1 needs";
+  if (api->abi_version < 1 || api->abi_version > CKPTIO_ABI_VERSION)
+    return "plugin answered ABI version " + std::to_string(api->abi_version) +
+           ", host speaks 1.." + std::to_string(CKPTIO_ABI_VERSION);
+  if (!api->name || !api->formats || api->format_count == 0)
+    return "plugin table has no name or no formats";
+  if (!api->probe || !api->open || !api->read_storage || !api->close)
+    return "plugin table lacks probe, open, read_storage or close";
+  for (uint32_t i = 0; i < api->format_count; ++i)
+    if (!api->formats[i].name || !*api->formats[i].name) return "a format has no name";
+  return "";
+}
+
+}  // namespace
+
+const FormatEntry* Registry::Impl::find(const std::string& name) const {
+  for (const auto& f : formats)
+    if (f.name == name) return &f;
+  return nullptr;
+}
+
+const ckptio_plugin_api* Registry::Impl::find_format_api(const std::string& name,
+                                                         uint32_t* index) const {
+  std::lock_guard<std::mutex> lock(mu);
+  const FormatEntry* f = find(name);
+  if (!f) return nullptr;
+  if (index) *index = f->index;
+  return f->api;
+}
+
+Registry::Registry() : impl_(std::make_unique<Impl>()) {}
+Registry::~Registry() = default;
+
+Registry& Registry::global() {
+  static Registry* registry = [] {
+    auto* r = new Registry();  // leaked on purpose: plugins outlive static destruction
+    r->discover();
+    return r;
+  }();
+  return *registry;
+}
+
+std::vector<std::string> Registry::search_path() {
+  std::vector<std::string> dirs;
+  if (const char* env = std::getenv("CKPTIO_PLUGIN_PATH")) {
+    std::stringstream ss(env);
+    std::string item;
+    while (std::getline(ss, item, ':'))
+      if (!item.empty()) dirs.push_back(item);
+  }
+  if (*CKPTIO_INSTALL_PLUGIN_DIR) dirs.push_back(CKPTIO_INSTALL_PLUGIN_DIR);
+  boost::dll::fs::error_code ec;
+  fs::path self = boost::dll::this_line_location(ec);
+  if (!ec) {
+    dirs.push_back(self.parent_path().string());
+    dirs.push_back((self.parent_path() / "ckptio" / "plugins").string());
+  }
+  return dirs;
+}
+
+void Registry::discover() {
+  for (const std::string& entry : search_path()) {
+    std::error_code ec;
+    if (fs::is_regular_file(entry, ec)) {
+      load_plugin(entry);
+      continue;
+    }
+    if (!fs::is_directory(entry, ec)) continue;
+    std::vector<fs::path> files;
+    for (const auto& de : fs::directory_iterator(entry, ec)) {
+      std::string name = de.path().filename().string();
+      if (name.rfind("ckptio-", 0) == 0 && de.path().extension() == ".so")
+        files.push_back(de.path());
+    }
+    std::sort(files.begin(), files.end());  // deterministic order
+    for (const auto& f : files) load_plugin(f.string());
+  }
+}
+
+bool Registry::load_plugin(const std::string& path) {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::error_code ec;
+  std::string canonical = fs::weakly_canonical(path, ec).string();
+  if (ec) canonical = path;
+  for (const auto& p : impl_->loaded_paths)
+    if (p == canonical) return true;
+  impl_->loaded_paths.push_back(canonical);
+
+  PluginInfo info;
+  info.path = canonical;
+  auto fail = [&](std::string why) {
+    info.error = std::move(why);
+    impl_->plugins.push_back(info);
+    return false;
+  };
+  boost::dll::shared_library lib;
+  try {
+    lib.load(boost::dll::fs::path(canonical),
+             boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
+  } catch (const std::exception& e) {
+    return fail(std::string("cannot load: ") + e.what());
+  }
+  if (!lib.has(CKPTIO_ENTRY_SYMBOL))
+    return fail("not a ckptio plugin: no exported symbol " CKPTIO_ENTRY_SYMBOL);
+  auto entry = lib.get<const ckptio_plugin_api*(const ckptio_host_api*, uint32_t, uint32_t)>(
+      CKPTIO_ENTRY_SYMBOL);
+  const ckptio_plugin_api* api = nullptr;
+  try {
+    api = entry(host::host_api(), 1, CKPTIO_ABI_VERSION);
+  } catch (...) {
+    return fail("the entry function threw an exception");
+  }
+  if (!api)
+    return fail("plugin speaks no ABI version in 1.." + std::to_string(CKPTIO_ABI_VERSION));
+  if (std::string why = validate(api); !why.empty()) return fail(why);
+
+  info.name = api->name;
+  info.version = api->version ? api->version : "";
+  info.abi_version = api->abi_version;
+  std::vector<std::string> shadowed;
+  for (uint32_t i = 0; i < api->format_count; ++i) {
+    const ckptio_format_info& f = api->formats[i];
+    info.formats.push_back(f.name);
+    if (impl_->find(f.name)) {
+      shadowed.push_back(f.name);
+      continue;
+    }
+    impl_->formats.push_back(FormatEntry{f.name, api, i, canonical, f.caps});
+  }
+  if (!shadowed.empty()) {
+    std::string list;
+    for (const auto& s : shadowed) list += (list.empty() ? "" : ", ") + s;
+    info.error = "loaded, but format(s) " + list + " already provided by an earlier plugin";
+  }
+  impl_->plugins.push_back(info);
+  loaded_libraries().push_back(std::move(lib));
+  return true;
+}
+
+const std::vector<PluginInfo>& Registry::plugins() const { return impl_->plugins; }
+
+std::vector<std::string> Registry::formats() const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  std::vector<std::string> out;
+  for (const auto& f : impl_->formats) out.push_back(f.name);
+  return out;
+}
+
+bool Registry::has_format(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->find(name) != nullptr;
+}
+
+}  // namespace ckptio

@@ -1,0 +1,106 @@
+#include "host/storage_loader.h"
+
+#include <sys/mman.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <mutex>
+#include <thread>
+
+#include "ckptio/plugin.h"
+
+namespace ckptio::host {
+namespace {
+
+constexpr uint64_t kChunk = 16u << 20;       // unit of parallel work
+constexpr uint64_t kHugeThreshold = 4u << 20;  // mmap + THP above this size
+constexpr uint64_t kAlign = 64;
+
+struct Chunk {
+  uint32_t index;
+  uint64_t offset;  // within the storage
+  uint64_t length;
+};
+
+}  // namespace
+
+std::shared_ptr<uint8_t> allocate_storage(uint64_t nbytes) {
+  if (nbytes >= kHugeThreshold) {
+    void* p = mmap(nullptr, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) throw std::bad_alloc();
+    madvise(p, nbytes, MADV_HUGEPAGE);  // fewer page faults while filling; advisory only
+    return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p),
+                                    [nbytes](uint8_t* q) { munmap(q, nbytes); });
+  }
+  uint64_t rounded = std::max<uint64_t>(kAlign, (nbytes + kAlign - 1) / kAlign * kAlign);
+  void* p = std::aligned_alloc(kAlign, rounded);
+  if (!p) throw std::bad_alloc();
+  return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
+}
+
+Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_owner,
+                     const std::vector<StorageInfo>& storages,
+                     const std::vector<uint64_t>& file_offsets, const LoadOptions& options,
+                     const std::function<Status(uint32_t, uint64_t, void*, uint64_t)>& read_plugin,
+                     std::vector<StorageBytes>& out) {
+  out.assign(storages.size(), StorageBytes{});
+  std::vector<Chunk> chunks;
+  uint64_t total = 0;
+  for (uint32_t i = 0; i < storages.size(); ++i) {
+    uint64_t n = storages[i].nbytes;
+    uint64_t off = file_offsets[i];
+    bool plain = off != CKPTIO_NOT_PLAIN;
+    if (plain && (off > src.size() || n > src.size() - off))
+      return Status(Code::kCorrupt, src.name() + ": storage '" + storages[i].key +
+                                        "' lies outside the file");
+    if (plain && options.zero_copy && src.data() && mapping_owner && off % kAlign == 0) {
+      out[i] = StorageBytes{src.data() + off, n, mapping_owner, true};
+      continue;
+    }
+    std::shared_ptr<uint8_t> buf = allocate_storage(n);
+    out[i] = StorageBytes{buf.get(), n, buf, false};
+    // Non-plain storages go to the plugin whole; plain ones are split for parallel reads.
+    uint64_t step = plain ? kChunk : std::max<uint64_t>(n, 1);
+    for (uint64_t o = 0; o < n; o += step) chunks.push_back({i, o, std::min(step, n - o)});
+    total += n;
+  }
+  if (chunks.empty()) return Status::Ok();
+
+  unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads)
+                                         : std::max(1u, std::thread::hardware_concurrency());
+  threads = std::min<unsigned>(threads, static_cast<unsigned>(chunks.size()));
+  std::atomic<size_t> next{0};
+  std::atomic<uint64_t> done{0};
+  std::atomic<bool> failed{false};
+  std::mutex err_mu;
+  Status first_error;
+  auto work = [&](bool reporter) {
+    for (;;) {
+      size_t k = next.fetch_add(1);
+      if (k >= chunks.size() || failed.load()) return;
+      const Chunk& c = chunks[k];
+      auto* dst = const_cast<uint8_t*>(out[c.index].data) + c.offset;
+      Status st = file_offsets[c.index] != CKPTIO_NOT_PLAIN
+                      ? src.read_at(file_offsets[c.index] + c.offset, dst, c.length)
+                      : read_plugin(c.index, c.offset, dst, c.length);
+      if (!st.ok()) {
+        std::lock_guard<std::mutex> lock(err_mu);
+        if (first_error.ok()) first_error = st;
+        failed = true;
+        return;
+      }
+      uint64_t d = done.fetch_add(c.length) + c.length;
+      if (reporter && options.progress) options.progress(d, total);
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work, false);
+  work(true);
+  for (auto& t : pool) t.join();
+  if (!first_error.ok()) return first_error;
+  if (options.progress) options.progress(total, total);
+  return Status::Ok();
+}
+
+}  // namespace ckptio::host

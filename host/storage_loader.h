@@ -1,0 +1,30 @@
+// Fills a checkpoint's storages: plain bytes straight from the source (copied into 64-byte
+// aligned buffers with parallel reads, or aliased in the mapping in zero-copy mode), other
+// storages through the plugin's read_storage.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "ckptio/ckptio.h"
+#include "formats/io.h"
+
+namespace ckptio::host {
+
+// A 64-byte aligned buffer; large ones come from mmap with transparent huge pages.
+std::shared_ptr<uint8_t> allocate_storage(uint64_t nbytes);
+
+struct StorageJob {
+  uint32_t index;
+  uint64_t file_offset;  // CKPTIO_NOT_PLAIN: ask the plugin
+};
+
+// `read_plugin(index, offset, dst, n)` reads a non-plain storage range.
+Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_owner,
+                     const std::vector<StorageInfo>& storages,
+                     const std::vector<uint64_t>& file_offsets, const LoadOptions& options,
+                     const std::function<Status(uint32_t, uint64_t, void*, uint64_t)>& read_plugin,
+                     std::vector<StorageBytes>& out);
+
+}  // namespace ckptio::host

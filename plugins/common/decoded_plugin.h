@@ -1,0 +1,37 @@
+// The open / read_storage / close / save implementation shared by plugins whose codec
+// decodes a whole file into a DecodedFile up front (torch-zip, torch-legacy). Each plugin
+// supplies its decode and encode functions and its probe; the rest is here once.
+#pragma once
+
+#include <functional>
+
+#include "ckptio/plugin.h"
+#include "formats/io.h"
+#include "formats/status.h"
+#include "formats/value.h"
+#include "formats/zip/torch_zip.h"
+
+namespace ckptio::plugin {
+
+struct DecodedPluginOptions {
+  PickleLimits limits;
+  bool allow_objects = false;
+  bool verify = false;
+};
+
+using DecodeFn =
+    std::function<Result<DecodedFile>(const ByteSource& src, const DecodedPluginOptions& opts)>;
+using EncodeFn = std::function<Status(ByteSink& out, const Tree& tree,
+                                      const StorageWriter& bytes, const std::string& context)>;
+
+ckptio_status decoded_open(const ckptio_host_api* host, const DecodeFn& decode,
+                           const ckptio_source* source, const ckptio_options* options,
+                           const ckptio_builder* builder, ckptio_reader** out);
+ckptio_status decoded_read_storage(const ckptio_host_api* host, ckptio_reader* reader,
+                                   uint32_t index, uint64_t offset, void* dst, uint64_t n);
+void decoded_close(ckptio_reader* reader);
+ckptio_status encoded_save(const ckptio_host_api* host, const EncodeFn& encode,
+                           const ckptio_tree* tree, const ckptio_sink* sink,
+                           const ckptio_options* options);
+
+}  // namespace ckptio::plugin

@@ -1,0 +1,39 @@
+"""Compares two `ckptio inspect --json` outputs: same tree, and every tensor bit-identical.
+
+Usage: same_tensors.py A.json B.json LABEL   (exit 1 and say where, when they differ)
+"""
+import json
+import sys
+
+CONTRACT_TENSOR_KEYS = ("dtype", "shape", "device", "sha256")
+
+
+def strip(v):
+    """Keeps only the contract's keys inside tensor objects."""
+    if isinstance(v, list):
+        return [strip(x) for x in v]
+    if isinstance(v, dict):
+        if set(v) == {"tensor"}:
+            return {"tensor": {k: v["tensor"][k] for k in CONTRACT_TENSOR_KEYS if k in v["tensor"]}}
+        return {k: strip(x) for k, x in v.items()}
+    return v
+
+
+def count_tensors(v):
+    if isinstance(v, list):
+        return sum(count_tensors(x) for x in v)
+    if isinstance(v, dict):
+        return 1 if set(v) == {"tensor"} else sum(count_tensors(x) for x in v.values())
+    return 0
+
+
+def main():
+    a, b = (json.load(open(p))["root"] for p in sys.argv[1:3])
+    if strip(a) != strip(b):
+        print(f"DIFFERENT: {sys.argv[3]}")
+        sys.exit(1)
+    print(f"bit-identical: {sys.argv[3]}: {count_tensors(a)} tensors, same tree")
+
+
+if __name__ == "__main__":
+    main()

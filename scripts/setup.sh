@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Installs what ckptio needs to build and test on Debian 12, skipping what is already there.
+# Idempotent and quick when nothing is missing. Needs root (or sudo) only to install.
+set -euo pipefail
+
+packages=(
+  build-essential cmake ninja-build pkg-config
+  libtorch-dev          # LibTorch 1.13: the torch adapter and tests that need tensors
+  libboost-dev          # Boost.DLL (header-only) loads the plugins
+  libzstd-dev zstd      # compressed formats
+  libdeflate-dev        # fast CRC32 and raw inflate for zip records
+  libssl-dev            # SHA-256 of tensors in inspect --json
+  libcli11-dev          # the ckptio command line
+  nlohmann-json3-dev    # JSON output
+  googletest libgtest-dev libgmock-dev  # unit and interop tests
+  libbenchmark-dev      # benchmarks
+  python3-torch         # real PyTorch for interop tests and benchmarks (/usr/bin/python3)
+  python3-matplotlib    # the benchmark chart
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  exit 0
+fi
+echo "setup: installing ${missing[*]}" >&2
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

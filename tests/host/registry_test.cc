@@ -1,0 +1,119 @@
+// Plugin discovery and loading through Boost.DLL, with the real plugin .so files.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "ckptio/ckptio.h"
+#include "test_checkpoints.h"
+
+namespace ckptio {
+namespace {
+namespace fs = std::filesystem;
+
+const std::string kPluginDir = CKPTIO_PLUGIN_DIR;
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() / ("ckptio-test-" + std::to_string(::getpid()) + "-" +
+                                         std::to_string(counter_++));
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+  const fs::path& path() const { return path_; }
+
+ private:
+  fs::path path_;
+  static inline int counter_ = 0;
+};
+
+TEST(Registry, LoadsBothBundledPlugins) {
+  Registry reg;
+  EXPECT_TRUE(reg.load_plugin(kPluginDir + "/ckptio-torch-zip.so"));
+  EXPECT_TRUE(reg.load_plugin(kPluginDir + "/ckptio-torch-legacy.so"));
+  EXPECT_TRUE(reg.has_format("torch-zip"));
+  EXPECT_TRUE(reg.has_format("torch-legacy"));
+  ASSERT_EQ(reg.plugins().size(), 2u);
+  for (const auto& p : reg.plugins()) {
+    EXPECT_TRUE(p.error.empty()) << p.error;
+    EXPECT_EQ(p.abi_version, 1u);
+  }
+}
+
+TEST(Registry, GlobalRegistryFindsPluginsNextToLibckptio) {
+  EXPECT_TRUE(Registry::global().has_format("torch-zip"));
+  EXPECT_TRUE(Registry::global().has_format("torch-legacy"));
+}
+
+TEST(Registry, RemovingAPluginRemovesItsFormat) {
+  // Write a legacy file with both plugins, then read it with only torch-zip present.
+  TempDir dir;
+  Registry full;
+  full.load_plugin(kPluginDir + "/ckptio-torch-zip.so");
+  full.load_plugin(kPluginDir + "/ckptio-torch-legacy.so");
+  SaveOptions so;
+  so.format = "torch-legacy";
+  so.registry = &full;
+  save(dir / "legacy.pt", testing::small_checkpoint(), so);
+
+  TempDir only_zip;
+  fs::copy_file(kPluginDir + "/ckptio-torch-zip.so", only_zip / "ckptio-torch-zip.so");
+  setenv("CKPTIO_PLUGIN_PATH", only_zip.path().c_str(), 1);
+  Registry reg;
+  // Discovery also looks next to libckptio; load only the search path's first entry here.
+  reg.load_plugin(only_zip / "ckptio-torch-zip.so");
+  unsetenv("CKPTIO_PLUGIN_PATH");
+  EXPECT_FALSE(reg.has_format("torch-legacy"));
+  LoadOptions lo;
+  lo.registry = &reg;
+  try {
+    load(dir / "legacy.pt", lo);
+    FAIL() << "a legacy file must not load without the torch-legacy plugin";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("legacy.pt"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("formats: torch-zip"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Registry, SearchPathHonoursEnvironmentFirst) {
+  setenv("CKPTIO_PLUGIN_PATH", "/a:/b", 1);
+  auto dirs = Registry::search_path();
+  unsetenv("CKPTIO_PLUGIN_PATH");
+  ASSERT_GE(dirs.size(), 3u);
+  EXPECT_EQ(dirs[0], "/a");
+  EXPECT_EQ(dirs[1], "/b");
+}
+
+TEST(Registry, RecordsWhyAFileIsNotAPlugin) {
+  TempDir dir;
+  {
+    FILE* f = std::fopen((dir / "ckptio-garbage.so").c_str(), "wb");
+    std::fputs("not an ELF file", f);
+    std::fclose(f);
+  }
+  Registry reg;
+  EXPECT_FALSE(reg.load_plugin(dir / "ckptio-garbage.so"));
+  // A real shared library without the entry symbol: libckptio itself.
+  EXPECT_FALSE(reg.load_plugin(CKPTIO_LIBCKPTIO));
+  ASSERT_EQ(reg.plugins().size(), 2u);
+  EXPECT_NE(reg.plugins()[0].error.find("cannot load"), std::string::npos)
+      << reg.plugins()[0].error;
+  EXPECT_NE(reg.plugins()[1].error.find("ckptio_plugin_entry"), std::string::npos)
+      << reg.plugins()[1].error;
+  EXPECT_TRUE(reg.formats().empty());
+}
+
+TEST(Registry, AFormatAlreadyProvidedIsNotReplaced) {
+  TempDir dir;
+  fs::copy_file(kPluginDir + "/ckptio-torch-zip.so", dir / "ckptio-torch-zip-copy.so");
+  Registry reg;
+  EXPECT_TRUE(reg.load_plugin(kPluginDir + "/ckptio-torch-zip.so"));
+  EXPECT_TRUE(reg.load_plugin(dir / "ckptio-torch-zip-copy.so"));
+  EXPECT_EQ(reg.formats(), std::vector<std::string>{"torch-zip"});
+  EXPECT_NE(reg.plugins()[1].error.find("already provided"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace ckptio
