@@ -1,1 +1,246 @@
-#include "formats/zip/torch_zip.h"  // placeholder: being written
+#include "formats/zip/torch_zip.h"
+
+#include <libdeflate.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+
+#include "formats/pickle/pickler.h"
+#include "formats/pickle/storage_table.h"
+#include "formats/zip/zip_writer.h"
+
+namespace ckptio {
+namespace {
+
+constexpr uint64_t kMaxSmallRecord = 4096;  // version, byteorder: a few bytes in practice
+
+std::string quote(const std::string& s) { return "'" + s + "'"; }
+
+Status corrupt(const ByteSource& src, const std::string& what) {
+  return Status(Code::kCorrupt, src.name() + ": " + what);
+}
+
+// `version` / `.data/version`: decimal, optional trailing newline (the reader uses stoull).
+Result<uint64_t> read_version(const ByteSource& src, const ZipReader& zip) {
+  const ZipEntry* e = zip.find(".data/version");
+  if (!e) e = zip.find("version");
+  if (!e)
+    return corrupt(
+        src, "no record " + quote(zip.prefix() + "/version") + " (not a torch.save archive?)");
+  CKPTIO_ASSIGN_OR_RETURN(std::string text, zip.read(*e, kMaxSmallRecord));
+  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
+    text.pop_back();
+  uint64_t v = 0;
+  bool ok = !text.empty() && text.size() <= 18;
+  for (char c : text) ok = ok && c >= '0' && c <= '9', v = v * 10 + uint64_t(c - '0');
+  if (!ok) return corrupt(src, "record " + quote(e->name) + " does not hold a decimal version");
+  // PyTorch's kMinSupportedFileFormatVersion..kMaxSupportedFileFormatVersion.
+  if (v < 1 || v > 10)
+    return Status(Code::kUnsupported, src.name() + ": archive format version " + std::to_string(v) +
+                                          " in record " + quote(e->name) +
+                                          " is not supported (expected 1 to 10)");
+  return v;
+}
+
+// 2.x records the writer's byte order; absent means little (1.x never wrote it).
+Result<bool> read_big_endian(const ByteSource& src, const ZipReader& zip) {
+  const ZipEntry* e = zip.find("byteorder");
+  if (!e) return false;
+  CKPTIO_ASSIGN_OR_RETURN(std::string text, zip.read(*e, kMaxSmallRecord));
+  if (text == "little") return false;
+  if (text == "big") return true;
+  return corrupt(src, "record " + quote(e->name) + " holds neither 'little' nor 'big'");
+}
+
+// Element unit to byte-swap: each element, or each real/imaginary half of a complex.
+int swap_unit(DType dtype) {
+  switch (dtype) {
+    case DType::kComplex32:
+    case DType::kComplex64:
+    case DType::kComplex128:
+      return dtype_size(dtype) / 2;
+    default:
+      return dtype_size(dtype);
+  }
+}
+
+void byteswap(uint8_t* p, uint64_t n, int unit) {
+  for (uint64_t i = 0; i + unit <= n; i += unit) std::reverse(p + i, p + i + unit);
+}
+
+// Streams one storage into the open zip record, counting what the writer produced.
+class RecordSink final : public ByteSink {
+ public:
+  explicit RecordSink(ZipWriter& zip) : zip_(zip) {}
+  Status write(const void* data, uint64_t n) override {
+    CKPTIO_RETURN_IF_ERROR(zip_.write(data, n));
+    written += n;
+    return Status::Ok();
+  }
+  uint64_t written = 0;
+
+ private:
+  ZipWriter& zip_;
+};
+
+}  // namespace
+
+bool is_torchscript_archive(const ZipReader& zip) { return zip.find("constants.pkl") != nullptr; }
+
+Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& options) {
+  if (src.size() >= 8) {
+    char head[8];
+    CKPTIO_RETURN_IF_ERROR(src.read_at(0, head, sizeof head));
+    if (std::memcmp(head, "PYTORCH1", 8) == 0)
+      return Status(Code::kUnsupported,
+                    src.name() +
+                        ": archive from the PyTorch 1.0 preview ('PYTORCH1') is not "
+                        "supported; re-save it with torch 1.x or newer");
+  }
+  CKPTIO_ASSIGN_OR_RETURN(ZipReader zip, ZipReader::open(src));
+  if (is_torchscript_archive(zip))
+    return Status(Code::kUnsupported,
+                  src.name() +
+                      ": is a TorchScript archive (torch.jit.save); read it with the "
+                      "torchscript format or torch::jit::load");
+  CKPTIO_RETURN_IF_ERROR(read_version(src, zip).status());
+  CKPTIO_ASSIGN_OR_RETURN(const bool big, read_big_endian(src, zip));
+
+  const ZipEntry* pkl = zip.find("data.pkl");
+  if (!pkl)
+    return corrupt(
+        src, "no record " + quote(zip.prefix() + "/data.pkl") + " (not a torch.save archive?)");
+  const std::string context = src.name() + ": record " + quote(pkl->name);
+  std::string pkl_buf;
+  const uint8_t* pkl_data;
+  if (pkl->method == 0 && src.data()) {
+    pkl_data = src.data() + pkl->data_offset;  // ZipReader checked it lies in the file
+  } else {
+    CKPTIO_ASSIGN_OR_RETURN(pkl_buf, zip.read(*pkl));
+    pkl_data = reinterpret_cast<const uint8_t*>(pkl_buf.data());
+  }
+  StorageTable table(context);
+  UnpickleOptions uo;
+  uo.context = context;
+  uo.limits = options.limits;
+  uo.allow_objects = options.allow_objects;
+  uo.persistent_load = [&table](const ValuePtr& pid) { return table.load(pid); };
+  CKPTIO_ASSIGN_OR_RETURN(Unpickled u, unpickle(pkl_data, pkl->uncompressed_size, uo));
+
+  DecodedFile out;
+  out.tree.root = std::move(u.value);
+  out.tree.storages = std::move(table.storages());
+  out.extents.reserve(out.tree.storages.size());
+  for (const StorageInfo& s : out.tree.storages) {
+    const std::string record = zip.prefix() + "/data/" + s.key;
+    const ZipEntry* e = zip.find("data/" + s.key);
+    if (!e) return corrupt(src, "missing record " + quote(record) + " for storage " + s.key);
+    if (e->uncompressed_size != s.nbytes)
+      return corrupt(src, "record " + quote(record) + " holds " +
+                              std::to_string(e->uncompressed_size) + " bytes but storage " + s.key +
+                              " needs " + std::to_string(s.nbytes));
+    if (e->method != 0 && e->method != 8)
+      return Status(Code::kUnsupported, src.name() + ": record " + quote(record) +
+                                            " uses compression method " +
+                                            std::to_string(e->method) +
+                                            "; only stored (0) and deflate (8) are supported");
+    StorageExtent x;
+    x.offset = e->data_offset;
+    x.length = s.nbytes;
+    x.method = e->method;
+    x.compressed_length = e->compressed_size;
+    x.byteswap = big && swap_unit(s.dtype) > 1;
+    x.plain = e->method == 0 && !x.byteswap;
+    out.extents.push_back(x);
+  }
+
+  Status bad;
+  for_each_tensor(out.tree.root, [&](const ValuePtr& t, const std::string& path) {
+    if (bad.ok())
+      bad = check_tensor_view(t->tensor, out.tree.storages,
+                              src.name() + ": tensor " + (path.empty() ? "<root>" : path));
+  });
+  CKPTIO_RETURN_IF_ERROR(bad);
+
+  if (options.verify_crc)
+    for (const ZipEntry& e : zip.entries()) CKPTIO_RETURN_IF_ERROR(zip.verify_crc(e));
+  return out;
+}
+
+Status read_storage_bytes(const ByteSource& src, const StorageExtent& extent, DType dtype,
+                          void* dst) {
+  uint8_t* out = static_cast<uint8_t*>(dst);
+  if (extent.method == 0) {
+    CKPTIO_RETURN_IF_ERROR(src.read_at(extent.offset, out, extent.length));
+  } else if (extent.method == 8) {
+    std::string buf;
+    const uint8_t* in;
+    if (extent.offset > src.size() || extent.compressed_length > src.size() - extent.offset)
+      return corrupt(src, "deflated storage at offset " + std::to_string(extent.offset) +
+                              " runs past the end of the file");
+    if (src.data()) {
+      in = src.data() + extent.offset;
+    } else {
+      buf.resize(extent.compressed_length);
+      CKPTIO_RETURN_IF_ERROR(src.read_at(extent.offset, buf.data(), buf.size()));
+      in = reinterpret_cast<const uint8_t*>(buf.data());
+    }
+    std::unique_ptr<libdeflate_decompressor, void (*)(libdeflate_decompressor*)> d(
+        libdeflate_alloc_decompressor(), libdeflate_free_decompressor);
+    if (!d) return Status(Code::kInternal, "out of memory allocating a deflate decompressor");
+    if (libdeflate_deflate_decompress(d.get(), in, extent.compressed_length, out, extent.length,
+                                      nullptr) != LIBDEFLATE_SUCCESS)
+      return corrupt(src, "deflated storage at offset " + std::to_string(extent.offset) +
+                              " does not inflate to its " + std::to_string(extent.length) +
+                              " bytes");
+  } else {
+    return Status(Code::kUnsupported, src.name() + ": storage compression method " +
+                                          std::to_string(extent.method) + " is not supported");
+  }
+  if (extent.byteswap) {
+    const int unit = swap_unit(dtype);
+    if (unit > 1 && extent.length % unit != 0)
+      return corrupt(src, "big-endian storage of " + std::to_string(extent.length) +
+                              " bytes is not a whole number of " + std::string(dtype_name(dtype)) +
+                              " elements");
+    if (unit > 1) byteswap(out, extent.length, unit);
+  }
+  return Status::Ok();
+}
+
+Status write_torch_zip(ByteSink& out, const Tree& tree, const StorageWriter& storage_bytes,
+                       const ZipWriteOptions& options) {
+  const std::string& ctx = options.context;
+  auto with_ctx = [&ctx](const Status& st) { return ctx.empty() ? st : st.with_context(ctx); };
+  if (options.prefix.empty() || options.prefix.find('/') != std::string::npos)
+    return with_ctx(Status(Code::kInvalidArgument, "archive prefix " + quote(options.prefix) +
+                                                       " must be non-empty and contain no '/'"));
+  TorchPickleOptions po;
+  po.context = ctx;
+  CKPTIO_ASSIGN_OR_RETURN(TorchPickled p, pickle_torch(tree, po));
+
+  ZipWriter zip(out, options.prefix, options.alignment);
+  CKPTIO_RETURN_IF_ERROR(with_ctx(zip.add("data.pkl", p.bytes.data(), p.bytes.size())));
+  CKPTIO_RETURN_IF_ERROR(with_ctx(zip.add("byteorder", "little", 6)));
+  for (size_t k = 0; k < p.storage_order.size(); ++k) {
+    const uint32_t index = p.storage_order[k];
+    if (index >= tree.storages.size())
+      return with_ctx(Status(Code::kInternal, "pickler returned storage index " +
+                                                  std::to_string(index) + " out of range"));
+    const uint64_t nbytes = tree.storages[index].nbytes;
+    CKPTIO_RETURN_IF_ERROR(with_ctx(zip.begin("data/" + std::to_string(k), nbytes)));
+    RecordSink sink(zip);
+    CKPTIO_RETURN_IF_ERROR(storage_bytes(index, sink));
+    if (sink.written != nbytes)
+      return with_ctx(Status(Code::kInternal, "storage '" + tree.storages[index].key +
+                                                  "' writer produced " +
+                                                  std::to_string(sink.written) + " of its " +
+                                                  std::to_string(nbytes) + " bytes"));
+    CKPTIO_RETURN_IF_ERROR(with_ctx(zip.end()));
+  }
+  CKPTIO_RETURN_IF_ERROR(with_ctx(zip.add("version", "3\n", 2)));
+  return with_ctx(zip.finish());
+}
+
+}  // namespace ckptio

@@ -16,7 +16,7 @@
 namespace ckptio {
 
 struct ZipEntry {
-  std::string name;  // full name including the archive prefix
+  std::string name;     // full name including the archive prefix
   uint16_t method = 0;  // 0 stored, 8 deflated, 93 zstd
   uint32_t crc32 = 0;
   uint64_t compressed_size = 0;

@@ -1,1 +1,229 @@
-#include "formats/zip/zip_writer.h"  // placeholder: being written
+#include "formats/zip/zip_writer.h"
+
+#include <algorithm>
+
+#include "formats/zip/le.h"
+#include "formats/zip/zip_reader.h"  // crc32_update
+
+namespace ckptio {
+namespace {
+
+constexpr uint64_t kMax32 = 0xffffffffu;
+constexpr uint16_t kFlagsDescriptor = 0x0808;  // bit 3: CRC/sizes follow; bit 11: UTF-8
+constexpr uint16_t kFlagsEmpty = 0x0800;       // empty records get no data descriptor
+constexpr uint64_t kLocalSize = 30;
+constexpr uint64_t kFbHeader = 4;
+
+// The ZIP64 extra as miniz writes it: only the overflowing fields, sizes before the offset.
+// Local headers carry [uncompressed size, 0] (the data descriptor has the real sizes);
+// the central directory carries the real sizes.
+std::string zip64_extra(bool with_sizes, uint64_t usize, uint64_t csize, bool with_offset,
+                        uint64_t offset) {
+  std::string x;
+  if (!with_sizes && !with_offset) return x;
+  le::put16(x, 0x0001);
+  le::put16(x, uint16_t((with_sizes ? 16 : 0) + (with_offset ? 8 : 0)));
+  if (with_sizes) {
+    le::put64(x, usize);
+    le::put64(x, csize);
+  }
+  if (with_offset) le::put64(x, offset);
+  return x;
+}
+
+}  // namespace
+
+ZipLocalLayout zip_local_layout(uint64_t header_offset, uint64_t full_name_len, uint64_t size,
+                                uint32_t alignment) {
+  ZipLocalLayout l;
+  uint64_t start = header_offset + kLocalSize + full_name_len + kFbHeader;
+  l.zip64_size = size >= kMax32;
+  l.zip64_offset = header_offset >= kMax32;
+  if (l.zip64_size || l.zip64_offset) {
+    l.zip64_extra_len = uint16_t(4 + (l.zip64_size ? 16 : 0) + (l.zip64_offset ? 8 : 0));
+    start += l.zip64_extra_len;
+  }
+  const uint64_t a = alignment ? alignment : 1;
+  l.padding = uint16_t((a - start % a) % a);
+  l.data_offset = start + l.padding;
+  return l;
+}
+
+ZipWriter::ZipWriter(ByteSink& sink, std::string prefix, uint32_t alignment)
+    : sink_(sink), prefix_(std::move(prefix)), alignment_(alignment) {}
+
+Status ZipWriter::fail(Code code, const std::string& what) {
+  if (error_.ok()) error_ = Status(code, "zip writer: " + what);
+  return error_;
+}
+
+Status ZipWriter::emit(const void* data, uint64_t n) {
+  Status st = sink_.write(data, n);
+  if (!st.ok()) {
+    if (error_.ok()) error_ = st;
+    return st;
+  }
+  offset_ += n;
+  return Status::Ok();
+}
+
+Status ZipWriter::add(const std::string& name, const void* data, uint64_t size) {
+  CKPTIO_RETURN_IF_ERROR(begin(name, size));
+  CKPTIO_RETURN_IF_ERROR(write(data, size));
+  return end();
+}
+
+Status ZipWriter::begin(const std::string& name, uint64_t size) {
+  if (!error_.ok()) return error_;
+  if (finished_) return fail(Code::kInternal, "record '" + name + "' added after finish()");
+  if (open_) return fail(Code::kInternal, "record '" + name + "' begun while another is open");
+  // Padding must fit the FB extra's 16-bit length (and the whole extra field too).
+  if (alignment_ == 0 || alignment_ > 0x8000)
+    return fail(Code::kInvalidArgument,
+                "alignment " + std::to_string(alignment_) + " is not in [1, 32768]");
+  const std::string full = prefix_ + "/" + name;
+  if (full.size() > 0xffff)
+    return fail(Code::kInvalidArgument, "record name '" + full + "' is longer than 65535 bytes");
+
+  const ZipLocalLayout l = zip_local_layout(offset_, full.size(), size, alignment_);
+  const std::string z64 = zip64_extra(l.zip64_size, size, 0, l.zip64_offset, offset_);
+  std::string h;
+  h.reserve(kLocalSize + full.size() + z64.size() + kFbHeader + l.padding);
+  le::put32(h, 0x04034b50);
+  le::put16(h, 0);  // version needed: stored
+  le::put16(h, size ? kFlagsDescriptor : kFlagsEmpty);
+  le::put16(h, 0);  // method: stored
+  le::put16(h, 0);  // mod time
+  le::put16(h, 0);  // mod date
+  le::put32(h, 0);  // CRC: in the data descriptor
+  le::put32(h, 0);  // compressed size: in the data descriptor
+  le::put32(h, 0);  // uncompressed size: in the data descriptor
+  le::put16(h, uint16_t(full.size()));
+  le::put16(h, uint16_t(z64.size() + kFbHeader + l.padding));
+  h += full;
+  h += z64;
+  h += "FB";
+  le::put16(h, l.padding);
+  h.append(l.padding, 'Z');
+
+  records_.push_back(Record{full, offset_, size, 0});
+  CKPTIO_RETURN_IF_ERROR(emit(h.data(), h.size()));
+  open_ = true;
+  open_written_ = 0;
+  open_crc_ = 0;
+  return Status::Ok();
+}
+
+Status ZipWriter::write(const void* data, uint64_t n) {
+  if (!error_.ok()) return error_;
+  if (!open_) return fail(Code::kInternal, "write() without an open record");
+  const Record& r = records_.back();
+  if (n > r.size - open_written_)
+    return fail(Code::kInternal, "record '" + r.name + "' declared " + std::to_string(r.size) +
+                                     " bytes but more were written");
+  // libdeflate_crc32 takes a size_t; feed it in pieces so 32-bit size_t would also work.
+  const uint8_t* p = static_cast<const uint8_t*>(data);
+  for (uint64_t done = 0; done < n;) {
+    const size_t k = size_t(std::min<uint64_t>(n - done, 1u << 30));
+    open_crc_ = crc32_update(open_crc_, p + done, k);
+    done += k;
+  }
+  CKPTIO_RETURN_IF_ERROR(emit(data, n));
+  open_written_ += n;
+  return Status::Ok();
+}
+
+Status ZipWriter::end() {
+  if (!error_.ok()) return error_;
+  if (!open_) return fail(Code::kInternal, "end() without an open record");
+  Record& r = records_.back();
+  if (open_written_ != r.size)
+    return fail(Code::kInternal, "record '" + r.name + "' declared " + std::to_string(r.size) +
+                                     " bytes but " + std::to_string(open_written_) +
+                                     " were written");
+  r.crc = open_crc_;
+  open_ = false;
+  if (r.size == 0) return Status::Ok();
+  std::string d;
+  le::put32(d, 0x08074b50);
+  le::put32(d, r.crc);
+  if (r.size >= kMax32 || r.header_offset >= kMax32) {
+    le::put64(d, r.size);
+    le::put64(d, r.size);
+  } else {
+    le::put32(d, uint32_t(r.size));
+    le::put32(d, uint32_t(r.size));
+  }
+  return emit(d.data(), d.size());
+}
+
+Status ZipWriter::finish() {
+  if (!error_.ok()) return error_;
+  if (open_)
+    return fail(Code::kInternal, "finish() while record '" + records_.back().name + "' is open");
+  if (finished_) return fail(Code::kInternal, "finish() called twice");
+  finished_ = true;
+
+  const uint64_t cd_offset = offset_;
+  std::string cd;
+  for (const Record& r : records_) {
+    const bool big_size = r.size >= kMax32, big_offset = r.header_offset >= kMax32;
+    const std::string z64 = zip64_extra(big_size, r.size, r.size, big_offset, r.header_offset);
+    le::put32(cd, 0x02014b50);
+    le::put16(cd, 0);  // version made by
+    le::put16(cd, 0);  // version needed: stored
+    le::put16(cd, r.size ? kFlagsDescriptor : kFlagsEmpty);
+    le::put16(cd, 0);  // method
+    le::put16(cd, 0);  // time
+    le::put16(cd, 0);  // date
+    le::put32(cd, r.crc);
+    le::put32(cd, uint32_t(std::min(r.size, kMax32)));
+    le::put32(cd, uint32_t(std::min(r.size, kMax32)));
+    le::put16(cd, uint16_t(r.name.size()));
+    le::put16(cd, uint16_t(z64.size()));
+    le::put16(cd, 0);  // comment length
+    le::put16(cd, 0);  // disk number
+    le::put16(cd, 0);  // internal attributes
+    le::put32(cd, 0);  // external attributes
+    le::put32(cd, uint32_t(std::min(r.header_offset, kMax32)));
+    cd += r.name;
+    cd += z64;
+    // Flush in pieces: a directory of many records should not sit whole in memory twice.
+    if (cd.size() >= (1u << 20)) {
+      CKPTIO_RETURN_IF_ERROR(emit(cd.data(), cd.size()));
+      cd.clear();
+    }
+  }
+  CKPTIO_RETURN_IF_ERROR(emit(cd.data(), cd.size()));
+  const uint64_t cd_size = offset_ - cd_offset;
+  const uint64_t n = records_.size();
+
+  // PyTorch always writes the ZIP64 end record and locator (miniz MZ_ZIP_FLAG_WRITE_ZIP64).
+  const uint64_t z64_offset = offset_;
+  std::string e;
+  le::put32(e, 0x06064b50);
+  le::put64(e, 44);      // size of the rest of this record
+  le::put16(e, 0x031e);  // version made by (as miniz)
+  le::put16(e, 0x002d);  // version needed: 4.5 (ZIP64)
+  le::put32(e, 0);       // this disk
+  le::put32(e, 0);       // disk with the central directory
+  le::put64(e, n);
+  le::put64(e, n);
+  le::put64(e, cd_size);
+  le::put64(e, cd_offset);
+  le::put32(e, 0x07064b50);
+  le::put32(e, 0);  // disk with the ZIP64 end record
+  le::put64(e, z64_offset);
+  le::put32(e, 1);  // total disks
+  le::put32(e, 0x06054b50);
+  le::put16(e, 0);
+  le::put16(e, 0);
+  le::put16(e, uint16_t(std::min<uint64_t>(n, 0xffff)));
+  le::put16(e, uint16_t(std::min<uint64_t>(n, 0xffff)));
+  le::put32(e, uint32_t(std::min(cd_size, kMax32)));
+  le::put32(e, uint32_t(std::min(cd_offset, kMax32)));
+  le::put16(e, 0);  // comment length
+  return emit(e.data(), e.size());
+}
+
+}  // namespace ckptio

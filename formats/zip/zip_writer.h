@@ -13,6 +13,18 @@
 
 namespace ckptio {
 
+// Where one record's local header, extras and data go: PyTorch's detail::getOffset /
+// getPadding (spec 2.3). Exposed so tests can check the ZIP64 cases without writing 4 GiB.
+struct ZipLocalLayout {
+  bool zip64_size = false;       // size >= 0xFFFFFFFF: ZIP64 extra holds both sizes
+  bool zip64_offset = false;     // header offset >= 0xFFFFFFFF: ZIP64 extra holds it
+  uint16_t zip64_extra_len = 0;  // whole ZIP64 extra field incl. its 4-byte header; 0 if none
+  uint16_t padding = 0;          // 'Z' bytes in the FB extra (present even when 0)
+  uint64_t data_offset = 0;      // a multiple of the alignment
+};
+ZipLocalLayout zip_local_layout(uint64_t header_offset, uint64_t full_name_len, uint64_t size,
+                                uint32_t alignment);
+
 class ZipWriter {
  public:
   ZipWriter(ByteSink& sink, std::string prefix, uint32_t alignment = 64);
@@ -35,6 +47,7 @@ class ZipWriter {
     uint32_t crc;
   };
   Status emit(const void* data, uint64_t n);
+  Status fail(Code code, const std::string& what);
 
   ByteSink& sink_;
   std::string prefix_;
@@ -44,6 +57,8 @@ class ZipWriter {
   bool open_ = false;
   uint64_t open_written_ = 0;
   uint32_t open_crc_ = 0;
+  bool finished_ = false;
+  Status error_;  // the first failure; every later call returns it
 };
 
 }  // namespace ckptio
