@@ -82,13 +82,15 @@ std::vector<std::string> Registry::search_path() {
     while (std::getline(ss, item, ':'))
       if (!item.empty()) dirs.push_back(item);
   }
-  if (*CKPTIO_INSTALL_PLUGIN_DIR) dirs.push_back(CKPTIO_INSTALL_PLUGIN_DIR);
+  // Next to libckptio before the install directory: for an installed library they are the
+  // same place, and a build tree must not pick up older installed plugins.
   boost::dll::fs::error_code ec;
   fs::path self = boost::dll::this_line_location(ec);
   if (!ec) {
     dirs.push_back(self.parent_path().string());
     dirs.push_back((self.parent_path() / "ckptio" / "plugins").string());
   }
+  if (*CKPTIO_INSTALL_PLUGIN_DIR) dirs.push_back(CKPTIO_INSTALL_PLUGIN_DIR);
   return dirs;
 }
 

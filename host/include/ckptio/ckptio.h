@@ -52,9 +52,10 @@ class Registry {
   static Registry& global();
 
   // Plugin search order: each entry of CKPTIO_PLUGIN_PATH (colon-separated; a directory is
-  // scanned for ckptio-*.so, a file is loaded as is), the installed plugin directory, then
-  // the directory of libckptio and its ckptio/plugins subdirectory. A format already
-  // provided by an earlier plugin is not replaced.
+  // scanned for ckptio-*.so, a file is loaded as is), the directory of libckptio and its
+  // ckptio/plugins subdirectory, then the installed plugin directory (the same place for an
+  // installed libckptio; later for a build tree so that it never picks up older installed
+  // plugins). A format already provided by an earlier plugin is not replaced.
   static std::vector<std::string> search_path();
   void discover();
   // Loads one plugin file. Failures are recorded in plugins(), never thrown.
