@@ -28,6 +28,12 @@ class StorageTable {
   std::string context_;
   std::vector<StorageInfo> storages_;
   std::unordered_map<std::string, uint32_t> index_;
+  struct View {
+    uint32_t root;
+    int64_t offset;
+    int64_t size;
+  };
+  std::unordered_map<std::string, View> views_;  // legacy view keys, checked for agreement
 };
 
 }  // namespace ckptio

@@ -1,1 +1,824 @@
-#include "formats/pickle/unpickler.h"  // placeholder: being written
+// The restricted pickle VM: an iterative loop over opcodes with an explicit stack, a mark
+// stack and a sparse memo. Every length is checked against the remaining input before
+// anything is allocated; what the allow-listed globals mean lives in pickle_globals.cc.
+//
+// Nesting is bounded without recursion: each container's height (longest chain of children
+// below it) is tracked, and creating or growing a container past PickleLimits::max_depth is
+// a kLimit error. That keeps every later recursive walk of the tree (and shared_ptr
+// destruction) shallow. A container that was fetched again from the memo (or DUPed) may be
+// referenced from elsewhere, so it may not grow taller: that is what a recursive structure
+// would need, and Python's pickler never produces it otherwise.
+#include "formats/pickle/unpickler.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cstring>
+#include <memory>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "formats/pickle/pickle_error.h"
+#include "formats/pickle/pickle_globals.h"
+#include "formats/pickle/pickle_text.h"
+
+namespace ckptio {
+namespace {
+
+using pickle_detail::at;
+using pickle_detail::CallSite;
+using pickle_detail::fail;
+using pickle_detail::PickleError;
+
+// Longest LONG1/LONG4 payload converted to decimal (quadratic); ~39000 decimal digits,
+// far beyond anything a checkpoint holds (Python itself caps int<->str at 4300 digits).
+constexpr size_t kMaxLongBytes = 16384;
+
+const char* op_name(uint8_t op) {
+  switch (op) {
+    case '(':
+      return "MARK";
+    case '.':
+      return "STOP";
+    case '0':
+      return "POP";
+    case '1':
+      return "POP_MARK";
+    case '2':
+      return "DUP";
+    case 'F':
+      return "FLOAT";
+    case 'I':
+      return "INT";
+    case 'J':
+      return "BININT";
+    case 'K':
+      return "BININT1";
+    case 'L':
+      return "LONG";
+    case 'M':
+      return "BININT2";
+    case 'N':
+      return "NONE";
+    case 'P':
+      return "PERSID";
+    case 'Q':
+      return "BINPERSID";
+    case 'R':
+      return "REDUCE";
+    case 'S':
+      return "STRING";
+    case 'T':
+      return "BINSTRING";
+    case 'U':
+      return "SHORT_BINSTRING";
+    case 'V':
+      return "UNICODE";
+    case 'X':
+      return "BINUNICODE";
+    case 'a':
+      return "APPEND";
+    case 'b':
+      return "BUILD";
+    case 'c':
+      return "GLOBAL";
+    case 'd':
+      return "DICT";
+    case '}':
+      return "EMPTY_DICT";
+    case 'e':
+      return "APPENDS";
+    case 'g':
+      return "GET";
+    case 'h':
+      return "BINGET";
+    case 'i':
+      return "INST";
+    case 'j':
+      return "LONG_BINGET";
+    case 'l':
+      return "LIST";
+    case ']':
+      return "EMPTY_LIST";
+    case 'o':
+      return "OBJ";
+    case 'p':
+      return "PUT";
+    case 'q':
+      return "BINPUT";
+    case 'r':
+      return "LONG_BINPUT";
+    case 's':
+      return "SETITEM";
+    case 't':
+      return "TUPLE";
+    case ')':
+      return "EMPTY_TUPLE";
+    case 'u':
+      return "SETITEMS";
+    case 'G':
+      return "BINFLOAT";
+    case 'B':
+      return "BINBYTES";
+    case 'C':
+      return "SHORT_BINBYTES";
+    case 0x80:
+      return "PROTO";
+    case 0x81:
+      return "NEWOBJ";
+    case 0x82:
+      return "EXT1";
+    case 0x83:
+      return "EXT2";
+    case 0x84:
+      return "EXT4";
+    case 0x85:
+      return "TUPLE1";
+    case 0x86:
+      return "TUPLE2";
+    case 0x87:
+      return "TUPLE3";
+    case 0x88:
+      return "NEWTRUE";
+    case 0x89:
+      return "NEWFALSE";
+    case 0x8a:
+      return "LONG1";
+    case 0x8b:
+      return "LONG4";
+    case 0x8c:
+      return "SHORT_BINUNICODE";
+    case 0x8d:
+      return "BINUNICODE8";
+    case 0x8e:
+      return "BINBYTES8";
+    case 0x8f:
+      return "EMPTY_SET";
+    case 0x90:
+      return "ADDITEMS";
+    case 0x91:
+      return "FROZENSET";
+    case 0x92:
+      return "NEWOBJ_EX";
+    case 0x93:
+      return "STACK_GLOBAL";
+    case 0x94:
+      return "MEMOIZE";
+    case 0x95:
+      return "FRAME";
+    case 0x96:
+      return "BYTEARRAY8";
+    case 0x97:
+      return "NEXT_BUFFER";
+    case 0x98:
+      return "READONLY_BUFFER";
+  }
+  return nullptr;
+}
+
+bool is_container(Kind k) {
+  return k == Kind::kList || k == Kind::kTuple || k == Kind::kDict || k == Kind::kObject;
+}
+
+std::string hex_byte(uint8_t b) {
+  static const char kHex[] = "0123456789abcdef";
+  return std::string("0x") + kHex[b >> 4] + kHex[b & 15];
+}
+
+class Machine {
+ public:
+  Machine(const uint8_t* data, size_t size, const UnpickleOptions& options)
+      : data_(data), size_(size), opt_(options) {
+    site_.allow_objects = options.allow_objects;
+  }
+
+  Unpickled run() {
+    for (;;) {
+      op_ = pos_;
+      need(1, "opcode");
+      uint8_t op = data_[pos_++];
+      site_.offset = op_;
+      if (op == '.') {
+        ValuePtr v = pop(op);
+        return Unpickled{v, pos_};
+      }
+      step(op);
+    }
+  }
+
+ private:
+  struct NodeInfo {
+    std::weak_ptr<Value> node;  // detects a dead node whose address was reused
+    uint32_t height = 0;
+    bool aliased = false;
+  };
+
+  // ---- input -------------------------------------------------------------------------
+  void need(uint64_t n, const char* what) {
+    if (n > size_ - pos_)
+      fail(Code::kCorrupt, std::string("truncated pickle: ") + what + at(op_) + " needs " +
+                               std::to_string(n) + " bytes, " + std::to_string(size_ - pos_) +
+                               " left");
+  }
+  uint64_t le(size_t n, const char* what) {
+    need(n, what);
+    uint64_t v = 0;
+    for (size_t i = 0; i < n; ++i) v |= uint64_t{data_[pos_ + i]} << (8 * i);
+    pos_ += n;
+    return v;
+  }
+  std::string_view bytes(uint64_t n, const char* what) {
+    need(n, what);
+    if (n > opt_.limits.max_string)
+      fail(Code::kLimit, std::string(what) + at(op_) + " is " + std::to_string(n) +
+                             " bytes, over the limit of " + std::to_string(opt_.limits.max_string));
+    std::string_view s(reinterpret_cast<const char*>(data_ + pos_), n);
+    pos_ += n;
+    return s;
+  }
+  // A protocol-0 text argument up to (not including) '\n'.
+  std::string_view line(const char* what) {
+    const void* nl = pos_ < size_ ? std::memchr(data_ + pos_, '\n', size_ - pos_) : nullptr;
+    if (!nl)
+      fail(Code::kCorrupt,
+           std::string("truncated pickle: ") + what + at(op_) + " has no terminating newline");
+    size_t n = static_cast<const uint8_t*>(nl) - (data_ + pos_);
+    std::string_view s(reinterpret_cast<const char*>(data_ + pos_), n);
+    pos_ += n + 1;
+    return s;
+  }
+
+  // ---- stack ---------------------------------------------------------------------------
+  size_t fence() const { return marks_.empty() ? 0 : marks_.back(); }
+  void push(ValuePtr v) {
+    if (stack_.size() >= opt_.limits.max_stack)
+      fail(Code::kLimit,
+           "pickle stack exceeds " + std::to_string(opt_.limits.max_stack) + " values" + at(op_));
+    stack_.push_back(std::move(v));
+  }
+  ValuePtr pop(uint8_t op) {
+    if (stack_.size() <= fence()) underflow(op);
+    ValuePtr v = std::move(stack_.back());
+    stack_.pop_back();
+    return v;
+  }
+  ValuePtr& top(uint8_t op) {
+    if (stack_.size() <= fence()) underflow(op);
+    return stack_.back();
+  }
+  [[noreturn]] void underflow(uint8_t op) {
+    fail(Code::kCorrupt, std::string("stack underflow in ") + op_name(op) + at(op_));
+  }
+  std::vector<ValuePtr> pop_mark(uint8_t op) {
+    if (marks_.empty())
+      fail(Code::kCorrupt, std::string(op_name(op)) + " without a MARK" + at(op_));
+    size_t k = marks_.back();
+    marks_.pop_back();
+    std::vector<ValuePtr> items(std::make_move_iterator(stack_.begin() + k),
+                                std::make_move_iterator(stack_.end()));
+    stack_.resize(k);
+    return items;
+  }
+
+  // ---- memo ----------------------------------------------------------------------------
+  void memo_put(uint64_t key, uint8_t op) {
+    const ValuePtr& v = top(op);
+    if (memo_.size() >= opt_.limits.max_memo && !memo_.count(key))
+      fail(Code::kLimit,
+           "pickle memo exceeds " + std::to_string(opt_.limits.max_memo) + " entries" + at(op_));
+    memo_[key] = v;
+  }
+  void memo_get(uint64_t key) {
+    auto it = memo_.find(key);
+    if (it == memo_.end())
+      fail(Code::kCorrupt, "memo key " + std::to_string(key) + " not found" + at(op_));
+    mark_aliased(it->second);
+    push(it->second);
+  }
+
+  // ---- nesting bookkeeping -------------------------------------------------------------
+  NodeInfo* info(const ValuePtr& v) {
+    auto it = nodes_.find(v.get());
+    if (it == nodes_.end() || it->second.node.lock() != v) return nullptr;
+    return &it->second;
+  }
+  template <class Fn>
+  static void for_children(const Value& v, Fn&& fn) {
+    for (const auto& c : v.items) fn(c);
+    for (const auto& [k, c] : v.entries) {
+      fn(k);
+      fn(c);
+    }
+    fn(v.attrs);
+    fn(v.args);
+    fn(v.state);
+  }
+  void too_deep() {
+    fail(Code::kLimit,
+         "pickle nesting deeper than " + std::to_string(opt_.limits.max_depth) + at(op_));
+  }
+  // Height of a value; computes (depth-limited) and records it for nodes not seen before.
+  uint32_t height(const ValuePtr& v, size_t depth = 0) {
+    if (!v || !is_container(v->kind)) return 0;
+    if (NodeInfo* i = info(v)) return i->height;
+    if (depth > opt_.limits.max_depth) too_deep();
+    uint32_t h = 0;
+    for_children(*v, [&](const ValuePtr& c) { h = std::max(h, height(c, depth + 1)); });
+    ++h;
+    if (h > opt_.limits.max_depth) too_deep();
+    nodes_[v.get()] = NodeInfo{v, h, false};
+    return h;
+  }
+  void mark_aliased(const ValuePtr& v) {
+    if (!v || !is_container(v->kind)) return;
+    height(v);
+    info(v)->aliased = true;
+  }
+  // `target` gains a child of height `child_height` (levels = 1, or more for a set's
+  // private args tuple and list).
+  void grow(const ValuePtr& target, uint32_t child_height, uint32_t levels = 1) {
+    height(target);
+    NodeInfo* i = info(target);
+    uint32_t h = child_height + levels;
+    if (h <= i->height) return;
+    if (i->aliased)
+      fail(Code::kUnsupported,
+           std::string("a container is extended after being referenced again (a recursive "
+                       "structure)") +
+               at(op_) + "; such pickles are not supported");
+    if (h > opt_.limits.max_depth) too_deep();
+    i->height = h;
+  }
+
+  // ---- values --------------------------------------------------------------------------
+  ValuePtr container(ValuePtr v) {
+    height(v);
+    return v;
+  }
+  ValuePtr make_int_from_decimal(std::string_view text, const char* what) {
+    if (text.size() > 2 * kMaxLongBytes * 3)
+      fail(Code::kLimit, std::string(what) + at(op_) + " has too many digits");
+    auto d = pickle_detail::normalize_decimal(text);
+    if (!d) fail(Code::kCorrupt, std::string("malformed ") + what + at(op_));
+    int64_t v;
+    if (pickle_detail::decimal_to_int64(*d, &v)) return Value::integer(v);
+    return Value::big_integer(*d);
+  }
+  ValuePtr make_long(const uint8_t* p, size_t n) {
+    if (n > kMaxLongBytes)
+      fail(Code::kLimit, "integer of " + std::to_string(n) + " bytes" + at(op_) +
+                             " exceeds the limit of " + std::to_string(kMaxLongBytes));
+    int64_t v;
+    if (pickle_detail::twos_complement_to_int64(p, n, &v)) return Value::integer(v);
+    return Value::big_integer(pickle_detail::twos_complement_to_decimal(p, n));
+  }
+  ValuePtr make_unicode(std::string_view s) {
+    if (!pickle_detail::is_valid_utf8(s, true))
+      fail(Code::kCorrupt, "invalid UTF-8 in string" + at(op_));
+    return Value::str(std::string(s));
+  }
+  ValuePtr make_set(const char* cls, std::vector<ValuePtr> items) {
+    return container(Value::object(cls, Value::tuple({Value::list(std::move(items))})));
+  }
+  std::string ascii_line(const char* what) {
+    std::string_view s = line(what);
+    for (char c : s)
+      if (static_cast<unsigned char>(c) >= 0x80 || c == '\r')
+        fail(Code::kCorrupt, std::string("non-ASCII ") + what + at(op_));
+    return std::string(s);
+  }
+
+  void append_items(uint8_t op, const ValuePtr& target, std::vector<ValuePtr> items) {
+    uint32_t h = 0;
+    for (const auto& x : items) h = std::max(h, height(x));
+    if (target->kind == Kind::kList ||
+        (target->kind == Kind::kObject && !pickle_detail::is_allow_listed(target->s))) {
+      grow(target, h);
+      for (auto& x : items) target->items.push_back(std::move(x));
+      return;
+    }
+    fail(Code::kCorrupt, std::string(op_name(op)) + " on a " + kind_name(target->kind) + at(op_));
+  }
+  void set_items(uint8_t op, const ValuePtr& target, std::vector<ValuePtr> kv) {
+    if (kv.size() % 2)
+      fail(Code::kCorrupt, std::string(op_name(op)) + " with an odd number of items" + at(op_));
+    if (target->kind != Kind::kDict &&
+        !(target->kind == Kind::kObject && !pickle_detail::is_allow_listed(target->s)))
+      fail(Code::kCorrupt, std::string(op_name(op)) + " on a " + kind_name(target->kind) + at(op_));
+    uint32_t h = 0;
+    for (const auto& x : kv) h = std::max(h, height(x));
+    grow(target, h);
+    for (size_t i = 0; i < kv.size(); i += 2)
+      target->entries.emplace_back(std::move(kv[i]), std::move(kv[i + 1]));
+  }
+  void add_to_set(const ValuePtr& target, std::vector<ValuePtr> items) {
+    if (target->kind != Kind::kObject || target->s != "builtins.set" || !target->args ||
+        target->args->items.size() != 1 || target->args->items[0]->kind != Kind::kList)
+      fail(Code::kCorrupt, std::string("ADDITEMS on a ") + kind_name(target->kind) + at(op_));
+    uint32_t h = 0;
+    for (const auto& x : items) h = std::max(h, height(x));
+    grow(target, h, 3);
+    // The args tuple and list were made by EMPTY_SET / set() and are private to the set.
+    const ValuePtr& tuple = target->args;
+    const ValuePtr& list = tuple->items[0];
+    if (NodeInfo* i = info(list)) i->height = std::max(i->height, h + 1);
+    if (NodeInfo* i = info(tuple)) i->height = std::max(i->height, h + 2);
+    for (auto& x : items) list->items.push_back(std::move(x));
+  }
+
+  void call_result(ValuePtr result, const ValuePtr& args) {
+    if (!result) fail(Code::kInternal, "call produced no value" + at(op_));
+    height(result);
+    // A call that returns one of its arguments (restore_type_tag, build_intlist) hands back
+    // a node that is also inside the args tuple, which may be memoized.
+    if (args)
+      for (const auto& a : args->items)
+        if (a == result) mark_aliased(result);
+    push(std::move(result));
+  }
+
+  void persistent(ValuePtr pid) {
+    if (!opt_.persistent_load)
+      fail(Code::kCorrupt, "persistent id" + at(op_) +
+                               " but the caller gave no persistent_load (not a checkpoint "
+                               "pickle?)");
+    Result<ValuePtr> r = opt_.persistent_load(pid);
+    if (!r.ok()) fail(r.status().code(), r.status().message() + " (persistent id" + at(op_) + ")");
+    ValuePtr v = std::move(r).value();
+    if (!v) fail(Code::kCorrupt, "persistent_load returned nothing" + at(op_));
+    mark_aliased(v);  // the hook may hand out the same node again
+    push(std::move(v));
+  }
+
+  void step(uint8_t op) {
+    switch (op) {
+      case 0x80: {  // PROTO
+        uint64_t proto = le(1, "PROTO");
+        if (proto > 5)
+          fail(Code::kUnsupported,
+               "pickle protocol " + std::to_string(proto) + at(op_) + " is newer than 5");
+        return;
+      }
+      case 0x95:
+        le(8, "FRAME");
+        return;  // framing is only a read-ahead hint
+      case '(':
+        if (marks_.size() >= opt_.limits.max_depth)
+          fail(Code::kLimit,
+               "more than " + std::to_string(opt_.limits.max_depth) + " open MARKs" + at(op_));
+        marks_.push_back(stack_.size());
+        return;
+      case '0':
+        if (stack_.size() > fence()) {
+          stack_.pop_back();
+        } else if (!marks_.empty()) {
+          marks_.pop_back();  // Python pops the mark when the stack above it is empty
+        } else {
+          underflow(op);
+        }
+        return;
+      case '1':
+        pop_mark(op);
+        return;
+      case '2': {
+        ValuePtr v = top(op);
+        mark_aliased(v);
+        push(std::move(v));
+        return;
+      }
+
+      // ---- scalars ---------------------------------------------------------------------
+      case 'N':
+        push(Value::none());
+        return;
+      case 0x88:
+        push(Value::boolean(true));
+        return;
+      case 0x89:
+        push(Value::boolean(false));
+        return;
+      case 'K':
+        push(Value::integer(static_cast<int64_t>(le(1, "BININT1"))));
+        return;
+      case 'M':
+        push(Value::integer(static_cast<int64_t>(le(2, "BININT2"))));
+        return;
+      case 'J':
+        push(Value::integer(static_cast<int32_t>(static_cast<uint32_t>(le(4, "BININT")))));
+        return;
+      case 'I': {
+        std::string_view s = line("INT");
+        if (s == "00" || s == "01") {
+          push(Value::boolean(s == "01"));
+          return;
+        }
+        if (!s.empty() && (s.back() == 'L')) s.remove_suffix(1);
+        push(make_int_from_decimal(s, "INT"));
+        return;
+      }
+      case 'L': {
+        std::string_view s = line("LONG");
+        if (!s.empty() && s.back() == 'L') s.remove_suffix(1);
+        push(make_int_from_decimal(s, "LONG"));
+        return;
+      }
+      case 0x8a: {
+        uint64_t n = le(1, "LONG1");
+        std::string_view b = bytes(n, "LONG1");
+        push(make_long(reinterpret_cast<const uint8_t*>(b.data()), n));
+        return;
+      }
+      case 0x8b: {
+        int32_t n = static_cast<int32_t>(static_cast<uint32_t>(le(4, "LONG4")));
+        if (n < 0) fail(Code::kCorrupt, "LONG4 with negative length" + at(op_));
+        if (static_cast<size_t>(n) > kMaxLongBytes) make_long(nullptr, n);  // throws kLimit
+        std::string_view b = bytes(static_cast<uint64_t>(n), "LONG4");
+        push(make_long(reinterpret_cast<const uint8_t*>(b.data()), b.size()));
+        return;
+      }
+      case 'F': {
+        std::string_view s = line("FLOAT");
+        double d = 0;
+        auto r = std::from_chars(s.data(), s.data() + s.size(), d);
+        if (r.ec != std::errc() || r.ptr != s.data() + s.size())
+          fail(Code::kCorrupt, "malformed FLOAT" + at(op_));
+        push(Value::floating(d));
+        return;
+      }
+      case 'G': {
+        need(8, "BINFLOAT");
+        uint64_t u = 0;
+        for (int i = 0; i < 8; ++i) u = (u << 8) | data_[pos_ + i];  // big-endian on disk
+        pos_ += 8;
+        double d;
+        std::memcpy(&d, &u, 8);
+        push(Value::floating(d));
+        return;
+      }
+
+      // ---- strings and bytes -----------------------------------------------------------
+      case 'S': {
+        auto s = pickle_detail::decode_string_literal(line("STRING"));
+        if (!s) fail(Code::kCorrupt, "malformed STRING literal" + at(op_));
+        push(Value::str(pickle_detail::py2_str_to_utf8(*s)));
+        return;
+      }
+      case 'T': {
+        int32_t n = static_cast<int32_t>(static_cast<uint32_t>(le(4, "BINSTRING")));
+        if (n < 0) fail(Code::kCorrupt, "BINSTRING with negative length" + at(op_));
+        push(Value::str(pickle_detail::py2_str_to_utf8(bytes(n, "BINSTRING"))));
+        return;
+      }
+      case 'U':
+        push(Value::str(
+            pickle_detail::py2_str_to_utf8(bytes(le(1, "SHORT_BINSTRING"), "SHORT_BINSTRING"))));
+        return;
+      case 'V': {
+        auto s = pickle_detail::decode_raw_unicode_escape(line("UNICODE"));
+        if (!s) fail(Code::kCorrupt, "malformed UNICODE escape" + at(op_));
+        push(Value::str(std::move(*s)));
+        return;
+      }
+      case 'X':
+        push(make_unicode(bytes(le(4, "BINUNICODE"), "BINUNICODE")));
+        return;
+      case 0x8c:
+        push(make_unicode(bytes(le(1, "SHORT_BINUNICODE"), "SHORT_BINUNICODE")));
+        return;
+      case 0x8d:
+        push(make_unicode(bytes(le(8, "BINUNICODE8"), "BINUNICODE8")));
+        return;
+      case 'B':
+        push(Value::bytes(std::string(bytes(le(4, "BINBYTES"), "BINBYTES"))));
+        return;
+      case 'C':
+        push(Value::bytes(std::string(bytes(le(1, "SHORT_BINBYTES"), "SHORT_BINBYTES"))));
+        return;
+      case 0x8e:
+        push(Value::bytes(std::string(bytes(le(8, "BINBYTES8"), "BINBYTES8"))));
+        return;
+      case 0x96: {
+        // Same node as bytearray(...) through REDUCE at lower protocols.
+        std::string b(bytes(le(8, "BYTEARRAY8"), "BYTEARRAY8"));
+        push(container(
+            Value::object("builtins.bytearray", Value::tuple({Value::bytes(std::move(b))}))));
+        return;
+      }
+
+      // ---- containers ------------------------------------------------------------------
+      case '}':
+        push(container(Value::dict()));
+        return;
+      case ']':
+        push(container(Value::list()));
+        return;
+      case ')':
+        push(container(Value::tuple()));
+        return;
+      case 0x8f:
+        push(make_set("builtins.set", {}));
+        return;
+      case 'l':
+        push(container(Value::list(pop_mark(op))));
+        return;
+      case 't':
+        push(container(Value::tuple(pop_mark(op))));
+        return;
+      case 0x91:
+        push(make_set("builtins.frozenset", pop_mark(op)));
+        return;
+      case 0x85:
+      case 0x86:
+      case 0x87: {
+        size_t n = op - 0x84;
+        if (stack_.size() < fence() + n) underflow(op);
+        std::vector<ValuePtr> items(std::make_move_iterator(stack_.end() - n),
+                                    std::make_move_iterator(stack_.end()));
+        stack_.resize(stack_.size() - n);
+        push(container(Value::tuple(std::move(items))));
+        return;
+      }
+      case 'd': {
+        std::vector<ValuePtr> kv = pop_mark(op);
+        ValuePtr d = container(Value::dict());
+        set_items(op, d, std::move(kv));
+        push(std::move(d));
+        return;
+      }
+      case 'a': {
+        ValuePtr v = pop(op);
+        std::vector<ValuePtr> items;
+        items.push_back(std::move(v));
+        append_items(op, top(op), std::move(items));
+        return;
+      }
+      case 'e': {
+        std::vector<ValuePtr> items = pop_mark(op);
+        append_items(op, top(op), std::move(items));
+        return;
+      }
+      case 's': {
+        ValuePtr v = pop(op);
+        ValuePtr k = pop(op);
+        set_items(op, top(op), {std::move(k), std::move(v)});
+        return;
+      }
+      case 'u': {
+        std::vector<ValuePtr> kv = pop_mark(op);
+        set_items(op, top(op), std::move(kv));
+        return;
+      }
+      case 0x90: {
+        std::vector<ValuePtr> items = pop_mark(op);
+        add_to_set(top(op), std::move(items));
+        return;
+      }
+
+      // ---- memo ------------------------------------------------------------------------
+      case 'q':
+        memo_put(le(1, "BINPUT"), op);
+        return;
+      case 'r':
+        memo_put(le(4, "LONG_BINPUT"), op);
+        return;
+      case 'p':
+        memo_put(memo_key_text("PUT"), op);
+        return;
+      case 0x94:
+        memo_put(memo_.size(), op);
+        return;
+      case 'h':
+        memo_get(le(1, "BINGET"));
+        return;
+      case 'j':
+        memo_get(le(4, "LONG_BINGET"));
+        return;
+      case 'g':
+        memo_get(memo_key_text("GET"));
+        return;
+
+      // ---- globals and calls -----------------------------------------------------------
+      case 'c': {
+        std::string module = ascii_line("GLOBAL module");
+        std::string name = ascii_line("GLOBAL name");
+        push(pickle_detail::resolve_global(module, name, site_));
+        return;
+      }
+      case 0x93: {
+        ValuePtr name = pop(op);
+        ValuePtr module = pop(op);
+        if (name->kind != Kind::kStr || module->kind != Kind::kStr)
+          fail(Code::kCorrupt, "STACK_GLOBAL needs two strings" + at(op_));
+        push(pickle_detail::resolve_global(module->s, name->s, site_));
+        return;
+      }
+      case 'i': {
+        std::string module = ascii_line("INST module");
+        std::string name = ascii_line("INST name");
+        ValuePtr args = container(Value::tuple(pop_mark(op)));
+        ValuePtr cls = pickle_detail::resolve_global(module, name, site_);
+        call_result(pickle_detail::reduce(cls, args, site_), args);
+        return;
+      }
+      case 'o': {
+        std::vector<ValuePtr> items = pop_mark(op);
+        if (items.empty()) fail(Code::kCorrupt, "OBJ without a class" + at(op_));
+        ValuePtr cls = items.front();
+        ValuePtr args = container(Value::tuple({items.begin() + 1, items.end()}));
+        call_result(pickle_detail::reduce(cls, args, site_), args);
+        return;
+      }
+      case 'R': {
+        ValuePtr args = pop(op);
+        ValuePtr fn = pop(op);
+        call_result(pickle_detail::reduce(fn, args, site_), args);
+        return;
+      }
+      case 0x81: {
+        ValuePtr args = pop(op);
+        ValuePtr cls = pop(op);
+        call_result(pickle_detail::new_object(cls, args, site_), args);
+        return;
+      }
+      case 0x92: {
+        ValuePtr kwargs = pop(op);
+        ValuePtr args = pop(op);
+        ValuePtr cls = pop(op);
+        if (kwargs->kind != Kind::kDict)
+          fail(Code::kCorrupt, "NEWOBJ_EX keyword arguments must be a dict" + at(op_));
+        if (!kwargs->entries.empty())
+          fail(Code::kUnsupported, "NEWOBJ_EX with keyword arguments" + at(op_));
+        call_result(pickle_detail::new_object(cls, args, site_), args);
+        return;
+      }
+      case 'b': {
+        ValuePtr state = pop(op);
+        ValuePtr& obj = top(op);
+        if (obj->kind == Kind::kDict || obj->kind == Kind::kObject) grow(obj, height(state));
+        pickle_detail::build(obj, state, site_);
+        return;
+      }
+      case 'Q': {
+        ValuePtr pid = pop(op);
+        persistent(std::move(pid));
+        return;
+      }
+      case 'P':
+        persistent(Value::str(ascii_line("PERSID")));
+        return;
+
+      case 0x82:
+      case 0x83:
+      case 0x84:
+        fail(Code::kUnsupported, std::string(op_name(op)) + " (copyreg extension codes)" + at(op_) +
+                                     " is not supported");
+      case 0x97:
+      case 0x98:
+        fail(Code::kUnsupported,
+             std::string(op_name(op)) + " (out-of-band buffers)" + at(op_) + " is not supported");
+      default:
+        fail(Code::kCorrupt, "unknown pickle opcode " + hex_byte(op) + at(op_));
+    }
+  }
+
+  uint64_t memo_key_text(const char* what) {
+    std::string_view s = line(what);
+    uint64_t v = 0;
+    auto r = std::from_chars(s.data(), s.data() + s.size(), v);
+    if (s.empty() || r.ec != std::errc() || r.ptr != s.data() + s.size())
+      fail(Code::kCorrupt, std::string("malformed ") + what + " index" + at(op_));
+    return v;
+  }
+
+  const uint8_t* data_;
+  size_t size_;
+  size_t pos_ = 0;
+  size_t op_ = 0;
+  const UnpickleOptions& opt_;
+  CallSite site_;
+  std::vector<ValuePtr> stack_;
+  std::vector<size_t> marks_;
+  std::unordered_map<uint64_t, ValuePtr> memo_;
+  std::unordered_map<const Value*, NodeInfo> nodes_;
+};
+
+}  // namespace
+
+Result<Unpickled> unpickle(const uint8_t* data, size_t size, const UnpickleOptions& options) {
+  std::string prefix = options.context.empty() ? "" : options.context + ": ";
+  try {
+    Machine m(data, size, options);
+    return m.run();
+  } catch (const PickleError& e) {
+    // Errors from the persistent_load hook usually carry the same context already.
+    if (!prefix.empty() && e.message.compare(0, prefix.size(), prefix) == 0)
+      return Status(e.code, e.message);
+    return Status(e.code, prefix + e.message);
+  } catch (const std::bad_alloc&) {
+    return Status(Code::kLimit, prefix + "out of memory while unpickling");
+  } catch (const std::exception& e) {
+    return Status(Code::kInternal, prefix + "unpickler failed: " + e.what());
+  }
+}
+
+}  // namespace ckptio
