@@ -1,7 +1,8 @@
-// load(), save() and detect_format(): the host's side of reading and writing through
+// Reader, load(), save() and detect_format(): the host's side of reading and writing through
 // plugins. Nothing here knows a format.
 #include <algorithm>
 #include <memory>
+#include <mutex>
 
 #include "ckptio/ckptio.h"
 #include "host/atomic_sink.h"
@@ -65,7 +66,8 @@ Result<FormatEntry> choose_format(Registry& reg, const ByteSource& src,
   int32_t best_score = 0;
   for (const auto& f : reg.impl().formats) {
     if (!(f.caps & CKPTIO_CAN_READ)) continue;
-    int32_t score = f.api->probe(f.index, head, n, src.size());
+    // A plugin's score is its claim; out-of-range answers are clamped, not trusted.
+    int32_t score = std::clamp<int32_t>(f.api->probe(f.index, head, n, src.size()), 0, 100);
     if (score > best_score) {
       best = &f;
       best_score = score;
@@ -78,49 +80,129 @@ Result<FormatEntry> choose_format(Registry& reg, const ByteSource& src,
   return *best;
 }
 
-Checkpoint load_from(const ByteSource& src, std::shared_ptr<const void> mapping_owner,
-                     const LoadOptions& options) {
+}  // namespace
+
+struct Reader::Impl {
+  std::shared_ptr<const ByteSource> source;    // owns the file (or wraps the caller's buffer)
+  std::shared_ptr<const void> mapping_owner;   // set when storages may alias the mapping
+  LoadOptions options;
+  FormatEntry format;
+  ckptio_reader* reader = nullptr;
+  Tree tree;
+  std::vector<uint64_t> file_offsets;
+  std::mutex mu;
+  std::vector<StorageBytes> storages;
+
+  ~Impl() {
+    if (reader) format.api->close(reader);
+  }
+};
+
+Reader::Reader(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
+Reader::~Reader() = default;
+
+namespace {
+
+std::unique_ptr<Reader::Impl> open_impl(std::shared_ptr<const ByteSource> src,
+                                        std::shared_ptr<const void> mapping_owner,
+                                        const LoadOptions& options) {
+  auto impl = std::make_unique<Reader::Impl>();
+  impl->source = std::move(src);
+  impl->mapping_owner = std::move(mapping_owner);
+  impl->options = options;
+  const ByteSource& source = *impl->source;
   Registry& reg = registry_of(options.registry);
-  auto chosen = choose_format(reg, src, options.format);
-  if (!chosen.ok()) fail(with_file(chosen.status(), src.name()));
-  const FormatEntry& fmt = chosen.value();
+  auto chosen = choose_format(reg, source, options.format);
+  if (!chosen.ok()) fail(with_file(chosen.status(), source.name()));
+  impl->format = chosen.value();
 
   PluginOptions opts = options.plugin_options;
   if (options.allow_objects) opts.emplace_back("allow_objects", "1");
   if (options.verify) opts.emplace_back("verify", "1");
   COptions c_opts(std::move(opts));
-  ckptio_source c_src = host::c_source(src);
+  ckptio_source c_src = host::c_source(source);
   host::TreeBuilder builder;
-  ckptio_reader* reader = nullptr;
-  Status st = host::take_status(
-      fmt.api->open(fmt.index, &c_src, c_opts.get(), builder.c_builder(), &reader));
-  if (!st.ok()) {
-    if (reader) fmt.api->close(reader);
-    fail(with_file(st, src.name()));
-  }
-  std::unique_ptr<ckptio_reader, void (*)(ckptio_reader*)> guard(reader, fmt.api->close);
+  Status st = host::take_status(impl->format.api->open(impl->format.index, &c_src, c_opts.get(),
+                                                       builder.c_builder(), &impl->reader));
+  if (!st.ok()) fail(with_file(st, source.name()));
   auto tree = builder.finish();
-  if (!tree.ok()) fail(with_file(tree.status(), src.name()));
-
-  Checkpoint ckpt;
-  ckpt.tree = std::move(tree).value();
-  ckpt.path = src.name();
-  ckpt.format = fmt.name;
-  ckpt.plugin_path = fmt.plugin_path;
-  if (options.load_data) {
-    auto read_plugin = [&](uint32_t i, uint64_t off, void* dst, uint64_t n) {
-      return host::take_status(fmt.api->read_storage(reader, i, off, dst, n));
-    };
-    st = host::load_storages(src, std::move(mapping_owner), ckpt.tree.storages,
-                             builder.file_offsets(), options, read_plugin, ckpt.storages);
-    if (!st.ok()) fail(with_file(st, src.name()));
-  } else {
-    ckpt.storages.assign(ckpt.tree.storages.size(), StorageBytes{});
-  }
-  return ckpt;
+  if (!tree.ok()) fail(with_file(tree.status(), source.name()));
+  impl->tree = std::move(tree).value();
+  impl->file_offsets = builder.file_offsets();
+  impl->storages.assign(impl->tree.storages.size(), StorageBytes{});
+  return impl;
 }
 
 }  // namespace
+
+std::unique_ptr<Reader> Reader::open(const std::string& path, const LoadOptions& options) {
+  auto src = host::FileSource::open(path);
+  if (!src.ok()) fail(src.status());
+  std::shared_ptr<host::FileSource> file = src.value();
+  return std::unique_ptr<Reader>(new Reader(open_impl(file, file, options)));
+}
+
+std::unique_ptr<Reader> Reader::open_buffer(const void* data, uint64_t size,
+                                            const std::string& name,
+                                            const LoadOptions& options) {
+  auto src = std::make_shared<MemorySource>(data, size, name);
+  // No mapping owner: storages are copied, since the caller's buffer may not outlive them.
+  return std::unique_ptr<Reader>(new Reader(open_impl(src, nullptr, options)));
+}
+
+const Tree& Reader::tree() const { return impl_->tree; }
+const std::string& Reader::path() const { return impl_->source->name(); }
+const std::string& Reader::format() const { return impl_->format.name; }
+const std::string& Reader::plugin_path() const { return impl_->format.plugin_path; }
+
+void Reader::read_storages(const std::vector<uint32_t>& indices) {
+  Impl& m = *impl_;
+  std::lock_guard<std::mutex> lock(m.mu);
+  std::vector<StorageInfo> infos;
+  std::vector<uint64_t> offsets;
+  std::vector<uint32_t> which;
+  for (uint32_t i : indices) {
+    if (i >= m.tree.storages.size())
+      fail(Status(Code::kInvalidArgument, path() + ": no storage #" + std::to_string(i)));
+    if (m.storages[i].data || std::find(which.begin(), which.end(), i) != which.end()) continue;
+    which.push_back(i);
+    infos.push_back(m.tree.storages[i]);
+    offsets.push_back(m.file_offsets[i]);
+  }
+  if (which.empty()) return;
+  auto read_plugin = [&](uint32_t k, uint64_t off, void* dst, uint64_t n) {
+    return host::take_status(m.format.api->read_storage(m.reader, which[k], off, dst, n));
+  };
+  std::vector<StorageBytes> got;
+  Status st = host::load_storages(*m.source, m.mapping_owner, infos, offsets, m.options,
+                                  read_plugin, got);
+  if (!st.ok()) fail(with_file(st, path()));
+  for (size_t k = 0; k < which.size(); ++k) m.storages[which[k]] = std::move(got[k]);
+}
+
+StorageBytes Reader::storage(uint32_t index) {
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    if (index < impl_->storages.size() && impl_->storages[index].data)
+      return impl_->storages[index];
+  }
+  read_storages({index});
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  return impl_->storages[index];
+}
+
+Checkpoint Reader::checkpoint() const {
+  Checkpoint c;
+  c.tree = impl_->tree;
+  {
+    std::lock_guard<std::mutex> lock(impl_->mu);
+    c.storages = impl_->storages;
+  }
+  c.path = path();
+  c.format = format();
+  c.plugin_path = plugin_path();
+  return c;
+}
 
 std::string detect_format(const std::string& path, Registry* registry) {
   auto src = host::FileSource::open(path);
@@ -130,19 +212,26 @@ std::string detect_format(const std::string& path, Registry* registry) {
   return f.value().name;
 }
 
+namespace {
+Checkpoint load_all(Reader& r, const LoadOptions& options) {
+  if (options.load_data) {
+    std::vector<uint32_t> all(r.tree().storages.size());
+    for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
+    r.read_storages(all);
+  }
+  return r.checkpoint();
+}
+}  // namespace
+
 Checkpoint load(const std::string& path, const LoadOptions& options) {
-  auto src = host::FileSource::open(path);
-  if (!src.ok()) fail(src.status());
-  std::shared_ptr<host::FileSource> file = src.value();
-  return load_from(*file, file, options);
+  auto r = Reader::open(path, options);
+  return load_all(*r, options);
 }
 
 Checkpoint load_buffer(const void* data, uint64_t size, const std::string& name,
                        const LoadOptions& options) {
-  MemorySource src(data, size, name);
-  LoadOptions copy = options;
-  copy.zero_copy = false;  // the caller's buffer may not outlive the checkpoint
-  return load_from(src, nullptr, copy);
+  auto r = Reader::open_buffer(data, size, name, options);
+  return load_all(*r, options);
 }
 
 void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& options) {
@@ -168,7 +257,7 @@ void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& op
   uint64_t total = 0;
   for (size_t i = 0; i < ckpt.storages.size(); ++i) {
     const StorageBytes& b = ckpt.storages[i];
-    if (!b.data || b.size != ckpt.tree.storages[i].nbytes)
+    if ((!b.data && ckpt.tree.storages[i].nbytes) || b.size != ckpt.tree.storages[i].nbytes)
       fail(Status(Code::kInvalidArgument, path + ": storage '" + ckpt.tree.storages[i].key +
                                               "' has no bytes loaded"));
     total += b.size;
@@ -181,15 +270,12 @@ void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& op
     done += n;
     if (options.progress) options.progress(std::min(done, total), total);
   });
-  struct SinkCtx {
-    host::AtomicFileSink* sink;
-  } sink_ctx{sink.value().get()};
   ckptio_sink c_sink{};
   c_sink.struct_size = sizeof c_sink;
-  c_sink.ctx = &sink_ctx;
+  c_sink.ctx = sink.value().get();
   c_sink.name = path.c_str();
   c_sink.write = [](void* ctx, const void* data, uint64_t n) -> ckptio_status {
-    return host::make_c_status(static_cast<SinkCtx*>(ctx)->sink->write(data, n));
+    return host::make_c_status(static_cast<host::AtomicFileSink*>(ctx)->write(data, n));
   };
   COptions c_opts(options.plugin_options);
   Status st = host::take_status(fmt.api->save(fmt.index, view.c_tree(), &c_sink, c_opts.get()));

@@ -25,7 +25,9 @@ Result<std::shared_ptr<FileSource>> FileSource::open(const std::string& path) {
   if (S_ISDIR(st.st_mode)) return Status(Code::kInvalidArgument, path + ": is a directory");
   src->size_ = static_cast<uint64_t>(st.st_size);
   if (S_ISREG(st.st_mode) && src->size_ > 0) {
-    void* p = mmap(nullptr, src->size_, PROT_READ, MAP_PRIVATE, src->fd_, 0);
+    // Private and writable: zero-copy tensors that are written get copy-on-write pages,
+    // so a write never reaches the file and never faults.
+    void* p = mmap(nullptr, src->size_, PROT_READ | PROT_WRITE, MAP_PRIVATE, src->fd_, 0);
     if (p != MAP_FAILED) src->map_ = static_cast<const uint8_t*>(p);
     // else: pread fallback (e.g. a filesystem without mmap support)
   }

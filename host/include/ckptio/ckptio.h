@@ -3,8 +3,9 @@
 // (or maps). libckptio_torch turns them into torch::Tensor.
 //
 // Ownership: a Checkpoint owns its storages' bytes. In zero-copy mode a storage may alias the
-// read-only mapping of the file; the mapping lives as long as any StorageBytes referring to
-// it (shared ownership), and must not be written through.
+// private mapping of the file; the mapping lives as long as any StorageBytes referring to it
+// (shared ownership). Writing through it is allowed and private: the touched pages are
+// copied on write and never reach the file. The file must not be truncated meanwhile.
 #pragma once
 
 #include <cstdint>
@@ -110,6 +111,36 @@ struct SaveOptions {
   PluginOptions plugin_options;
   ProgressFn progress;
   Registry* registry = nullptr;
+};
+
+// An open checkpoint whose structure is known and whose storage bytes are read on demand:
+// lazy and partial loading (one layer of a huge file costs memory for that layer only).
+// Thread-safe. For open_buffer, the caller's buffer must outlive the Reader.
+class Reader {
+ public:
+  static std::unique_ptr<Reader> open(const std::string& path, const LoadOptions& options = {});
+  static std::unique_ptr<Reader> open_buffer(const void* data, uint64_t size,
+                                             const std::string& name,
+                                             const LoadOptions& options = {});
+  ~Reader();
+
+  const Tree& tree() const;
+  const std::string& path() const;
+  const std::string& format() const;
+  const std::string& plugin_path() const;
+
+  // The bytes of storage `index`, read on first use and then cached.
+  StorageBytes storage(uint32_t index);
+  // Reads several storages at once (in parallel); already cached ones are skipped.
+  void read_storages(const std::vector<uint32_t>& indices);
+  // The tree with every storage read so far (others have null data).
+  Checkpoint checkpoint() const;
+
+  struct Impl;
+
+ private:
+  explicit Reader(std::unique_ptr<Impl> impl);
+  std::unique_ptr<Impl> impl_;
 };
 
 // Which format the file is (the winning plugin's probe), or throws naming what was tried.
