@@ -305,5 +305,29 @@ TEST(PickleFixtures, TorchLegacyFilesReadAndWriteBack) {
   run("rm -f " + fixtures() + "/ours_" + std::to_string(getpid()) + "_*");
 }
 
+TEST(PickleFixtures, TorchFilesWeRefuseSayWhy) {
+  std::vector<std::string> names = cases("err_");
+  ASSERT_FALSE(names.empty());
+  for (const auto& name : names) {
+    std::string file = read_file(fixtures() + "/" + name + ".pt");
+    std::string spec = read_file(fixtures() + "/" + name + ".txt");
+    std::string code = spec.substr(0, spec.find('\n'));
+    std::string fragment = spec.substr(spec.find('\n') + 1);
+    size_t pos = 0;
+    for (int part = 0; part < 3; ++part) {
+      auto r = load(file, pos);
+      ASSERT_TRUE(r.ok()) << name << ": " << r.status().message();
+      pos += r->consumed;
+    }
+    StorageTable table("legacy");
+    auto r = load(file, pos, &table);
+    ASSERT_FALSE(r.ok()) << name;
+    EXPECT_EQ(code_name(r.status().code()), code) << name << ": " << r.status().message();
+    EXPECT_NE(r.status().message().find(fragment), std::string::npos)
+        << name << ": " << r.status().message();
+    EXPECT_EQ(r.status().message().rfind("fixture: ", 0), 0u) << r.status().message();
+  }
+}
+
 }  // namespace
 }  // namespace ckptio

@@ -160,6 +160,45 @@ def torch_cases():
         'bare_storage': {'st': torch.arange(4.0).storage(), 'x': 1},
         'proto4': (lin.state_dict(), 4),
         'proto5': ({'a': torch.arange(3), 'b': [1, 2, 3]}, 5),
+        'from_type': {'p': FromTypeV2(torch.arange(4.0))},
+        'tensor_attrs': {'t': tensor_with_attr(), 'd': torch.device('cpu'),
+                         'dt': torch.float64, 'size': torch.Size([2, 3])},
+    }
+
+
+class FromTypeV2:
+    """Pickles as torch 2.x does a tensor subclass: _rebuild_from_type_v2 wrapping
+    _rebuild_tensor_v2 (torch 1.13 has the function; this makes it emit the call)."""
+
+    def __init__(self, t):
+        self.t = t
+
+    def __reduce__(self):
+        import torch
+        t = self.t
+        args = (t.storage(), t.storage_offset(), tuple(t.size()), t.stride(), False,
+                collections.OrderedDict())
+        return (torch._tensor._rebuild_from_type_v2,
+                (torch._utils._rebuild_tensor_v2, torch.nn.Parameter, args, {}))
+
+
+def tensor_with_attr():
+    import torch
+    t = torch.ones(2)
+    t.note = 'kept by torch, dropped by ckptio'
+    return t
+
+
+def error_cases():
+    """Files ckptio must refuse, with the code and a message fragment it must give."""
+    import torch
+    q = torch.quantize_per_tensor(torch.ones(4), 0.5, 1, torch.quint8)
+    return {
+        'qtensor': ({'q': q}, 'unsupported', 'quantized tensors are not supported yet'),
+        'sparse': ({'s': torch.eye(3).to_sparse()}, 'unsupported', 'sparse tensors'),
+        'meta': ({'m': torch.empty(2, device='meta')}, 'unsupported', 'meta tensors'),
+        'module': (torch.nn.Linear(2, 2), 'forbidden',
+                   "refusing pickle global 'torch.nn.modules.linear.Linear' at offset"),
     }
 
 
@@ -190,6 +229,12 @@ def gen(outdir):
         with open(os.path.join(outdir, 'torch_%s.txt' % name), 'w') as f:
             f.write(describe_loaded(loaded))
         names.append('torch_' + name)
+    for name, (value, code, fragment) in error_cases().items():
+        torch.save(value, os.path.join(outdir, 'err_%s.pt' % name),
+                   _use_new_zipfile_serialization=False)
+        with open(os.path.join(outdir, 'err_%s.txt' % name), 'w') as f:
+            f.write(code + '\n' + fragment)
+        names.append('err_' + name)
     with open(os.path.join(outdir, 'cases.txt'), 'w') as f:
         f.write('\n'.join(names) + '\n')
 
