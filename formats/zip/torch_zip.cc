@@ -136,6 +136,11 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
     const std::string record = zip.prefix() + "/data/" + s.key;
     const ZipEntry* e = zip.find("data/" + s.key);
     if (!e) return corrupt(src, "missing record " + quote(record) + " for storage " + s.key);
+    if (options.locate_record) {
+      CKPTIO_ASSIGN_OR_RETURN(StorageExtent x, options.locate_record(*e, s));
+      out.extents.push_back(x);
+      continue;
+    }
     if (e->uncompressed_size != s.nbytes)
       return corrupt(src, "record " + quote(record) + " holds " +
                               std::to_string(e->uncompressed_size) + " bytes but storage " + s.key +
@@ -221,6 +226,8 @@ Status write_torch_zip(ByteSink& out, const Tree& tree, const StorageWriter& sto
   CKPTIO_ASSIGN_OR_RETURN(TorchPickled p, pickle_torch(tree, po));
 
   ZipWriter zip(out, options.prefix, options.alignment);
+  for (const auto& [name, bytes] : options.leading_records)
+    CKPTIO_RETURN_IF_ERROR(with_ctx(zip.add(name, bytes.data(), bytes.size())));
   CKPTIO_RETURN_IF_ERROR(with_ctx(zip.add("data.pkl", p.bytes.data(), p.bytes.size())));
   CKPTIO_RETURN_IF_ERROR(with_ctx(zip.add("byteorder", "little", 6)));
   for (size_t k = 0; k < p.storage_order.size(); ++k) {
@@ -229,6 +236,13 @@ Status write_torch_zip(ByteSink& out, const Tree& tree, const StorageWriter& sto
       return with_ctx(Status(Code::kInternal, "pickler returned storage index " +
                                                   std::to_string(index) + " out of range"));
     const uint64_t nbytes = tree.storages[index].nbytes;
+    if (options.encode_record) {
+      CKPTIO_ASSIGN_OR_RETURN(std::string record,
+                              options.encode_record(index, tree.storages[index], storage_bytes));
+      CKPTIO_RETURN_IF_ERROR(
+          with_ctx(zip.add("data/" + std::to_string(k), record.data(), record.size())));
+      continue;
+    }
     CKPTIO_RETURN_IF_ERROR(with_ctx(zip.begin("data/" + std::to_string(k), nbytes)));
     RecordSink sink(zip);
     CKPTIO_RETURN_IF_ERROR(storage_bytes(index, sink));

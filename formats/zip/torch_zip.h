@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "formats/io.h"
@@ -36,6 +37,11 @@ struct ZipReadOptions {
   PickleLimits limits;
   bool allow_objects = false;
   bool verify_crc = false;  // check CRC32 of every data record (slow; `ckptio verify`)
+  // Optional hook for archives whose data records are not the storages' bytes (the
+  // compressed torch-zip-zstd format): called for every storage with its record, instead
+  // of the size and method checks; returns the storage's extent (plain = false).
+  std::function<Result<StorageExtent>(const ZipEntry& record, const StorageInfo& storage)>
+      locate_record;
 };
 
 // True when the archive is a TorchScript archive (has <prefix>/constants.pkl).
@@ -56,6 +62,14 @@ struct ZipWriteOptions {
   std::string prefix = "archive";  // torch.save uses the file's stem
   uint32_t alignment = 64;
   std::string context;  // the output file, for messages
+  // Optional, for formats built on this layout (torch-zip-zstd): records written first,
+  // before data.pkl (name after the prefix, bytes), so that a probe sees them in the head.
+  std::vector<std::pair<std::string, std::string>> leading_records;
+  // Optional: the bytes of storage `index`'s record (e.g. compressed) instead of its raw
+  // bytes; the record is still written stored.
+  std::function<Result<std::string>(uint32_t index, const StorageInfo& storage,
+                                    const StorageWriter& storage_bytes)>
+      encode_record;
 };
 
 // Writes data.pkl, byteorder ("little"), data/0..N-1 in numeric order, version ("3\n"),

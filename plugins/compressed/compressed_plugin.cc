@@ -1,0 +1,335 @@
+// compressed: two formats in one plugin.
+//  - zstd: a standard zstd stream around another format's bytes (inner=FORMAT, default
+//    torch-zip). Reading decompresses into a bounded buffer and hands it to the inner
+//    format's plugin, found by name through the host (host->find_format).
+//  - torch-zip-zstd: torch.save's zip layout with chunked, byte-grouped zstd data records,
+//    decoded in parallel (formats/compress/SPEC.md).
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstring>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ckptio/plugin.hpp"
+#include "formats/compress/chunked_zstd.h"
+#include "formats/compress/torch_zip_zstd.h"
+#include "formats/compress/zstd_stream.h"
+#include "plugins/common/c_bridge.h"
+#include "plugins/common/decoded_plugin.h"
+
+namespace {
+
+using namespace ckptio;
+using namespace ckptio::plugin;
+using namespace ckptio::compress;
+
+const ckptio_host_api* g_host = nullptr;
+
+enum : uint32_t { kZstd = 0, kTorchZipZstd = 1 };
+
+const ckptio_format_info kFormats[] = {
+    {"zstd", "zstd stream around another format (option inner=FORMAT, default torch-zip)",
+     ".pt.zst", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
+    {"torch-zip-zstd",
+     "torch.save zip layout with chunked, byte-grouped zstd data records (parallel decoding)",
+     ".pt", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
+};
+
+// Formats tried, in this order, on the head of a zstd stream that does not name its inner
+// format (a file compressed with the zstd tool).
+const char* const kInnerCandidates[] = {"torch-zip-zstd", "torch-zip", "torch-legacy"};
+
+// Default limit on decoded bytes: the machine's physical memory.
+uint64_t default_max_size() {
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  if (pages <= 0 || page <= 0) return 64ull << 30;
+  return uint64_t(pages) * uint64_t(page);
+}
+
+unsigned option_threads(const ckptio_options* o) {
+  return unsigned(std::min<unsigned long long>(sdk::option_uint(o, "threads", 0), 256));
+}
+
+int option_level(const ckptio_options* o, int fallback) {
+  std::string v = sdk::option(o, "level");
+  if (v.empty()) return fallback;
+  char* end = nullptr;
+  long n = std::strtol(v.c_str(), &end, 10);
+  if (!end || *end || n < -1000000 || n > 1000)
+    throw sdk::PluginError(CKPTIO_INVALID_ARGUMENT, "option level=" + v + " is not an integer");
+  return int(n);
+}
+
+int32_t probe(uint32_t format, const uint8_t* head, size_t n, uint64_t) {
+  if (format == kZstd) {
+    if (!looks_like_zstd(head, n)) return 0;
+    return inner_format_from_head(head, n).empty() ? 80 : 95;
+  }
+  return looks_like_torch_zip_zstd(head, n) ? 95 : 0;
+}
+
+// ---------------------------------------------------------------- readers
+
+struct Reader {
+  uint32_t format;
+  virtual ~Reader() = default;
+};
+
+struct ChunkedReader final : Reader {
+  // The host's ckptio_source struct is only valid during open(): keep a copy (its ctx and
+  // read_at stay valid while the reader lives).
+  std::string name;
+  ckptio_source c_source{};
+  std::unique_ptr<CSource> source;
+  TorchZipZstdFile file;
+  std::unique_ptr<WorkerPool> pool;
+  std::vector<ChunkDecoder> decoders;
+};
+
+struct ZstdReader final : Reader {
+  std::string name;
+  Buffer buffer;
+  std::unique_ptr<MemorySource> memory;
+  ckptio_source inner_source{};
+  const ckptio_plugin_api* inner = nullptr;
+  ckptio_reader* inner_reader = nullptr;
+  ~ZstdReader() override {
+    if (inner && inner_reader) inner->close(inner_reader);
+  }
+};
+
+ckptio_reader* as_c(Reader* r) { return reinterpret_cast<ckptio_reader*>(r); }
+Reader* as_reader(ckptio_reader* r) { return reinterpret_cast<Reader*>(r); }
+
+ckptio_status open_chunked(const ckptio_source* source, const ckptio_options* options,
+                           const ckptio_builder* builder, ckptio_reader** out) {
+  auto r = std::make_unique<ChunkedReader>();
+  r->format = kTorchZipZstd;
+  r->name = source->name ? source->name : "<input>";
+  r->c_source = *source;
+  r->c_source.name = r->name.c_str();
+  r->source = std::make_unique<CSource>(g_host, &r->c_source);
+  ZipReadOptions zo;
+  zo.limits = limits_from_options(options);
+  zo.allow_objects = sdk::option_flag(options, "allow_objects");
+  auto f = read_torch_zip_zstd(*r->source, zo,
+                               sdk::option_uint(options, "max_size", default_max_size()));
+  if (!f.ok()) return to_c(g_host, f.status());
+  r->file = std::move(f).value();
+  Status st = emit_tree(g_host, r->file.file, builder);
+  if (!st.ok()) return to_c(g_host, st);
+  r->pool = std::make_unique<WorkerPool>(option_threads(options));
+  *out = as_c(r.release());
+  return nullptr;
+}
+
+// The inner plugin describes storages whose plain offsets point into our decompressed
+// buffer, not into the host's file: report them as not plain so the host asks us.
+struct BuilderShim {
+  const ckptio_builder* outer;
+  static ckptio_status add_storage(void* ctx, const ckptio_storage_desc* d) {
+    auto* self = static_cast<BuilderShim*>(ctx);
+    ckptio_storage_desc copy = *d;
+    copy.file_offset = CKPTIO_NOT_PLAIN;
+    return self->outer->add_storage(self->outer->ctx, &copy);
+  }
+#define CKPTIO_FORWARD(fn, params, args)                 \
+  static ckptio_status fn params {                       \
+    auto* self = static_cast<BuilderShim*>(ctx);         \
+    return self->outer->fn args;                         \
+  }
+  CKPTIO_FORWARD(scalar, (void* ctx, int32_t k, int64_t i, double f, const char* t, size_t n),
+                 (self->outer->ctx, k, i, f, t, n))
+  CKPTIO_FORWARD(begin,
+                 (void* ctx, int32_t k, uint64_t c, const char* nm, size_t nl, uint32_t fl),
+                 (self->outer->ctx, k, c, nm, nl, fl))
+  CKPTIO_FORWARD(end, (void* ctx), (self->outer->ctx))
+  CKPTIO_FORWARD(tensor, (void* ctx, const ckptio_tensor_desc* d), (self->outer->ctx, d))
+  CKPTIO_FORWARD(share, (void* ctx, uint64_t id), (self->outer->ctx, id))
+  CKPTIO_FORWARD(ref, (void* ctx, uint64_t id), (self->outer->ctx, id))
+#undef CKPTIO_FORWARD
+};
+
+ckptio_status memory_read_at(void* ctx, uint64_t offset, void* dst, uint64_t n) {
+  const auto* m = static_cast<const MemorySource*>(ctx);
+  Status st = m->read_at(offset, dst, n);
+  return to_c(g_host, st);
+}
+
+ckptio_status open_zstd(const ckptio_source* source, const ckptio_options* options,
+                        const ckptio_builder* builder, ckptio_reader** out) {
+  auto r = std::make_unique<ZstdReader>();
+  r->format = kZstd;
+  r->name = source->name ? source->name : "<input>";
+  CSource src(g_host, source);
+  uint8_t head[512];
+  const size_t head_n = size_t(std::min<uint64_t>(sizeof head, source->size));
+  Status st = src.read_at(0, head, head_n);
+  if (!st.ok()) return to_c(g_host, st);
+  std::string inner = sdk::option(options, "inner", inner_format_from_head(head, head_n));
+
+  auto buf = zstd_decompress_bounded(src, sdk::option_uint(options, "max_size", default_max_size()));
+  if (!buf.ok()) return to_c(g_host, buf.status());
+  r->buffer = std::move(buf).value();
+  r->memory = std::make_unique<MemorySource>(r->buffer.data(), r->buffer.size(), r->name);
+
+  if (!g_host->find_format)
+    return g_host->make_status(CKPTIO_UNSUPPORTED,
+                               (r->name + ": the host cannot chain formats (no find_format)").c_str());
+  uint32_t index = 0;
+  if (inner.empty()) {  // not written by ckptio: probe the decompressed head
+    int32_t best = 0;
+    const size_t n = size_t(std::min<uint64_t>(4096, r->buffer.size()));
+    for (const char* name : kInnerCandidates) {
+      uint32_t i = 0;
+      const ckptio_plugin_api* api = g_host->find_format(name, &i);
+      if (!api) continue;
+      int32_t score = api->probe(i, r->buffer.data(), n, r->buffer.size());
+      if (score > best) best = score, inner = name, r->inner = api, index = i;
+    }
+    if (!r->inner)
+      return g_host->make_status(
+          CKPTIO_UNSUPPORTED,
+          (r->name + ": decompressed zstd stream is not a format any loaded plugin reads").c_str());
+  } else {
+    r->inner = g_host->find_format(inner.c_str(), &index);
+    if (!r->inner)
+      return g_host->make_status(CKPTIO_UNSUPPORTED,
+                                 (r->name + ": inner format '" + inner +
+                                  "' of the zstd stream is not available (see `ckptio plugins`)")
+                                     .c_str());
+  }
+  if (r->inner == nullptr || (inner == "zstd"))
+    return g_host->make_status(CKPTIO_UNSUPPORTED, (r->name + ": nested zstd is not supported").c_str());
+
+  ckptio_source& s = r->inner_source;
+  s.struct_size = sizeof s;
+  s.ctx = r->memory.get();
+  s.name = r->name.c_str();
+  s.size = r->buffer.size();
+  s.data = r->buffer.data();
+  s.read_at = memory_read_at;
+  BuilderShim shim{builder};
+  ckptio_builder b = *builder;
+  b.ctx = &shim;
+  b.add_storage = BuilderShim::add_storage;
+  b.scalar = BuilderShim::scalar;
+  b.begin = BuilderShim::begin;
+  b.end = BuilderShim::end;
+  b.tensor = BuilderShim::tensor;
+  b.share = BuilderShim::share;
+  b.ref = BuilderShim::ref;
+  ckptio_reader* inner_reader = nullptr;
+  ckptio_status cst = r->inner->open(index, &s, options, &b, &inner_reader);
+  if (cst) {
+    if (inner_reader) r->inner->close(inner_reader);
+    return cst;
+  }
+  r->inner_reader = inner_reader;
+  *out = as_c(r.release());
+  return nullptr;
+}
+
+ckptio_status plugin_open(uint32_t format, const ckptio_source* src, const ckptio_options* options,
+                          const ckptio_builder* builder, ckptio_reader** out) {
+  return sdk::guard(g_host, src->name ? src->name : "<input>", [&]() -> ckptio_status {
+    return format == kZstd ? open_zstd(src, options, builder, out)
+                           : open_chunked(src, options, builder, out);
+  });
+}
+
+ckptio_status plugin_read_storage(ckptio_reader* reader, uint32_t index, uint64_t offset,
+                                  void* dst, uint64_t n) {
+  return sdk::guard(g_host, "read_storage", [&]() -> ckptio_status {
+    Reader* base = as_reader(reader);
+    if (base->format == kZstd) {
+      auto* r = static_cast<ZstdReader*>(base);
+      return r->inner->read_storage(r->inner_reader, index, offset, dst, n);
+    }
+    auto* r = static_cast<ChunkedReader*>(base);
+    if (index >= r->file.records.size())
+      return g_host->make_status(CKPTIO_INVALID_ARGUMENT, "read_storage: no such storage");
+    // One decoder set per reader; the pool serialises concurrent calls.
+    return to_c(g_host, decode_chunked_range(*r->source, r->file.records[index], offset, n,
+                                             static_cast<uint8_t*>(dst), *r->pool, r->decoders));
+  });
+}
+
+void plugin_close(ckptio_reader* reader) { delete as_reader(reader); }
+
+// ---------------------------------------------------------------- writers
+
+Status encode_chunked_file(ByteSink& out, const Tree& tree, const StorageWriter& bytes,
+                           const std::string& context, const ckptio_options* options) {
+  TorchZipZstdWriteOptions o;
+  o.zip.context = context;
+  o.zip.prefix = sdk::option(options, "prefix", "archive");
+  o.chunked.level = option_level(options, kDefaultLevel);
+  o.chunked.chunk_size = uint32_t(std::min<unsigned long long>(
+      sdk::option_uint(options, "chunk_size", kDefaultChunkSize), 1ull << 31));
+  WorkerPool pool(option_threads(options));
+  return write_torch_zip_zstd(out, tree, bytes, o, pool);
+}
+
+// A ckptio_sink whose bytes go through a ZstdCompressSink into the host's sink.
+struct WrapSink {
+  ZstdCompressSink* zs;
+  static ckptio_status write(void* ctx, const void* data, uint64_t n) {
+    return to_c(g_host, static_cast<WrapSink*>(ctx)->zs->write(data, n));
+  }
+};
+
+ckptio_status save_zstd(const ckptio_tree* tree, const ckptio_sink* sink,
+                        const ckptio_options* options) {
+  const std::string inner = sdk::option(options, "inner", "torch-zip");
+  const std::string name = sink->name ? sink->name : "<output>";
+  if (inner == "zstd")
+    return g_host->make_status(CKPTIO_INVALID_ARGUMENT, (name + ": inner=zstd would nest zstd").c_str());
+  uint32_t index = 0;
+  const ckptio_plugin_api* api = g_host->find_format ? g_host->find_format(inner.c_str(), &index) : nullptr;
+  if (!api)
+    return g_host->make_status(CKPTIO_INVALID_ARGUMENT,
+                               (name + ": inner format '" + inner + "' is not available").c_str());
+  constexpr size_t kSaveEnd = offsetof(ckptio_plugin_api, save) + sizeof(void*);
+  if (api->struct_size < kSaveEnd || !api->save || !(api->formats[index].caps & CKPTIO_CAN_WRITE))
+    return g_host->make_status(CKPTIO_INVALID_ARGUMENT,
+                               (name + ": inner format '" + inner + "' cannot be written").c_str());
+  CSink host_sink(g_host, sink);
+  ZstdWriteOptions zo;
+  zo.level = option_level(options, 3);
+  zo.threads = option_threads(options);
+  zo.inner = inner;
+  ZstdCompressSink zs(host_sink, zo);
+  WrapSink ws{&zs};
+  ckptio_sink wrapped{};
+  wrapped.struct_size = sizeof wrapped;
+  wrapped.ctx = &ws;
+  wrapped.name = sink->name;
+  wrapped.write = WrapSink::write;
+  if (ckptio_status st = api->save(index, tree, &wrapped, options)) return st;
+  return to_c(g_host, zs.finish().with_context(name));
+}
+
+ckptio_status plugin_save(uint32_t format, const ckptio_tree* tree, const ckptio_sink* sink,
+                          const ckptio_options* options) {
+  if (format == kZstd)
+    return sdk::guard(g_host, sink->name ? sink->name : "<output>",
+                      [&] { return save_zstd(tree, sink, options); });
+  auto enc = [options](ByteSink& out, const Tree& t, const StorageWriter& b,
+                       const std::string& ctx) { return encode_chunked_file(out, t, b, ctx, options); };
+  return encoded_save(g_host, enc, tree, sink, options);
+}
+
+const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
+  g_host = host;
+  static const ckptio_plugin_api api = {
+      sizeof(ckptio_plugin_api), CKPTIO_ABI_VERSION, "compressed", "0.1.0", 2, kFormats,
+      probe, plugin_open, plugin_read_storage, plugin_close, plugin_save};
+  return &api;
+}
+
+}  // namespace
+
+CKPTIO_DEFINE_PLUGIN(make_api)

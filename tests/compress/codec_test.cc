@@ -1,0 +1,260 @@
+// Codec tests for formats/compress: byte grouping, the chunked zstd container, the zstd
+// wrapper stream, and what they do with hostile input.
+#include <gtest/gtest.h>
+#include <libdeflate.h>
+#include <zstd.h>
+
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "formats/compress/byte_group.h"
+#include "formats/compress/chunked_zstd.h"
+#include "formats/compress/zstd_stream.h"
+#include "formats/io.h"
+
+namespace ckptio::compress {
+namespace {
+
+std::vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> v(n);
+  for (auto& b : v) b = uint8_t(rng());
+  return v;
+}
+
+// Normal(0, 0.02) weights as bf16 (round to nearest even) or fp32 bytes.
+std::vector<uint8_t> weights(size_t n_elems, bool bf16, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<float> nd(0.f, 0.02f);
+  std::vector<uint8_t> out(n_elems * (bf16 ? 2 : 4));
+  for (size_t i = 0; i < n_elems; ++i) {
+    float f = nd(rng);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if (bf16) {
+      uint16_t h = uint16_t((u + 0x7fff + ((u >> 16) & 1)) >> 16);
+      std::memcpy(&out[2 * i], &h, 2);
+    } else {
+      std::memcpy(&out[4 * i], &u, 4);
+    }
+  }
+  return out;
+}
+
+TEST(ByteGroup, InverseForEveryGrouping) {
+  for (Grouping g : {Grouping::kNone, Grouping::kRot16, Grouping::kRot32}) {
+    auto in = random_bytes(4096 + 64, 7);
+    std::vector<uint8_t> grouped(in.size()), back(in.size());
+    group_bytes(g, in.data(), in.size(), grouped.data());
+    const unsigned p = plane_count(g);
+    const uint8_t* planes[4];
+    for (unsigned i = 0; i < p; ++i) planes[i] = grouped.data() + i * (in.size() / p);
+    ungroup_bytes(g, planes, in.size(), back.data());
+    EXPECT_EQ(in, back) << "grouping " << int(g);
+  }
+}
+
+TEST(ByteGroup, Bf16ExponentLandsInFirstPlane) {
+  // bf16 1.0 = 0x3F80: sign 0, exponent 127, mantissa 0; -2.0 = 0xC000: exponent 128.
+  const uint16_t v[2] = {0x3F80, 0xC000};
+  uint8_t g[4];
+  group_bytes(Grouping::kRot16, reinterpret_cast<const uint8_t*>(v), 4, g);
+  EXPECT_EQ(g[0], 127);
+  EXPECT_EQ(g[1], 128);
+  EXPECT_EQ(g[2], 0x00);  // mantissa 0, sign 0
+  EXPECT_EQ(g[3], 0x01);  // mantissa 0, sign 1
+  // fp32 -1.5f = 0xBFC00000: exponent 127, mantissa 0x400000, sign 1.
+  const uint32_t f = 0xBFC00000u;
+  uint8_t h[4];
+  group_bytes(Grouping::kRot32, reinterpret_cast<const uint8_t*>(&f), 4, h);
+  EXPECT_EQ(h[0], 127);
+  EXPECT_EQ(h[1], 0x80);
+  EXPECT_EQ(h[2], 0x00);
+  EXPECT_EQ(h[3], 0x01);
+}
+
+TEST(ByteGroup, GroupingForDtypes) {
+  EXPECT_EQ(grouping_for(DType::kBFloat16, 10), Grouping::kRot16);
+  EXPECT_EQ(grouping_for(DType::kFloat16, 10), Grouping::kRot16);
+  EXPECT_EQ(grouping_for(DType::kFloat32, 12), Grouping::kRot32);
+  EXPECT_EQ(grouping_for(DType::kFloat32, 13), Grouping::kNone);
+  EXPECT_EQ(grouping_for(DType::kInt64, 16), Grouping::kNone);
+}
+
+struct Case {
+  Grouping g;
+  std::vector<uint8_t> data;
+};
+
+std::string encode(const Case& c, uint32_t chunk, WorkerPool& pool, int level = kDefaultLevel) {
+  ChunkedOptions o;
+  o.chunk_size = chunk;
+  o.level = level;
+  auto r = encode_chunked(c.g, c.data.data(), c.data.size(), o, pool);
+  EXPECT_TRUE(r.ok()) << r.status().message();
+  return r.ok() ? r.value() : std::string();
+}
+
+Status decode(const std::string& rec, uint64_t size, std::vector<uint8_t>& out, WorkerPool& pool,
+              uint64_t off = 0, uint64_t n = UINT64_MAX) {
+  MemorySource src(rec.data(), rec.size(), "m.pt");
+  auto idx = parse_chunked(src, 0, rec.size(), size, "m.pt: record 'archive/data/0'");
+  if (!idx.ok()) return idx.status();
+  if (n == UINT64_MAX) n = size - off;
+  out.assign(n, 0xEE);
+  std::vector<ChunkDecoder> dec;
+  return decode_chunked_range(src, idx.value(), off, n, out.data(), pool, dec);
+}
+
+TEST(Chunked, RoundTripsEveryShape) {
+  WorkerPool pool(3);
+  std::vector<Case> cases = {
+      {Grouping::kRot16, weights(100000, true, 1)},
+      {Grouping::kRot32, weights(50001, false, 2)},
+      {Grouping::kNone, random_bytes(12345, 3)},
+      {Grouping::kNone, std::vector<uint8_t>(70000, 0)},
+      {Grouping::kRot32, {}},
+      {Grouping::kRot16, {1, 2}},
+  };
+  for (const Case& c : cases) {
+    for (uint32_t chunk : {4096u, 65536u, 1u << 20}) {
+      std::string rec = encode(c, chunk, pool);
+      std::vector<uint8_t> out;
+      Status st = decode(rec, c.data.size(), out, pool);
+      ASSERT_TRUE(st.ok()) << st.message();
+      EXPECT_EQ(out, c.data) << "grouping " << int(c.g) << " chunk " << chunk;
+      if (c.data.size() > 9000) {  // a range across chunk boundaries
+        st = decode(rec, c.data.size(), out, pool, 4001, 5000);
+        ASSERT_TRUE(st.ok()) << st.message();
+        EXPECT_TRUE(std::equal(out.begin(), out.end(), c.data.begin() + 4001));
+      }
+    }
+  }
+}
+
+TEST(Chunked, CompressesWeights) {
+  WorkerPool pool(1);
+  Case bf{Grouping::kRot16, weights(1 << 19, true, 4)};
+  Case f32{Grouping::kRot32, weights(1 << 18, false, 5)};
+  const double rb = double(encode(bf, 1 << 20, pool).size()) / bf.data.size();
+  const double rf = double(encode(f32, 1 << 20, pool).size()) / f32.data.size();
+  EXPECT_LT(rb, 0.70);
+  EXPECT_LT(rf, 0.86);
+  // Random bytes are stored raw: the container costs only its table.
+  Case rnd{Grouping::kNone, random_bytes(1 << 20, 6)};
+  EXPECT_LT(encode(rnd, 1 << 18, pool).size(), rnd.data.size() + 200);
+}
+
+TEST(Chunked, CorruptChunkNamesRecordAndChunk) {
+  WorkerPool pool(2);
+  Case c{Grouping::kRot16, weights(200000, true, 8)};  // 400 000 bytes: 7 chunks of 64 KiB
+  std::string rec = encode(c, 65536, pool);
+  std::string bad = rec;
+  bad[bad.size() - 1000] ^= 0x55;  // inside the last chunks
+  std::vector<uint8_t> out;
+  Status st = decode(bad, c.data.size(), out, pool);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("record 'archive/data/0' chunk 6 of 7"), std::string::npos)
+      << st.message();
+}
+
+TEST(Chunked, TableChecksumAndSizesAreChecked) {
+  WorkerPool pool(1);
+  Case c{Grouping::kRot32, weights(40000, false, 9)};
+  std::string rec = encode(c, 65536, pool);
+  std::vector<uint8_t> out;
+  // Declared total that disagrees with the storage.
+  Status st = decode(rec, c.data.size() + 4, out, pool);
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("decodes to"), std::string::npos) << st.message();
+  // A lying total size (1 PiB) in the header: refused before any allocation.
+  std::string lie = rec;
+  const uint64_t huge = 1ull << 50;
+  std::memcpy(&lie[16], &huge, 8);
+  MemorySource src(lie.data(), lie.size(), "m.pt");
+  auto idx = parse_chunked(src, 0, lie.size(), huge, "m.pt: record 'archive/data/0'");
+  ASSERT_FALSE(idx.ok());
+  EXPECT_EQ(idx.status().code(), Code::kCorrupt);
+  // Truncated record.
+  st = decode(rec.substr(0, rec.size() - 10), c.data.size(), out, pool);
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_FALSE(decode(rec.substr(0, 20), c.data.size(), out, pool).ok());
+}
+
+TEST(Chunked, FrameLyingAboutItsSizeIsRefused) {
+  // A hand-made container whose one zstd plane declares 2^40 bytes.
+  WorkerPool pool(1);
+  Case c{Grouping::kNone, std::vector<uint8_t>(8192, 1)};
+  std::string rec = encode(c, 8192, pool);
+  // The plane's frame starts after the 32-byte header and 8-byte table entry.
+  ASSERT_EQ(rec.compare(40, 4, "\x28\xb5\x2f\xfd"), 0);
+  // Rebuild the frame header with an 8-byte content size of 2^40 (FHD 0xC0 + window byte).
+  std::string lie = rec.substr(0, 40);
+  std::string hdr("\x28\xb5\x2f\xfd\xc0\x58", 6);
+  uint64_t huge = 1ull << 40;
+  hdr.append(reinterpret_cast<const char*>(&huge), 8);
+  hdr.append("\x01\x00\x00", 3);  // last block, raw, empty
+  // Keep the table's stored size consistent with the new plane.
+  lie += hdr;
+  uint32_t stored = uint32_t(hdr.size());
+  std::memcpy(&lie[36], &stored, 4);
+  // Fix the table CRC so that the lie reaches the frame check.
+  uint32_t crc = libdeflate_crc32(0, lie.data(), 24);
+  crc = libdeflate_crc32(crc, lie.data() + 32, 8);
+  std::memcpy(&lie[24], &crc, 4);
+  std::vector<uint8_t> out;
+  Status st = decode(lie, c.data.size(), out, pool);
+  ASSERT_FALSE(st.ok());
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("declares 1099511627776 bytes"), std::string::npos) << st.message();
+}
+
+TEST(ZstdStream, RoundTripsWithMarkerAndBoundsOutput) {
+  auto data = weights(300000, true, 10);
+  StringSink out;
+  ZstdWriteOptions o;
+  o.inner = "torch-legacy";
+  {
+    ZstdCompressSink z(out, o);
+    ASSERT_TRUE(z.write(data.data(), 1000).ok());
+    ASSERT_TRUE(z.write(data.data() + 1000, data.size() - 1000).ok());
+    ASSERT_TRUE(z.finish().ok());
+  }
+  const auto* head = reinterpret_cast<const uint8_t*>(out.out.data());
+  EXPECT_TRUE(looks_like_zstd(head, out.out.size()));
+  EXPECT_EQ(inner_format_from_head(head, out.out.size()), "torch-legacy");
+  MemorySource src(out.out.data(), out.out.size(), "x.pt.zst");
+  auto buf = zstd_decompress_bounded(src, 1ull << 30);
+  ASSERT_TRUE(buf.ok()) << buf.status().message();
+  ASSERT_EQ(buf.value().size(), data.size());
+  EXPECT_EQ(std::memcmp(buf.value().data(), data.data(), data.size()), 0);
+  // Output larger than the limit: kLimit.
+  auto small = zstd_decompress_bounded(src, 100000);
+  ASSERT_FALSE(small.ok());
+  EXPECT_EQ(small.status().code(), Code::kLimit);
+  // Truncated: kCorrupt, clean.
+  for (size_t cut : {out.out.size() - 1, out.out.size() / 2, size_t(40)}) {
+    MemorySource t(out.out.data(), cut, "x.pt.zst");
+    auto r = zstd_decompress_bounded(t, 1ull << 30);
+    ASSERT_FALSE(r.ok()) << cut;
+    EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().message();
+  }
+}
+
+TEST(ZstdStream, DeclaredSizeOverLimitIsRefusedBeforeAllocation) {
+  std::string frame("\x28\xb5\x2f\xfd\xc0\x58", 6);
+  uint64_t huge = 1ull << 50;
+  frame.append(reinterpret_cast<const char*>(&huge), 8);
+  frame.append("\x01\x00\x00", 3);
+  MemorySource src(frame.data(), frame.size(), "bomb.zst");
+  auto r = zstd_decompress_bounded(src, 1ull << 30);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), Code::kLimit);
+  EXPECT_NE(r.status().message().find("declare"), std::string::npos) << r.status().message();
+}
+
+}  // namespace
+}  // namespace ckptio::compress
