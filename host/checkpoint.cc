@@ -66,8 +66,18 @@ Result<FormatEntry> choose_format(Registry& reg, const ByteSource& src,
   int32_t best_score = 0;
   for (const auto& f : reg.impl().formats) {
     if (!(f.caps & CKPTIO_CAN_READ)) continue;
-    // A plugin's score is its claim; out-of-range answers are clamped, not trusted.
-    int32_t score = std::clamp<int32_t>(f.api->probe(f.index, head, n, src.size()), 0, 100);
+    // A plugin's score is its claim, not trusted: the contract is 0..100, and an answer
+    // outside it comes from a broken plugin and claims nothing (clamping 1000 to 100 would
+    // let it tie with a real match and win by load order, e.g. from CKPTIO_PLUGIN_PATH).
+    int32_t score = 0;
+    try {
+      score = f.api->probe(f.index, head, n, src.size());
+    } catch (...) {
+      // Plugins must catch everything at the C boundary; one that does not (built with the
+      // same C++ runtime, so the exception does reach us) just does not claim the file.
+      score = 0;
+    }
+    if (score < 0 || score > 100) score = 0;
     if (score > best_score) {
       best = &f;
       best_score = score;
