@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <future>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -154,5 +155,14 @@ Checkpoint load_buffer(const void* data, uint64_t size, const std::string& name,
 // Writes atomically: a temporary file beside `path` is written, flushed and renamed over it;
 // on any failure the old file is untouched and the temporary is removed.
 void save(const std::string& path, const Checkpoint& checkpoint, const SaveOptions& options = {});
+
+// A consistent, independent copy of a checkpoint's bytes (one parallel pass): later changes
+// to the original storages (e.g. tensors a builder aliased) do not reach it.
+Checkpoint snapshot(const Checkpoint& checkpoint);
+
+// Snapshots `checkpoint` before returning, then saves the snapshot on a background thread,
+// so the caller may go on changing its tensors. Errors surface from future.get().
+std::future<void> save_async(const std::string& path, const Checkpoint& checkpoint,
+                             const SaveOptions& options = {});
 
 }  // namespace ckptio
