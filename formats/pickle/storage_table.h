@@ -17,8 +17,9 @@ class StorageTable {
   explicit StorageTable(std::string context) : context_(std::move(context)) {}
 
   // The UnpickleOptions::persistent_load hook. Checks the tuple's shape and types, that the
-  // storage class is known, that numel * element size does not overflow, and that a key
-  // seen twice is declared the same way. Returns a kTensor with is_storage = true.
+  // storage class is known, that numel * element size does not overflow (and stays below
+  // 2^62), and that a key seen twice declares the same byte size and device (like torch,
+  // the first declaration's dtype wins). Returns a kTensor with is_storage = true.
   // Legacy view metadata (view_key, offset, size) yields a view into the root storage.
   Result<ValuePtr> load(const ValuePtr& pid);
 

@@ -8,6 +8,13 @@
 // REDUCE of the tensor rebuild functions (_rebuild_tensor, _v2, _v3, _rebuild_parameter,
 // _rebuild_parameter_with_state, _rebuild_from_type_v2 wrapping one of them) yields kTensor
 // nodes that view the storage returned by `persistent_load` for the storage argument.
+//
+// Value mapping beyond the obvious: Python 2 str -> kStr (UTF-8 if valid, else latin-1);
+// bytearray (REDUCE or BYTEARRAY8) -> kObject "builtins.bytearray" with args (kBytes,);
+// set/frozenset -> kObject with args (kList,); torch.Size -> kTuple; dtypes -> kGlobal
+// "torch.float32". Recursive structures (a container reaching itself) are refused with
+// kUnsupported; sub-objects shared through the memo stay shared. With allow_objects,
+// APPENDS/SETITEMS on an opaque object (list/dict subclasses) fill its items/entries.
 #pragma once
 
 #include <cstddef>
