@@ -26,6 +26,9 @@ void Commands::add_all(CLI::App& app) {
       ->required();
   convert_->add_option("--input-format", in_format_, "Read as this format instead of detecting");
   convert_->add_option("--option", options_, "Output plugin option key=value (repeatable)");
+  convert_->add_option("--inner", inner_,
+                       "For --format zstd: the format inside the zstd stream (default "
+                       "torch-zip); same as --option inner=NAME");
   convert_->add_flag("--allow-objects", allow_objects_,
                      "Keep unknown pickle classes as opaque objects (never executed)");
 }
@@ -88,6 +91,7 @@ int Commands::convert() {
       throw Error(Code::kInvalidArgument, "--option '" + kv + "' is not key=value");
     save_opts.plugin_options.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
   }
+  if (!inner_.empty()) save_opts.plugin_options.emplace_back("inner", inner_);
   if (!Registry::global().has_format(format_)) {
     std::string list;
     for (const auto& f : Registry::global().formats()) list += (list.empty() ? "" : ", ") + f;

@@ -26,6 +26,7 @@ class Commands {
   bool json_ = false;
   bool allow_objects_ = false;
   std::vector<std::string> options_;
+  std::string inner_;  // convert --inner: plugin option inner=NAME (zstd)
 };
 
 }  // namespace ckptio::cli

@@ -1,0 +1,28 @@
+# python3 check_load.py ORIGINAL CANDIDATE...: torch.load all; every tensor bit-identical.
+import sys
+import torch
+
+def flat(x, p=""):
+    if isinstance(x, dict):
+        for k, v in x.items():
+            yield from flat(v, p + "/" + str(k))
+    elif isinstance(x, (list, tuple)):
+        for i, v in enumerate(x):
+            yield from flat(v, p + "/" + str(i))
+    else:
+        yield p, x
+
+def raw(t):
+    return t.contiguous().view(torch.uint8) if t.numel() and t.dtype != torch.bool else t
+
+a = dict(flat(torch.load(sys.argv[1])))
+for cand in sys.argv[2:]:
+    b = dict(flat(torch.load(cand)))
+    assert a.keys() == b.keys(), (cand, a.keys(), b.keys())
+    for k in a:
+        if isinstance(a[k], torch.Tensor):
+            assert a[k].dtype == b[k].dtype and a[k].shape == b[k].shape, (cand, k)
+            assert torch.equal(raw(a[k]), raw(b[k])), (cand, k)
+        else:
+            assert a[k] == b[k], (cand, k)
+print("OK", len(sys.argv) - 2)

@@ -1,0 +1,183 @@
+// Round trips through the CLI between every pair of torch-zip, torch-legacy, zstd (inner
+// torch-zip and torch-legacy) and torch-zip-zstd, on files real PyTorch writes at test
+// time; the zstd tool and torch.load read what ckptio wrote; bad input fails cleanly.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <array>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct CmdResult {
+  int status;
+  std::string out;  // stdout and stderr
+};
+
+CmdResult run(const std::string& cmd) {
+  CmdResult r{-1, ""};
+  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  std::array<char, 4096> buf;
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
+  int st = pclose(p);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  return r;
+}
+
+const std::string kCli = CKPTIO_CLI;
+const std::string kPy = "/usr/bin/python3";
+const std::string kPyDir = std::string(CKPTIO_SOURCE_DIR) + "/tests/compress/py";
+
+class CompressRoundTrip : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("ckptio_compress_" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+    CmdResult r = run(kPy + " " + kPyDir + "/make_compress_files.py " + dir_.string());
+    ASSERT_EQ(r.status, 0) << r.out;
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  static std::string path(const std::string& name) { return (dir_ / name).string(); }
+
+  static nlohmann::json root(const std::string& file) {
+    CmdResult r = run(kCli + " inspect --json " + file);
+    EXPECT_EQ(r.status, 0) << r.out;
+    if (r.status != 0) return nullptr;
+    nlohmann::json j = nlohmann::json::parse(r.out)["root"];
+    std::map<std::string, size_t> ids;
+    normalize(j, ids);
+    return j;
+  }
+
+  // Storage keys are the writer's choice (legacy: ids, zip: 0..N-1): replace each by its
+  // order of first appearance, which keeps which tensors share a storage.
+  static void normalize(nlohmann::json& j, std::map<std::string, size_t>& ids) {
+    if (j.is_object()) {
+      if (j.contains("tensor") && j["tensor"].contains("storage")) {
+        auto& s = j["tensor"]["storage"];
+        auto it = ids.emplace(s.get<std::string>(), ids.size()).first;
+        s = it->second;
+      }
+      for (auto& [k, v] : j.items()) normalize(v, ids);
+    } else if (j.is_array()) {
+      for (auto& v : j) normalize(v, ids);
+    }
+  }
+
+  static void convert(const std::string& in, const std::string& out, const std::string& fmt) {
+    std::string f = fmt, extra;
+    if (fmt == "zstd:legacy") f = "zstd", extra = " --inner torch-legacy";
+    CmdResult r = run(kCli + " convert " + in + " " + out + " --format " + f + extra);
+    ASSERT_EQ(r.status, 0) << in << " -> " << fmt << ": " << r.out;
+  }
+
+  static fs::path dir_;
+};
+
+fs::path CompressRoundTrip::dir_;
+
+const std::vector<std::string> kFormats = {"torch-zip", "torch-legacy", "zstd", "zstd:legacy",
+                                           "torch-zip-zstd"};
+
+std::string tag(const std::string& f) {
+  std::string t = f;
+  for (char& c : t)
+    if (c == ':') c = '_';
+  return t;
+}
+
+TEST_F(CompressRoundTrip, EveryPairKeepsTensorsBitIdentical) {
+  for (const std::string src : {"zip.pt", "legacy.pt"}) {
+    const nlohmann::json want = root(path(src));
+    ASSERT_FALSE(want.is_null());
+    for (const auto& a : kFormats) {
+      const std::string pa = path(src + "." + tag(a));
+      convert(path(src), pa, a);
+      ASSERT_EQ(root(pa), want) << src << " -> " << a;
+      for (const auto& b : kFormats) {
+        const std::string pb = pa + "." + tag(b);
+        convert(pa, pb, b);
+        EXPECT_EQ(root(pb), want) << src << " -> " << a << " -> " << b;
+      }
+    }
+  }
+}
+
+TEST_F(CompressRoundTrip, ZstdToolAndTorchLoadReadOurZstdFiles) {
+  std::string candidates;
+  for (const std::string inner : {"zstd", "zstd:legacy"}) {
+    const std::string z = path("tool." + tag(inner) + ".pt.zst");
+    convert(path("zip.pt"), z, inner);
+    const std::string plain = z + ".d.pt";
+    CmdResult r = run("zstd -q -d -f " + z + " -o " + plain);
+    ASSERT_EQ(r.status, 0) << r.out;
+    candidates += " " + plain;
+  }
+  // Torch itself reads what torch-zip-zstd decodes back to.
+  convert(path("zip.pt"), path("t.zzs"), "torch-zip-zstd");
+  convert(path("t.zzs"), path("t.back.pt"), "torch-zip");
+  candidates += " " + path("t.back.pt");
+  CmdResult r = run(kPy + " " + kPyDir + "/check_load.py " + path("zip.pt") + candidates);
+  EXPECT_EQ(r.status, 0) << r.out;
+  EXPECT_NE(r.out.find("OK 3"), std::string::npos) << r.out;
+}
+
+TEST_F(CompressRoundTrip, ReadsFilesCompressedByTheZstdTool) {
+  for (const std::string src : {"zip.pt", "legacy.pt"}) {
+    const std::string z = path(src + ".tool.zst");
+    CmdResult r = run("zstd -q -f -3 " + path(src) + " -o " + z);
+    ASSERT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(root(z), root(path(src))) << src;
+  }
+}
+
+std::string read_file(const std::string& p) {
+  std::ifstream f(p, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+void write_file(const std::string& p, const std::string& s) {
+  std::ofstream f(p, std::ios::binary);
+  f << s;
+}
+
+TEST_F(CompressRoundTrip, CorruptChunkNamesRecordAndChunk) {
+  const std::string good = path("c.zzs");
+  convert(path("zip.pt"), good, "torch-zip-zstd");
+  std::string bytes = read_file(good);
+  // The first storage record: after its local header, a CKZ1 container; flip a byte of its
+  // payload (past the 32-byte header and the table).
+  size_t at = bytes.find("CKZ1");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + 100] ^= 0x20;
+  const std::string bad = path("c.bad.zzs");
+  write_file(bad, bytes);
+  CmdResult r = run(kCli + " inspect --json " + bad);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("record 'archive/data/0' chunk 0 of 1"), std::string::npos) << r.out;
+}
+
+TEST_F(CompressRoundTrip, TruncatedZstdIsACleanError) {
+  const std::string z = path("trunc.pt.zst");
+  convert(path("zip.pt"), z, "zstd");
+  std::string bytes = read_file(z);
+  for (size_t keep : {bytes.size() - 3, bytes.size() / 2}) {
+    const std::string t = path("trunc.cut.pt.zst");
+    write_file(t, bytes.substr(0, keep));
+    CmdResult r = run(kCli + " inspect --json " + t);
+    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_NE(r.out.find("trunc"), std::string::npos) << r.out;
+  }
+}
+
+}  // namespace
