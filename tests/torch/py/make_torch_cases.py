@@ -1,0 +1,59 @@
+"""Writes the torch adapter test inputs with real PyTorch: make_torch_cases.py OUT_DIR
+
+cnn.pt       general checkpoint of the tutorial CNN after 3 SGD steps
+io.pt        {"input": 2x3x32x32, "output": the trained net's logits (eval mode)}
+dp.pt        the CNN state_dict with DataParallel's "module." prefix
+cuda_tag.pt  a state_dict whose storages are tagged 'cuda:1' (torch.save's location_tag
+             patched: this machine has no GPU, the bytes are ordinary)
+tied.pt      {"a": w, "b": w (same tensor), "c": w[1:] (view), "d": other}
+"""
+import collections
+import os
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "data"))
+from make_example import Net  # noqa: E402  (the tutorial CNN, shared with the bundled example)
+
+
+def main():
+    out = sys.argv[1]
+    os.makedirs(out, exist_ok=True)
+    torch.manual_seed(0)
+    net = Net()
+    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
+    x = torch.randn(4, 3, 32, 32)
+    y = torch.randint(0, 10, (4,))
+    for _ in range(3):
+        opt.zero_grad()
+        loss = F.cross_entropy(net(x), y)
+        loss.backward()
+        opt.step()
+    torch.save({"epoch": 3, "model_state_dict": net.state_dict(),
+                "optimizer_state_dict": opt.state_dict(), "loss": loss.item()},
+               os.path.join(out, "cnn.pt"))
+    net.eval()
+    inp = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.save({"input": inp, "output": net(inp)}, os.path.join(out, "io.pt"))
+    torch.save(collections.OrderedDict(("module." + k, v) for k, v in net.state_dict().items()),
+               os.path.join(out, "dp.pt"))
+
+    lin = nn.Linear(3, 2)
+    orig = torch.serialization.location_tag
+    torch.serialization.location_tag = lambda storage: "cuda:1"
+    try:
+        torch.save(lin.state_dict(), os.path.join(out, "cuda_tag.pt"))
+    finally:
+        torch.serialization.location_tag = orig
+    torch.save(lin.state_dict(), os.path.join(out, "linear.pt"))
+
+    w = torch.arange(12.0).reshape(3, 4)
+    torch.save({"a": w, "b": w, "c": w[1:], "d": torch.ones(2)}, os.path.join(out, "tied.pt"))
+
+
+if __name__ == "__main__":
+    main()

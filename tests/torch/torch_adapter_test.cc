@@ -1,0 +1,255 @@
+// libckptio_torch against real PyTorch 1.13 files made at test time (/usr/bin/python3).
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "ckptio/torch.h"
+#include "tutorial_net.h"
+
+namespace ckptio {
+namespace {
+namespace fs = std::filesystem;
+
+std::string g_dir;  // Python-written inputs, made once per test binary
+
+int run(const std::string& cmd) { return std::system(cmd.c_str()); }
+
+// Removes the Python-written inputs when the test binary ends.
+class CleanUp : public ::testing::Environment {
+ public:
+  void TearDown() override {
+    if (!g_dir.empty()) fs::remove_all(g_dir);
+  }
+};
+const auto* const kCleanUp = ::testing::AddGlobalTestEnvironment(new CleanUp);
+
+class TorchAdapter : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    if (!g_dir.empty()) return;
+    g_dir = (fs::temp_directory_path() / ("ckptio-torch-" + std::to_string(::getpid()))).string();
+    ASSERT_EQ(run("/usr/bin/python3 " CKPTIO_SOURCE_DIR "/tests/torch/py/make_torch_cases.py " +
+                  g_dir),
+              0);
+  }
+  static std::string file(const std::string& name) { return g_dir + "/" + name; }
+  static TorchLoadOptions cpu() {
+    TorchLoadOptions o;
+    o.map_location = "cpu";
+    return o;
+  }
+};
+
+TEST_F(TorchAdapter, PythonTrainedCnnGivesPythonsOutputs) {
+  TorchCheckpoint ckpt = load(file("cnn.pt"), cpu());
+  TutorialNet net;
+  LoadStateDictReport r = load_state_dict(*net, ckpt.state_dict("model_state_dict"));
+  EXPECT_TRUE(r.ok());
+  net->eval();
+  TorchCheckpoint io = load(file("io.pt"), cpu());
+  torch::NoGradGuard no_grad;
+  torch::Tensor out = net->forward(io.tensor("input"));
+  EXPECT_TRUE(torch::allclose(out, io.tensor("output"), 1e-5, 1e-6))
+      << (out - io.tensor("output")).abs().max().item<float>();
+  EXPECT_EQ(ckpt.find("epoch")->i, 3);
+}
+
+TEST_F(TorchAdapter, ExampleProgramPrintsPythonsOutputs) {
+  std::string out_file = file("example_out.txt");
+  ASSERT_EQ(run(std::string(CKPTIO_EXAMPLE) + " " + file("cnn.pt") + " " + file("io.pt") + " > " +
+                out_file),
+            0);
+  TorchCheckpoint io = load(file("io.pt"), cpu());
+  torch::Tensor expected = io.tensor("output");
+  FILE* f = std::fopen(out_file.c_str(), "r");
+  ASSERT_NE(f, nullptr);
+  for (int64_t i = 0; i < expected.size(0); ++i)
+    for (int64_t j = 0; j < expected.size(1); ++j) {
+      float v = 0;
+      ASSERT_EQ(std::fscanf(f, "%f", &v), 1);
+      EXPECT_NEAR(v, expected[i][j].item<float>(), 1e-5);
+    }
+  std::fclose(f);
+}
+
+TEST_F(TorchAdapter, StrictErrorListsEveryProblemAtOnceAndChangesNothing) {
+  TorchCheckpoint ckpt = load(file("cnn.pt"), cpu());
+  StateDict sd = ckpt.state_dict("model_state_dict");
+  StateDict broken;
+  for (const auto& item : sd) {
+    if (item.key() == "fc3.bias") continue;                                   // missing
+    if (item.key() == "fc2.weight") broken.insert(item.key(), torch::zeros({3, 3}));  // size
+    else broken.insert(item.key(), item.value());
+  }
+  broken.insert("extra.weight", torch::zeros({1}));                           // unexpected
+  TutorialNet net;
+  torch::Tensor before = net->fc1->weight.clone();
+  try {
+    load_state_dict(*net, broken);
+    FAIL() << "strict load must fail";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("Error(s) in loading state_dict for TutorialNetImpl"), std::string::npos) << m;
+    EXPECT_NE(m.find("Missing key(s) in state_dict: \"fc3.bias\""), std::string::npos) << m;
+    EXPECT_NE(m.find("Unexpected key(s) in state_dict: \"extra.weight\""), std::string::npos) << m;
+    EXPECT_NE(m.find("size mismatch for fc2.weight: copying a param with shape "
+                     "torch.Size([3, 3]) from checkpoint, the shape in current model is "
+                     "torch.Size([84, 120])."),
+              std::string::npos)
+        << m;
+  }
+  EXPECT_TRUE(torch::equal(before, net->fc1->weight));
+
+  LoadStateDictOptions lenient;
+  lenient.strict = false;
+  LoadStateDictReport r = load_state_dict(*net, broken, lenient);
+  EXPECT_EQ(r.missing_keys, std::vector<std::string>{"fc3.bias"});
+  EXPECT_EQ(r.unexpected_keys, std::vector<std::string>{"extra.weight"});
+  ASSERT_EQ(r.mismatched.size(), 1u);
+  EXPECT_EQ(r.mismatched[0].key, "fc2.weight");
+  EXPECT_TRUE(torch::equal(net->fc1->weight, sd["fc1.weight"]));  // what matched was loaded
+}
+
+TEST_F(TorchAdapter, PrefixRenameDtypeAndAssignOptions) {
+  TorchCheckpoint dp = load(file("dp.pt"), cpu());
+  TutorialNet net;
+  LoadStateDictOptions o;
+  o.strip_prefixes = {"_orig_mod.", "module."};
+  EXPECT_TRUE(load_state_dict(*net, dp.state_dict(), o).ok());
+  EXPECT_TRUE(torch::equal(net->conv1->weight, dp.tensor("module.conv1.weight")));
+
+  // Warm start: rename fc3 -> head and add a prefix, non-strict.
+  StateDict renamed;
+  renamed.insert("fc3.weight", torch::ones({10, 84}));
+  LoadStateDictOptions r;
+  r.strict = false;
+  r.renames = {{"^fc3\\.", "fc2."}};
+  LoadStateDictReport rep = load_state_dict(*net, renamed, r);
+  ASSERT_EQ(rep.mismatched.size(), 1u);  // fc2.weight is 84x120, not 10x84
+  EXPECT_EQ(rep.mismatched[0].key, "fc2.weight");
+
+  // dtype policy: refuse a float64 checkpoint tensor, or cast it.
+  StateDict f64;
+  for (const auto& item : dp.state_dict())
+    f64.insert(item.key().substr(7), item.value().to(torch::kFloat64));
+  LoadStateDictOptions refuse;
+  refuse.dtype_policy = DTypePolicy::kRefuse;
+  EXPECT_THROW(load_state_dict(*net, f64, refuse), Error);
+  LoadStateDictReport cast = load_state_dict(*net, f64);
+  EXPECT_EQ(cast.dtype_casts.size(), 10u);
+  EXPECT_EQ(net->fc1->weight.scalar_type(), torch::kFloat32);
+
+  // assign: the module's tensors take the checkpoint's storage (no copy).
+  TorchLoadOptions zc = cpu();
+  zc.base.zero_copy = true;
+  TorchCheckpoint mapped = load(file("cnn.pt"), zc);
+  LoadStateDictOptions assign;
+  assign.assign = true;
+  StateDict sd = mapped.state_dict("model_state_dict");
+  load_state_dict(*net, sd, assign);
+  EXPECT_EQ(net->fc1->weight.data_ptr(), sd["fc1.weight"].data_ptr());
+}
+
+TEST_F(TorchAdapter, MapLocationFollowsTorchLoad) {
+  // Saved tag cuda:1, no CUDA here: the default keeps the tag and fails, naming it and the fix.
+  try {
+    load(file("cuda_tag.pt"), TorchLoadOptions{});
+    FAIL() << "cuda storages must not load silently on a CPU-only machine";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("cuda:1"), std::string::npos) << m;
+    EXPECT_NE(m.find("map_location"), std::string::npos) << m;
+  }
+  TorchCheckpoint a = load(file("cuda_tag.pt"), cpu());
+  EXPECT_EQ(a.tree().storages[0].device, "cuda:1");  // the saved tag is reported
+  TorchCheckpoint ref = load(file("linear.pt"), cpu());
+  EXPECT_TRUE(torch::equal(a.tensor("weight"), ref.tensor("weight")));
+
+  TorchLoadOptions table;
+  table.map_location = MapLocation::remap({{"cuda:1", "cpu"}});
+  EXPECT_TRUE(load(file("cuda_tag.pt"), table).tensor("bias").is_cpu());
+  TorchLoadOptions cb;
+  std::vector<std::string> seen;
+  cb.map_location = MapLocation::callback([&](const std::string& tag) {
+    seen.push_back(tag);
+    return std::optional<torch::Device>(torch::kCPU);
+  });
+  load(file("cuda_tag.pt"), cb);
+  EXPECT_FALSE(seen.empty());
+  EXPECT_EQ(seen[0], "cuda:1");
+  EXPECT_THROW(MapLocation("not-a-device"), Error);
+}
+
+TEST_F(TorchAdapter, SharedStoragesStaySharedAsTorchTensors) {
+  TorchCheckpoint t = load(file("tied.pt"), cpu());
+  torch::Tensor a = t.tensor("a"), b = t.tensor("b"), c = t.tensor("c");
+  EXPECT_EQ(a.data_ptr(), b.data_ptr());
+  EXPECT_EQ(a.storage().data(), c.storage().data());
+  EXPECT_EQ(c.storage_offset(), 4);
+  EXPECT_TRUE(torch::equal(c, torch::arange(4.0, 12.0).reshape({2, 4})));
+  a.add_(1);  // writes are visible through every view, as in Python
+  EXPECT_EQ(c[0][0].item<float>(), 5.0f);
+  c10::IValue iv = t.to_ivalue();
+  ASSERT_TRUE(iv.isGenericDict());
+  EXPECT_EQ(iv.toGenericDict().size(), 4u);
+}
+
+TEST_F(TorchAdapter, LazyAndFilteredLoadsReadOnlySelectedTensors) {
+  TorchLoadOptions o = cpu();
+  o.filter_glob = "model_state_dict.fc1.*";
+  TorchCheckpoint ckpt = load(file("cnn.pt"), o);
+  StateDict sd = ckpt.state_dict("model_state_dict");
+  ASSERT_EQ(sd.size(), 2u);
+  EXPECT_EQ(sd.keys()[0], "fc1.weight");
+  EXPECT_EQ(sd.keys()[1], "fc1.bias");
+
+  TorchLoadOptions lazy = cpu();
+  lazy.lazy = true;
+  TorchCheckpoint l = load(file("cnn.pt"), lazy);
+  EXPECT_EQ(l.tree().storages.size(), 20u);  // the tree is there before any bytes
+  EXPECT_EQ(l.tensor("model_state_dict.fc3.bias").numel(), 10);
+}
+
+TEST_F(TorchAdapter, SavedModuleLoadsStrictlyInPython) {
+  TorchCheckpoint ckpt = load(file("cnn.pt"), cpu());
+  TutorialNet net;
+  load_state_dict(*net, ckpt.state_dict("model_state_dict"));
+  for (const char* fmt : {"torch-zip", "torch-legacy"}) {
+    std::string out = file(std::string("saved-") + fmt + ".pt");
+    SaveOptions so;
+    so.format = fmt;
+    save(out, *net, so);
+    EXPECT_EQ(run("/usr/bin/python3 " CKPTIO_SOURCE_DIR "/tests/torch/py/check_saved_cnn.py " +
+                  out + " " + file("cnn.pt")),
+              0)
+        << fmt;
+  }
+}
+
+TEST_F(TorchAdapter, SnapshotIsNotAffectedByLaterTraining) {
+  TutorialNet net;
+  Checkpoint best = snapshot(*net);
+  torch::Tensor original = net->fc1->weight.clone();
+  {
+    torch::NoGradGuard g;
+    net->fc1->weight.add_(1.0);
+  }
+  std::future<void> done = save_async(file("best.pt"), best);
+  {
+    torch::NoGradGuard g;
+    net->fc1->weight.add_(1.0);  // training goes on while the file is written
+  }
+  done.get();
+  TorchCheckpoint back = load(file("best.pt"), cpu());
+  EXPECT_TRUE(torch::equal(back.tensor("fc1.weight"), original));
+
+  SaveOptions bad;
+  bad.format = "no-such-format";
+  std::future<void> f = save_async(file("x.pt"), best, bad);
+  EXPECT_THROW(f.get(), Error);
+}
+
+}  // namespace
+}  // namespace ckptio
