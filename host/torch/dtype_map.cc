@@ -8,8 +8,8 @@ c10::ScalarType to_scalar_type(DType dtype, const std::string& where) {
   int code = static_cast<int>(dtype);
   if (code >= static_cast<int>(c10::ScalarType::NumOptions))
     throw Error(Code::kUnsupported, where + ": dtype " + std::string(dtype_name(dtype)) +
-                                        " does not exist in this LibTorch (" TORCH_VERSION
-                                        "); read it with ckptio::load as raw bytes instead");
+                                        " does not exist in this LibTorch version; read it with "
+                                        "ckptio::load as raw bytes instead");
   auto t = static_cast<c10::ScalarType>(code);
   if (c10::isQIntType(t))
     throw Error(Code::kUnsupported, where + ": quantized dtype " +
