@@ -1,0 +1,334 @@
+#include "interop_util.h"
+
+#include <fcntl.h>
+#include <gtest/gtest.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace interop {
+namespace fs = std::filesystem;
+
+std::string cli() { return CKPTIO_CLI; }
+std::string py_script(const std::string& name) {
+  return std::string(CKPTIO_SOURCE_DIR) + "/tests/interop/py/" + name;
+}
+std::string peer_data_dir() { return std::string(CKPTIO_SOURCE_DIR) + "/tests/data/peer"; }
+
+std::string RunResult::status() const {
+  if (timed_out) return "timed out";
+  if (exited) return "exit " + std::to_string(exit_code);
+  if (signal) return "signal " + std::to_string(signal) + " (" + strsignal(signal) + ")";
+  return "did not start";
+}
+
+std::string RunResult::describe() const {
+  std::string cmd;
+  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
+  return "`" + cmd + "` -> " + status() + "\nstderr: " + err.substr(0, 4000);
+}
+
+json RunResult::to_json() const {
+  return json{{"argv", argv},     {"exited", exited},       {"exit_code", exit_code},
+              {"signal", signal}, {"timed_out", timed_out}, {"stdout", out},
+              {"stderr", err}};
+}
+
+RunResult RunResult::from_json(const json& j) {
+  RunResult r;
+  r.argv = j.at("argv").get<std::vector<std::string>>();
+  r.exited = j.at("exited");
+  r.exit_code = j.at("exit_code");
+  r.signal = j.at("signal");
+  r.timed_out = j.at("timed_out");
+  r.out = j.at("stdout");
+  r.err = j.at("stderr");
+  return r;
+}
+
+RunResult run(const std::vector<std::string>& argv, int timeout_s) {
+  RunResult r;
+  r.argv = argv;
+  int out_pipe[2], err_pipe[2];
+  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
+    r.err = std::string("pipe: ") + strerror(errno);
+    return r;
+  }
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  pid_t pid = fork();
+  if (pid == 0) {
+    // Only async-signal-safe calls between fork and exec: other threads may exist.
+    dup2(out_pipe[1], 1);
+    dup2(err_pipe[1], 2);
+    int null_fd = open("/dev/null", O_RDONLY);
+    if (null_fd >= 0) dup2(null_fd, 0);
+    execv(args[0], args.data());
+    _exit(127);
+  }
+  close(out_pipe[1]);
+  close(err_pipe[1]);
+  if (pid < 0) {
+    close(out_pipe[0]);
+    close(err_pipe[0]);
+    r.err = std::string("fork: ") + strerror(errno);
+    return r;
+  }
+  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
+  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
+  std::string* sinks[2] = {&r.out, &r.err};
+  int open_fds = 2;
+  while (open_fds > 0) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+                    deadline - std::chrono::steady_clock::now())
+                    .count();
+    if (left <= 0) {
+      r.timed_out = true;
+      kill(pid, SIGKILL);
+      break;
+    }
+    int n = poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
+    if (n < 0 && errno != EINTR) break;
+    for (int i = 0; i < 2; ++i) {
+      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
+      char buf[65536];
+      ssize_t got = read(fds[i].fd, buf, sizeof buf);
+      if (got > 0) {
+        sinks[i]->append(buf, static_cast<size_t>(got));
+      } else if (got == 0 || errno != EINTR) {
+        close(fds[i].fd);
+        fds[i].fd = -1;
+        --open_fds;
+      }
+    }
+  }
+  for (auto& f : fds)
+    if (f.fd >= 0) close(f.fd);
+  int status = 0;
+  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+  }
+  if (!r.timed_out) {
+    r.exited = WIFEXITED(status);
+    if (r.exited) r.exit_code = WEXITSTATUS(status);
+    if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
+  }
+  return r;
+}
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw std::runtime_error("cannot read " + path);
+  std::ostringstream s;
+  s << f.rdbuf();
+  return s.str();
+}
+
+void write_file(const std::string& path, const std::string& data) {
+  std::ofstream f(path, std::ios::binary | std::ios::trunc);
+  f.write(data.data(), static_cast<std::streamsize>(data.size()));
+  if (!f) throw std::runtime_error("cannot write " + path);
+}
+
+json read_json(const std::string& path) { return json::parse(read_file(path)); }
+
+size_t count_lines(const std::string& text) {
+  size_t n = 0;
+  for (char c : text) n += c == '\n';
+  if (!text.empty() && text.back() != '\n') ++n;
+  return n;
+}
+
+namespace {
+
+// The kinds the contract distinguishes; nlohmann's integer/unsigned split is not one.
+std::string kind(const json& v) {
+  switch (v.type()) {
+    case json::value_t::null:
+      return "null";
+    case json::value_t::boolean:
+      return "bool";
+    case json::value_t::number_integer:
+    case json::value_t::number_unsigned:
+      return "int";
+    case json::value_t::number_float:
+      return "float";
+    case json::value_t::string:
+      return "string";
+    case json::value_t::array:
+      return "array";
+    case json::value_t::object:
+      return "object";
+    default:
+      return "other";
+  }
+}
+
+bool same_int(const json& a, const json& b) {
+  bool a_neg = a.is_number_integer() && a.get<int64_t>() < 0;
+  bool b_neg = b.is_number_integer() && b.get<int64_t>() < 0;
+  if (a_neg || b_neg) return a_neg && b_neg && a.get<int64_t>() == b.get<int64_t>();
+  return a.get<uint64_t>() == b.get<uint64_t>();
+}
+
+std::string brief(const json& v) {
+  std::string s = v.dump(-1, ' ', false, json::error_handler_t::replace);
+  return s.size() > 200 ? s.substr(0, 200) + "..." : s;
+}
+
+void diff(const json& got, const json& want, const std::string& path,
+          std::vector<std::string>& out) {
+  if (out.size() > 100) return;
+  if (kind(got) != kind(want)) {
+    out.push_back(path + ": got " + brief(got) + ", want " + brief(want));
+    return;
+  }
+  if (got.is_number_float()) {
+    double g = got, w = want;
+    if (!(g == w && std::signbit(g) == std::signbit(w)))
+      out.push_back(path + ": got " + brief(got) + ", want " + brief(want));
+    return;
+  }
+  if (kind(got) == "int") {
+    if (!same_int(got, want)) out.push_back(path + ": got " + brief(got) + ", want " + brief(want));
+    return;
+  }
+  if (got.is_array()) {
+    if (got.size() != want.size()) {
+      out.push_back(path + ": " + std::to_string(got.size()) + " items, want " +
+                    std::to_string(want.size()) + ": got " + brief(got) + ", want " + brief(want));
+      return;
+    }
+    for (size_t i = 0; i < got.size(); ++i)
+      diff(got[i], want[i], path + "[" + std::to_string(i) + "]", out);
+    return;
+  }
+  if (got.is_object()) {
+    json g = got;
+    if (want.size() == 1 && want.contains("tensor") && g.size() == 1 && g.contains("tensor") &&
+        g["tensor"].is_object()) {
+      json kept = json::object();
+      for (const char* k : {"dtype", "shape", "device", "sha256"})
+        if (g["tensor"].contains(k)) kept[k] = g["tensor"][k];
+      g["tensor"] = kept;
+    }
+    std::vector<std::string> gk, wk;
+    for (auto it = g.begin(); it != g.end(); ++it) gk.push_back(it.key());
+    for (auto it = want.begin(); it != want.end(); ++it) wk.push_back(it.key());
+    std::sort(gk.begin(), gk.end());
+    std::sort(wk.begin(), wk.end());
+    if (gk != wk) {
+      out.push_back(path + ": got " + brief(got) + ", want " + brief(want));
+      return;
+    }
+    for (const auto& k : wk) diff(g[k], want[k], path + "." + k, out);
+    return;
+  }
+  if (got != want) out.push_back(path + ": got " + brief(got) + ", want " + brief(want));
+}
+
+}  // namespace
+
+std::vector<std::string> json_diff(const json& got, const json& want, const std::string& path) {
+  std::vector<std::string> out;
+  diff(got, want, path, out);
+  return out;
+}
+
+std::string diff_text(const std::vector<std::string>& diffs) {
+  std::string s;
+  for (size_t i = 0; i < diffs.size() && i < 10; ++i) s += "  " + diffs[i] + "\n";
+  if (diffs.size() > 10) s += "  ... " + std::to_string(diffs.size() - 10) + " more\n";
+  return s;
+}
+
+void parallel_for(size_t n, int threads, const std::function<void(size_t)>& fn) {
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&] {
+      for (size_t i; (i = next++) < n;) fn(i);
+    });
+  for (auto& t : pool) t.join();
+}
+
+namespace {
+
+constexpr const char* kStamp = "prepared.ok";
+std::string g_work_dir;
+
+// Prepares the work directory for a hand run of the binary (no CTest fixture).
+class WorkEnvironment : public ::testing::Environment {
+ public:
+  explicit WorkEnvironment(PrepareFn prepare) : prepare_(std::move(prepare)) {}
+
+  void SetUp() override {
+    const char* shared = getenv("CKPTIO_INTEROP_WORK");
+    if (shared && *shared) {
+      g_work_dir = shared;
+      ASSERT_TRUE(fs::exists(fs::path(g_work_dir) / kStamp))
+          << g_work_dir << " was not prepared: see the output of the '*.prepare' CTest test";
+      return;
+    }
+    std::string tmpl = (fs::temp_directory_path() / "ckptio-interop-XXXXXX").string();
+    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << strerror(errno);
+    g_work_dir = temp_ = tmpl;
+    std::string error = prepare_(g_work_dir);
+    ASSERT_EQ(error, "") << "preparing " << g_work_dir;
+  }
+
+  void TearDown() override {
+    std::error_code ec;
+    if (!temp_.empty()) fs::remove_all(temp_, ec);
+  }
+
+ private:
+  PrepareFn prepare_;
+  std::string temp_;
+};
+
+}  // namespace
+
+const std::string& work_dir() { return g_work_dir; }
+
+int interop_main(int argc, char** argv, PrepareFn prepare) {
+  const std::string flag = "--prepare-to=";
+  for (int i = 1; i < argc; ++i) {
+    std::string a = argv[i];
+    if (a.compare(0, flag.size(), flag) != 0) continue;
+    std::string dir = a.substr(flag.size());
+    std::error_code ec;
+    fs::remove_all(dir, ec);
+    fs::create_directories(dir);
+    g_work_dir = dir;
+    std::string error;
+    try {
+      error = prepare(dir);
+    } catch (const std::exception& e) {
+      error = e.what();
+    }
+    if (!error.empty()) {
+      fprintf(stderr, "prepare %s failed: %s\n", dir.c_str(), error.c_str());
+      return 1;
+    }
+    write_file((fs::path(dir) / kStamp).string(), "ok\n");
+    printf("prepared %s\n", dir.c_str());
+    return 0;
+  }
+  ::testing::InitGoogleTest(&argc, argv);
+  ::testing::AddGlobalTestEnvironment(new WorkEnvironment(std::move(prepare)));
+  return RUN_ALL_TESTS();
+}
+
+}  // namespace interop

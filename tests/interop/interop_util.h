@@ -1,0 +1,72 @@
+// Helpers for the interop tests: running the ckptio CLI and Debian's Python with a hang guard,
+// comparing ckptio's JSON with the Python reference encoding, and the shared work directory
+// that one "prepare" run fills for all the tests of a binary.
+#pragma once
+
+#include <functional>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace interop {
+
+using json = nlohmann::json;
+
+// Real PyTorch lives in Debian's interpreter, not in the first python3 on PATH.
+inline const char* kPython = "/usr/bin/python3";
+
+std::string cli();                               // the ckptio binary under test
+std::string py_script(const std::string& name);  // tests/interop/py/<name>
+std::string peer_data_dir();                     // tests/data/peer
+
+struct RunResult {
+  std::vector<std::string> argv;
+  bool exited = false;  // ended by exit(), not by a signal or the hang guard
+  int exit_code = -1;
+  int signal = 0;
+  bool timed_out = false;
+  std::string out, err;
+
+  // "exit 1", "signal 11", "timed out"; with the command and its stderr for messages.
+  std::string status() const;
+  std::string describe() const;
+  json to_json() const;
+  static RunResult from_json(const json& j);
+};
+
+// Runs argv (no shell), capturing stdout and stderr. A child still running after
+// timeout_s is killed: a hang must not stall the suite, and the test reports it.
+RunResult run(const std::vector<std::string>& argv, int timeout_s = 120);
+
+std::string read_file(const std::string& path);
+void write_file(const std::string& path, const std::string& data);
+json read_json(const std::string& path);
+// Number of '\n'-terminated lines; text after the last '\n' counts as one more.
+size_t count_lines(const std::string& text);
+
+// Differences between ckptio's value `got` and the reference `want`, one line each, with a
+// path ("root.dict[3][1]"). Strict about kinds: 1, 1.0 and true differ; floats compare by
+// value and sign. Inside {"tensor": {...}} only the contract keys (dtype, shape, device,
+// sha256) of `got` are compared; ckptio's extra keys are ignored.
+std::vector<std::string> json_diff(const json& got, const json& want,
+                                   const std::string& path = "root");
+// The first few differences, for an assertion message.
+std::string diff_text(const std::vector<std::string>& diffs);
+
+// The work directory of this test binary, filled by the prepare function given to main().
+const std::string& work_dir();
+
+// main() for the interop binaries.
+//   BINARY --prepare-to=DIR   empties DIR, runs prepare(DIR), then marks DIR complete. CTest
+//                             runs this once as a fixture before the binary's tests.
+//   BINARY [gtest flags]      runs the tests. With CKPTIO_INTEROP_WORK set (by CTest) they
+//                             use that prepared directory; otherwise a temporary one is
+//                             prepared first and removed afterwards.
+// prepare returns an empty string on success, else why it failed.
+using PrepareFn = std::function<std::string(const std::string& dir)>;
+int interop_main(int argc, char** argv, PrepareFn prepare);
+
+// Runs fn(i) for i in [0, n) on `threads` threads (ckptio runs are independent processes).
+void parallel_for(size_t n, int threads, const std::function<void(size_t)>& fn);
+
+}  // namespace interop
