@@ -95,6 +95,7 @@ Result<FormatEntry> choose_format(Registry& reg, const ByteSource& src,
 struct Reader::Impl {
   std::shared_ptr<const ByteSource> source;    // owns the file (or wraps the caller's buffer)
   std::shared_ptr<const void> mapping_owner;   // set when storages may alias the mapping
+  ckptio_source c_source{};                    // valid from open() to close(), as promised
   LoadOptions options;
   FormatEntry format;
   ckptio_reader* reader = nullptr;
@@ -130,9 +131,10 @@ std::unique_ptr<Reader::Impl> open_impl(std::shared_ptr<const ByteSource> src,
   if (options.allow_objects) opts.emplace_back("allow_objects", "1");
   if (options.verify) opts.emplace_back("verify", "1");
   COptions c_opts(std::move(opts));
-  ckptio_source c_src = host::c_source(source);
+  // The plugin may keep this pointer until close(): it lives in the Reader, not here.
+  impl->c_source = host::c_source(source);
   host::TreeBuilder builder;
-  Status st = host::take_status(impl->format.api->open(impl->format.index, &c_src, c_opts.get(),
+  Status st = host::take_status(impl->format.api->open(impl->format.index, &impl->c_source, c_opts.get(),
                                                        builder.c_builder(), &impl->reader));
   if (!st.ok()) fail(with_file(st, source.name()));
   auto tree = builder.finish();

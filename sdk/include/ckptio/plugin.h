@@ -15,7 +15,9 @@
  *    The host owns and frees them. A plugin catches every exception at the boundary.
  *  - Strings and arrays passed into a callback are valid only during that call.
  *  - The host owns the byte source (file mapping / pread / memory) and the output sink
- *    (which does the atomic replace). The plugin owns its ckptio_reader until close().
+ *    (which does the atomic replace). The ckptio_source passed to open() (the struct and
+ *    what it points to) stays valid until close() of the reader made from it, so a plugin
+ *    may keep the pointer. The plugin owns its ckptio_reader until close().
  *  - Static data returned by the entry (the api table, names) lives as long as the plugin
  *    is loaded; the host never unloads a plugin before process exit.
  *
