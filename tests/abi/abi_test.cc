@@ -1,0 +1,202 @@
+// The plugin ABI seen from the host: deliberately broken plugins (tests/abi/test_plugins.cc)
+// are each refused with a reason, recorded, listed by `ckptio plugins`, and never stop the
+// host from working with the good ones.
+#include <gtest/gtest.h>
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+#include <unistd.h>
+#include <vector>
+
+#include "../host/test_checkpoints.h"
+#include "ckptio/ckptio.h"
+
+namespace ckptio {
+namespace {
+namespace fs = std::filesystem;
+
+const std::string kBroken = CKPTIO_ABI_PLUGIN_DIR;      // the test plugins
+const std::string kBundled = CKPTIO_BUNDLED_PLUGIN_DIR;  // torch-zip, torch-legacy
+const std::string kGood = CKPTIO_ABI_GOOD_PLUGIN;
+const std::string kCli = CKPTIO_CLI;
+
+struct Broken {
+  const char* file;
+  const char* reason;
+};
+const Broken kBrokenPlugins[] = {
+    {"ckptio-no-entry.so", "not a ckptio plugin: no exported symbol ckptio_plugin_entry"},
+    {"ckptio-entry-throws.so", "the entry function threw an exception"},
+    {"ckptio-abi-too-new.so", "plugin speaks no ABI version in 1..1"},
+    {"ckptio-abi-lies.so", "plugin answered ABI version 2, host speaks 1..1"},
+    {"ckptio-abi-too-old.so", "plugin answered ABI version 0, host speaks 1..1"},
+    {"ckptio-small-struct.so", "plugin table struct_size 40 is smaller than the"},
+    {"ckptio-missing-dep.so", "libckptio-abi-dep.so: cannot open shared object file"},
+};
+
+class TempDir {
+ public:
+  TempDir() {
+    path_ = fs::temp_directory_path() /
+            ("ckptio-abi-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
+    fs::create_directories(path_);
+  }
+  ~TempDir() { fs::remove_all(path_); }
+  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
+
+ private:
+  fs::path path_;
+  static inline int counter_ = 0;
+};
+
+const PluginInfo* find_info(const Registry& reg, const std::string& file) {
+  for (const auto& p : reg.plugins())
+    if (fs::path(p.path).filename() == file) return &p;
+  return nullptr;
+}
+
+// Registry with the probe-misbehaving plugins first (they would win a naive detection) and
+// the bundled ones after.
+void load_all(Registry& reg) {
+  for (const char* f : {"ckptio-probe-throws.so", "ckptio-probe-nonsense.so"})
+    EXPECT_TRUE(reg.load_plugin(kBroken + "/" + f)) << f;
+  for (const Broken& b : kBrokenPlugins) reg.load_plugin(kBroken + "/" + b.file);
+  EXPECT_TRUE(reg.load_plugin(kBundled + "/ckptio-torch-zip.so"));
+  EXPECT_TRUE(reg.load_plugin(kBundled + "/ckptio-torch-legacy.so"));
+}
+
+struct RunResult {
+  int rc;
+  std::string out;
+};
+RunResult run(const std::string& cmd) {
+  RunResult r{-1, ""};
+  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
+  int status = ::pclose(p);
+  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST(AbiPlugins, EachBrokenPluginIsRefusedWithItsReason) {
+  Registry reg;
+  for (const Broken& b : kBrokenPlugins) {
+    SCOPED_TRACE(b.file);
+    EXPECT_FALSE(reg.load_plugin(kBroken + "/" + b.file));
+    const PluginInfo* info = find_info(reg, b.file);
+    ASSERT_NE(info, nullptr);
+    EXPECT_TRUE(info->name.empty());
+    EXPECT_NE(info->error.find(b.reason), std::string::npos) << info->error;
+    EXPECT_EQ(info->error.find('\n'), std::string::npos) << "one line: " << info->error;
+    if (std::string(b.file) == "ckptio-missing-dep.so") {
+      EXPECT_EQ(info->error.rfind("cannot load: ", 0), 0u) << info->error;
+    }
+  }
+  EXPECT_TRUE(reg.formats().empty());
+  // The host keeps working: the bundled plugins load after all of them.
+  EXPECT_TRUE(reg.load_plugin(kBundled + "/ckptio-torch-zip.so"));
+  EXPECT_TRUE(reg.has_format("torch-zip"));
+}
+
+TEST(AbiPlugins, ProbeThatThrowsOrReturnsNonsenseNeverWinsDetection) {
+  Registry reg;
+  load_all(reg);
+  EXPECT_TRUE(reg.has_format("probe-high"));
+  EXPECT_TRUE(reg.has_format("probe-throws"));
+  TempDir dir;
+  for (const char* format : {"torch-zip", "torch-legacy"}) {
+    SCOPED_TRACE(format);
+    SaveOptions so;
+    so.format = format;
+    so.registry = &reg;
+    save(dir / "a.pt", testing::small_checkpoint(), so);
+    EXPECT_EQ(detect_format(dir / "a.pt", &reg), format);
+    LoadOptions lo;
+    lo.registry = &reg;
+    Checkpoint c = load(dir / "a.pt", lo);
+    EXPECT_EQ(c.format, format);
+    EXPECT_EQ(c.tree.root->entries.size(), 4u);
+  }
+  // A file nobody reads: a clean error, not the plugin that claimed 1000.
+  {
+    FILE* f = std::fopen((dir / "junk.bin").c_str(), "wb");
+    std::fputs("not a checkpoint at all", f);
+    std::fclose(f);
+  }
+  try {
+    detect_format(dir / "junk.bin", &reg);
+    FAIL() << "junk was detected as a format";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("junk.bin"), std::string::npos) << e.what();
+  }
+}
+
+TEST(AbiPlugins, WorkingPluginSurvivesRegistriesAndIsUsable) {
+  // Built with -fno-gnu-unique: were the host to unload it while a table, a status or a
+  // string of it is still referenced, this would crash instead of passing by luck.
+  TempDir dir;
+  {
+    Registry first;
+    ASSERT_TRUE(first.load_plugin(kGood));
+  }
+  Registry reg;
+  ASSERT_TRUE(reg.load_plugin(kGood));
+  ASSERT_TRUE(reg.has_format("abi-good"));
+  Checkpoint c;
+  auto root = Value::dict();
+  root->entries.emplace_back(Value::str("n"), Value::integer(1234));
+  c.tree.root = root;
+  SaveOptions so;
+  so.format = "abi-good";
+  so.registry = &reg;
+  save(dir / "x.abigood", c, so);
+  LoadOptions lo;
+  lo.registry = &reg;
+  Checkpoint back = load(dir / "x.abigood", lo);
+  EXPECT_EQ(back.format, "abi-good");
+  ASSERT_EQ(back.tree.root->entries.size(), 2u);
+  EXPECT_EQ(back.tree.root->get("n")->i, 1234);
+  EXPECT_EQ(back.tree.root->get("tag")->s, "abi-good");
+}
+
+TEST(AbiPlugins, CliListsEachFailureAndKeepsWorking) {
+  std::string env = "CKPTIO_PLUGIN_PATH='" + kBroken + "' ";
+  RunResult r = run(env + "'" + kCli + "' plugins");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  for (const Broken& b : kBrokenPlugins) {
+    // "  FAILED  <path>" and the reason on the next line.
+    std::string head = "  FAILED  " + kBroken + "/" + b.file + "\n          ";
+    size_t at = r.out.find(head);
+    ASSERT_NE(at, std::string::npos) << b.file << " in:\n" << r.out;
+    std::string reason = r.out.substr(at + head.size());
+    reason = reason.substr(0, reason.find('\n'));
+    EXPECT_NE(reason.find(b.reason), std::string::npos) << reason;
+  }
+  EXPECT_NE(r.out.find("formats: probe-high probe-negative"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("torch-zip 0.1.0  (ABI 1)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("torch-legacy 0.1.0  (ABI 1)"), std::string::npos) << r.out;
+
+  // Converting (with detection) works with all of them present.
+  TempDir dir;
+  Registry reg;
+  reg.load_plugin(kBundled + "/ckptio-torch-zip.so");
+  SaveOptions so;
+  so.registry = &reg;
+  save(dir / "in.pt", testing::small_checkpoint(), so);
+  r = run(env + "'" + kCli + "' convert '" + (dir / "in.pt") + "' '" + (dir / "out.pt") +
+          "' --format torch-legacy");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  r = run(env + "'" + kCli + "' inspect '" + (dir / "out.pt") + "'");
+  EXPECT_EQ(r.rc, 0) << r.out;
+  EXPECT_NE(r.out.find("format:   torch-legacy"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("'step': 7"), std::string::npos) << r.out;
+}
+
+}  // namespace
+}  // namespace ckptio

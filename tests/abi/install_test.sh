@@ -1,0 +1,132 @@
+#!/usr/bin/env bash
+# install_test.sh SOURCE_DIR BUILD_DIR WORK_DIR [CMAKE]
+#
+# Third-party plugin authoring, end to end, as a plugin author would do it:
+#  1. `cmake --install` the build tree into a temporary prefix;
+#  2. build sdk/examples/safetensors and tests/abi/consumer out of tree against that prefix
+#     with find_package(ckptio) (nothing from the source tree but their own files);
+#  3. the installed `ckptio` finds the plugin through CKPTIO_PLUGIN_PATH;
+#  4. a real torch.save state_dict -> .safetensors -> torch-zip is bit-identical, an
+#     independent strict reader accepts our .safetensors, torch.load agrees;
+#  5. malformed .safetensors files each fail with exit 1 and one line naming the file.
+set -euo pipefail
+src=$1 build=$2 work=$3 cmake=${4:-cmake}
+py=/usr/bin/python3  # Debian's real PyTorch, not whatever python3 is on PATH
+check=$src/tests/abi/safetensors_check.py
+
+rm -rf "$work"
+mkdir -p "$work/data"
+prefix=$work/prefix
+log=$work/log
+step() { echo "== $*"; }
+run_logged() {  # run a command, show its log only when it fails
+  if ! "$@" >"$log" 2>&1; then cat "$log"; echo "FAILED: $*"; exit 1; fi
+}
+
+step "install into $prefix"
+run_logged "$cmake" --install "$build" --prefix "$prefix"
+for f in include/ckptio/plugin.h include/ckptio/plugin.hpp include/ckptio/ckptio.h \
+         include/ckptio/formats/value.h lib/cmake/ckptio/ckptioConfig.cmake \
+         lib/cmake/ckptio/CkptioPlugin.cmake lib/libckptio.so bin/ckptio \
+         lib/ckptio/plugins/ckptio-torch-zip.so lib/ckptio/plugins/ckptio-torch-legacy.so; do
+  [[ -e $prefix/$f ]] || { echo "FAILED: $prefix/$f was not installed"; exit 1; }
+done
+
+gen=()
+command -v ninja >/dev/null && gen=(-G Ninja)
+step "build sdk/examples/safetensors out of tree"
+run_logged "$cmake" -S "$src/sdk/examples/safetensors" -B "$work/st" "${gen[@]}" \
+  -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release
+run_logged "$cmake" --build "$work/st" -j 2
+step "build sdk/examples/minimal (the README's walk-through) out of tree"
+run_logged "$cmake" -S "$src/sdk/examples/minimal" -B "$work/minimal" "${gen[@]}" \
+  -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release
+run_logged "$cmake" --build "$work/minimal" -j 2
+step "build the libckptio consumer out of tree"
+run_logged "$cmake" -S "$src/tests/abi/consumer" -B "$work/consumer" "${gen[@]}" \
+  -DCMAKE_PREFIX_PATH="$prefix" -DCMAKE_BUILD_TYPE=Release
+run_logged "$cmake" --build "$work/consumer" -j 2
+
+ck=$prefix/bin/ckptio
+export CKPTIO_PLUGIN_PATH=$work/st:$work/minimal
+step "ckptio plugins"
+"$ck" plugins | tee "$log"
+grep -q "^  safetensors 0.1.0  (ABI 1)  $work/st/ckptio-safetensors.so" "$log" ||
+  { echo "FAILED: the safetensors plugin is not listed"; exit 1; }
+grep -q "^formats available:.* safetensors" "$log" || { echo "FAILED: no safetensors format"; exit 1; }
+grep -q "torch-zip" "$log" || { echo "FAILED: bundled plugins not found next to libckptio"; exit 1; }
+
+d=$work/data
+step "round trip a torch.save state_dict"
+"$py" "$check" make "$d"
+"$ck" convert "$d/model.pt" "$d/model.safetensors" --format safetensors
+"$ck" inspect "$d/model.safetensors"
+[[ $("$ck" inspect --json "$d/model.safetensors" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["format"])') == safetensors ]] ||
+  { echo "FAILED: model.safetensors not detected as safetensors"; exit 1; }
+"$ck" convert "$d/model.safetensors" "$d/back.pt" --format torch-zip
+"$ck" inspect --json "$d/model.pt" >"$d/model.json"
+"$ck" inspect --json "$d/back.pt" >"$d/back.json"
+"$py" "$check" same_json "$d/model.json" "$d/back.json"
+"$py" "$check" check "$d/model.pt" "$d/model.safetensors"
+"$py" "$check" same_torch "$d/model.pt" "$d/back.pt"
+# safetensors -> safetensors is byte-identical (deterministic writer).
+"$ck" convert "$d/model.safetensors" "$d/again.safetensors" --format safetensors
+cmp "$d/model.safetensors" "$d/again.safetensors"
+
+step "metadata options; the plugin exports only its entry"
+"$ck" convert "$d/model.pt" "$d/meta.safetensors" --format safetensors --option meta.note=hi
+"$py" -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]
+assert json.loads(b[8:8+n])["__metadata__"] == {"format": "pt", "note": "hi"}' "$d/meta.safetensors"
+if "$ck" convert "$d/model.pt" "$d/x.safetensors" --format safetensors --option level=3 2>"$log"; then
+  echo "FAILED: an unknown option was accepted"; exit 1
+fi
+grep -q "unknown safetensors option 'level'" "$log" || { cat "$log"; exit 1; }
+"$src/tests/abi/check_exports.sh" "$work/st/ckptio-safetensors.so"
+
+step "libckptio consumer reads both"
+"$work/consumer/consumer" "$d/model.pt" | head -1 | grep -qx "torch-zip 13 ok"  # the tied tensor is one node
+"$work/consumer/consumer" "$d/model.safetensors" | head -1 | grep -qx "safetensors 14 ok"  # written twice
+
+step "the minimal plugin round-trips a vector"
+"$ck" convert "$d/vector.pt" "$d/vector.f32" --format f32raw
+"$ck" convert "$d/vector.f32" "$d/vector_back.pt" --format torch-zip
+"$ck" inspect --json "$d/vector.pt" >"$d/vector.json"
+"$ck" inspect --json "$d/vector_back.pt" >"$d/vector_back.json"
+"$py" "$check" same_json "$d/vector.json" "$d/vector_back.json"
+"$src/tests/abi/check_exports.sh" "$work/minimal/ckptio-f32raw.so"
+
+step "nested dicts flatten with '.'; non-tensor entries are refused by name"
+"$ck" convert "$d/nested.pt" "$d/nested.safetensors" --format safetensors
+"$ck" inspect "$d/nested.safetensors" | grep -q "'dec.b': tensor float32 \[1\]"
+set +e
+"$ck" convert "$d/general.pt" "$d/general.safetensors" --format safetensors 2>"$log"
+rc=$?
+set -e
+cat "$log"
+[[ $rc == 1 && $(wc -l <"$log") == 1 ]] && grep -q "'epoch' is an int, not a tensor" "$log" &&
+  [[ ! -e $d/general.safetensors ]] || { echo "FAILED: general checkpoint not refused cleanly"; exit 1; }
+
+step "malformed files"
+bad=0
+while IFS=$'\t' read -r name expect; do
+  set +e
+  "$ck" inspect "$d/$name" --input-format safetensors >/dev/null 2>"$log"
+  rc=$?
+  set -e
+  msg=$(cat "$log")
+  if [[ $rc != 1 || $(wc -l <"$log") != 1 || $msg != *"$d/$name"* || $msg != *"$expect"* ]]; then
+    echo "FAILED: $name: exit $rc, wanted 1 and one line naming the file with '$expect': $msg"
+    bad=1
+  else
+    echo "ok   $msg"
+  fi
+done < <("$py" "$check" malformed "$d")
+[[ $bad == 0 ]]
+# Detection: a truncated header is not claimed by the safetensors probe.
+set +e
+"$ck" inspect "$d/bad_hdr_past_end.safetensors" 2>"$log"
+rc=$?
+set -e
+[[ $rc == 1 ]] && grep -q "not a checkpoint any loaded plugin reads" "$log" ||
+  { cat "$log"; echo "FAILED: a broken header was detected as some format"; exit 1; }
+echo "PASS"
