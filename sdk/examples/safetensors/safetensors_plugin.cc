@@ -476,6 +476,7 @@ class Writer {
   void add_tensor(const std::string& name, ckptio_node node) {
     if (!names_.insert(name).second)
       refuse("two tensors flatten to the name '" + name + "'");
+    if (name == "__metadata__") refuse("a tensor cannot be named '__metadata__' in safetensors");
     ckptio_tensor_desc d{};
     d.struct_size = sizeof d;
     t_->tensor(t_->ctx, node, &d);
