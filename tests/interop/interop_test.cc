@@ -152,6 +152,10 @@ class Interop : public ::testing::TestWithParam<std::tuple<std::string, std::str
                                << diff_text(diffs);
     // Storage sharing: per tensor, the first tensor with the same storage.
     EXPECT_EQ(check["ties"], want["ties"]) << "storage sharing changed in " << out;
+    // Parameter-ness, requires_grad, strides and offsets are outside the JSON contract.
+    EXPECT_EQ(check["facts"], want["facts"]) << "tensor kinds/requires_grad/strides/offsets "
+                                                "changed in "
+                                             << out;
     if (fmt == "zip") {
       ASSERT_FALSE(check["zip"].is_null()) << out << " is not a zip file";
       const json& z = check["zip"];
@@ -178,6 +182,9 @@ TEST_P(Interop, Inspect) {
   EXPECT_TRUE(diffs.empty()) << "ckptio inspect --json " << case_file(c(), src())
                              << " differs from torch.load:\n"
                              << diff_text(diffs);
+  // ckptio's extra tensor keys against what torch.load built.
+  EXPECT_EQ(tensor_facts(got["root"]), want["facts"])
+      << "[kind, requires_grad, strides, storage_offset] per tensor";
 }
 
 TEST_P(Interop, ConvertToZip) { expect_loads_as_original(out_file(c(), src(), "to-zip"), "zip"); }

@@ -246,6 +246,34 @@ std::vector<std::string> json_diff(const json& got, const json& want, const std:
   return out;
 }
 
+namespace {
+void collect_facts(const json& v, json& out) {
+  if (v.is_array()) {
+    for (const auto& x : v) collect_facts(x, out);
+    return;
+  }
+  if (!v.is_object()) return;
+  if (v.contains("tensor")) {
+    const json& t = v["tensor"];
+    std::string kind = t.value("is_storage", false)  ? "storage"
+                       : t.value("parameter", false) ? "parameter"
+                                                     : "tensor";
+    out.push_back({kind, t.value("requires_grad", false), t.value("strides", json()),
+                   t.value("storage_offset", json())});
+  } else if (v.contains("dict")) {
+    collect_facts(v["dict"], out);  // [[k, v], ...]: keys and values in order
+  } else if (v.contains("tuple")) {
+    collect_facts(v["tuple"], out);
+  }
+}
+}  // namespace
+
+json tensor_facts(const json& value) {
+  json out = json::array();
+  collect_facts(value, out);
+  return out;
+}
+
 std::string diff_text(const std::vector<std::string>& diffs) {
   std::string s;
   for (size_t i = 0; i < diffs.size() && i < 10; ++i) s += "  " + diffs[i] + "\n";

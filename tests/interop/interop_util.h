@@ -50,6 +50,12 @@ size_t count_lines(const std::string& text);
 // sha256) of `got` are compared; ckptio's extra keys are ignored.
 std::vector<std::string> json_diff(const json& got, const json& want,
                                    const std::string& path = "root");
+// Per tensor of an encoded value, depth-first in encoding order (dict keys before values;
+// objects are not entered), as py/encode.py tensor_facts lists them: [kind ("tensor",
+// "parameter", "storage"), requires_grad, strides, storage_offset], read from ckptio's extra
+// tensor keys.
+json tensor_facts(const json& value);
+
 // The first few differences, for an assertion message.
 std::string diff_text(const std::vector<std::string>& diffs);
 

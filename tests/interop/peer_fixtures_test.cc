@@ -231,6 +231,8 @@ TEST_P(PeerFixture, InspectMatchesTorch) {
   auto diffs = json_diff(doc["root"], ref["root"]);
   EXPECT_TRUE(diffs.empty()) << "ckptio inspect --json " << f() << " differs from torch.load:\n"
                              << diff_text(diffs);
+  EXPECT_EQ(tensor_facts(doc["root"]), ref["facts"])
+      << "[kind, requires_grad, strides, storage_offset] per tensor";
 }
 
 // Storage *views* (legacy view_metadata: a window into another storage) exist only in old
@@ -262,6 +264,7 @@ TEST_P(PeerFixture, ConvertsToBothFormats) {
     EXPECT_TRUE(diffs.empty()) << "torch.load of " << out << " differs from the original:\n"
                                << diff_text(diffs);
     EXPECT_EQ(check["ties"], ref["ties"]) << "storage sharing changed in " << out;
+    EXPECT_EQ(check["facts"], ref["facts"]) << "tensor kinds/strides/offsets changed in " << out;
     EXPECT_EQ(check["zip"].is_null(), fmt == "legacy");
   }
 }

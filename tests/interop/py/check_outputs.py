@@ -4,6 +4,7 @@
 
 MANIFEST is a list of {"file": path, "result": path}. For each file, result gets
 {"error": null or why torch.load failed, "root": encode.encode(obj), "ties": encode.ties(obj),
+ "facts": encode.tensor_facts(obj),
  "zip": null for non-zip files, else {"bad_crc": testzip() result, "compressed": names of
  records not stored, "misaligned": data records whose bytes do not start at a multiple of
  64}}. One process checks all files: importing torch costs about a second.
@@ -43,11 +44,12 @@ def zip_facts(path):
 
 
 def check(path):
-    out = {"error": None, "root": None, "ties": None, "zip": None}
+    out = {"error": None, "root": None, "ties": None, "facts": None, "zip": None}
     try:
         obj, locs = encode.load(path)
         out["root"] = encode.encode(obj, locs)
         out["ties"] = encode.ties(obj)
+        out["facts"] = encode.tensor_facts(obj, locs)
     except Exception:  # the test reports it
         out["error"] = traceback.format_exc(limit=3)
     if zipfile.is_zipfile(path):

@@ -35,6 +35,13 @@ class Locations:
         self.ranges.append((storage.data_ptr(), storage.nbytes(), location))
         return storage  # keep it on the CPU whatever the tag says
 
+    def base_of(self, data_ptr):
+        """Address of the storage torch.load allocated that holds data_ptr."""
+        for ptr, n, _ in self.ranges:
+            if ptr != 0 and ptr <= data_ptr < ptr + max(n, 1):
+                return ptr
+        return data_ptr
+
     def of(self, data_ptr):
         for ptr, n, loc in self.ranges:
             if ptr != 0 and ptr <= data_ptr < ptr + max(n, 1):
@@ -153,6 +160,22 @@ def ties(v):
         ptr = t.data_ptr() if isinstance(t, torch.storage.TypedStorage) else \
             t.storage().data_ptr()
         out.append(-1 if ptr == 0 else first.setdefault(ptr, i))
+    return out
+
+
+def tensor_facts(v, locs):
+    """What the JSON contract leaves out but a converted file must keep, per tensor in
+    tensors_in_order: [kind ("tensor", "parameter" or "storage"), requires_grad, strides,
+    storage_offset]. ckptio reports the same as its extra tensor keys. A bare storage that is
+    a window into a bigger one (legacy view_metadata) has the window's offset."""
+    out = []
+    for t in tensors_in_order(v):
+        if isinstance(t, torch.storage.TypedStorage):
+            offset = (t.data_ptr() - locs.base_of(t.data_ptr())) // t.element_size()
+            out.append(["storage", False, [1], offset])
+        else:
+            kind = "parameter" if isinstance(t, torch.nn.Parameter) else "tensor"
+            out.append([kind, t.requires_grad, list(t.stride()), t.storage_offset()])
     return out
 
 

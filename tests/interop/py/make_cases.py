@@ -5,8 +5,8 @@ reference encoding of what torch.load reads back from each.
                                 DIR/NAME.{zip,legacy}.ref.json; DIR/cases.json lists NAMEs
   make_cases.py --list          print the case names
 
-A ref.json holds {"root": encoding, "ties": encode.ties(obj), "storages": count of storage
-records in the file}. Each case builds its object from a fixed seed, so files are the same on
+A ref.json holds {"root": encoding, "ties": encode.ties(obj), "facts":
+encode.tensor_facts(obj), "storages": count of storage records in the file}. Each case builds its object from a fixed seed, so files are the same on
 every run (up to the memory-address keys torch does not write in zip files anyway).
 
 Not coverable with torch 1.13: the 2.x-only dtypes (float8_*, uint16/32/64, ...) and
@@ -386,7 +386,7 @@ def main(argv):
             save(obj, path, fmt == "legacy", PROTOCOL.get(name, 2), LOCATION.get(name))
             loaded, locs = encode.load(path)
             ref = {"root": encode.encode(loaded, locs), "ties": encode.ties(loaded),
-                   "storages": storage_records(path)}
+                   "facts": encode.tensor_facts(loaded, locs), "storages": storage_records(path)}
             with open(os.path.join(out, "%s.%s.ref.json" % (name, fmt)), "w") as f:
                 json.dump(ref, f)
     with open(os.path.join(out, "cases.json"), "w") as f:
