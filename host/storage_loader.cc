@@ -14,7 +14,7 @@ namespace ckptio::host {
 namespace {
 
 constexpr uint64_t kChunk = 16u << 20;       // unit of parallel work
-constexpr uint64_t kHugeThreshold = 4u << 20;  // mmap + THP above this size
+constexpr uint64_t kHugeThreshold = 4u << 20;  // mmap'ed (page-aligned) above this size
 constexpr uint64_t kAlign = 64;
 
 struct Chunk {
@@ -23,13 +23,30 @@ struct Chunk {
   uint64_t length;
 };
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23  // Linux 5.14
+#endif
+
+// Faults in a destination range in one system call rather than one fault per 4 KiB page;
+// done by each reading thread for its own chunk, so it runs in parallel. Advisory: on older
+// kernels (EINVAL) the copy simply faults the pages in.
+void populate_for_write(uint8_t* p, uint64_t n) {
+  constexpr uintptr_t kPage = 4096;
+  if (n < (1u << 20)) return;
+  uintptr_t start = (reinterpret_cast<uintptr_t>(p) + kPage - 1) & ~(kPage - 1);
+  uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
+  if (end > start) madvise(reinterpret_cast<void*>(start), end - start, MADV_POPULATE_WRITE);
+}
+
 }  // namespace
 
 std::shared_ptr<uint8_t> allocate_storage(uint64_t nbytes) {
   if (nbytes >= kHugeThreshold) {
+    // No MADV_HUGEPAGE: with the usual defrag=madvise setting, huge-page faults stall on
+    // direct compaction (measured: 0.4 s to 4 s for the same 1 GiB load). Pages are instead
+    // populated chunk by chunk by the reading threads (populate_for_write), in parallel.
     void* p = mmap(nullptr, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
-    madvise(p, nbytes, MADV_HUGEPAGE);  // fewer page faults while filling; advisory only
     return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p),
                                     [nbytes](uint8_t* q) { munmap(q, nbytes); });
   }
@@ -81,6 +98,7 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
       if (k >= chunks.size() || failed.load()) return;
       const Chunk& c = chunks[k];
       auto* dst = const_cast<uint8_t*>(out[c.index].data) + c.offset;
+      populate_for_write(dst, c.length);
       Status st = file_offsets[c.index] != CKPTIO_NOT_PLAIN
                       ? src.read_at(file_offsets[c.index] + c.offset, dst, c.length)
                       : read_plugin(c.index, c.offset, dst, c.length);
