@@ -37,6 +37,7 @@ const std::vector<std::string> kCases = {
     "several_models",
     "all_dtypes",
     "views",
+    "expanded",
     "view_without_base",
     "tied_same_tensor",
     "tied_two_views",
@@ -54,6 +55,7 @@ const std::vector<std::string> kCases = {
     "bytes_values",
     "tuples_and_keys",
     "nested_30_deep",
+    "large_containers",
     "misc_objects",
     "pickle_protocol_4",
 };

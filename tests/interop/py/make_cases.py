@@ -198,6 +198,14 @@ def views():
 
 
 @case
+def expanded():
+    # expand() makes stride-0 views; torch 1.13 saves them as they are (strides (0, 1)).
+    row = torch.arange(3, dtype=torch.float64)
+    return {"row": row, "rows": row.expand(4, 3), "col": torch.ones(2, 1).expand(2, 5),
+            "scalar_expanded": torch.tensor(7).expand(3)}
+
+
+@case
 def view_without_base():
     base = torch.arange(100, dtype=torch.int32).reshape(10, 10)
     # Only the view is saved; torch writes the whole storage and an offset.
@@ -320,6 +328,16 @@ def nested_30_deep():
         kind = depth % 3
         v = {"level%d" % depth: v} if kind == 0 else [v, depth] if kind == 1 else (depth, v)
     return v
+
+
+@case
+def large_containers():
+    # Past the pickler's batch size (1000 items per SETITEMS/APPENDS) and 256 memo entries
+    # (LONG_BINPUT/LONG_BINGET); a long string; one multi-megabyte tensor.
+    names = ["key%04d" % i for i in range(1500)]
+    return {"dict": {n: i for i, n in enumerate(names)}, "list": list(range(2500)),
+            "again": names[:300], "long_str": "x" * 70000, "long_bytes": bytes(300),
+            "big": torch.arange(1 << 20, dtype=torch.float32)}
 
 
 @case
