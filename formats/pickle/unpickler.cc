@@ -426,6 +426,16 @@ class Machine {
     for (auto& x : items) list->items.push_back(std::move(x));
   }
 
+  // UnpickleOptions::torchscript_objects: the `__torch__` namespace of TorchScript classes.
+  static bool is_torchscript_class(const std::string& dotted) {
+    return dotted.compare(0, 10, "__torch__.") == 0;
+  }
+  ValuePtr global(const std::string& module, const std::string& name) {
+    if (opt_.torchscript_objects && (module == "__torch__" || module.compare(0, 10, "__torch__.") == 0))
+      return Value::global(module + "." + name);
+    return pickle_detail::resolve_global(module, name, site_);
+  }
+
   void call_result(ValuePtr result, const ValuePtr& args) {
     if (!result) fail(Code::kInternal, "call produced no value" + at(op_));
     height(result);
@@ -701,7 +711,7 @@ class Machine {
       case 'c': {
         std::string module = ascii_line("GLOBAL module");
         std::string name = ascii_line("GLOBAL name");
-        push(pickle_detail::resolve_global(module, name, site_));
+        push(global(module, name));
         return;
       }
       case 0x93: {
@@ -709,7 +719,7 @@ class Machine {
         ValuePtr module = pop(op);
         if (name->kind != Kind::kStr || module->kind != Kind::kStr)
           fail(Code::kCorrupt, "STACK_GLOBAL needs two strings" + at(op_));
-        push(pickle_detail::resolve_global(module->s, name->s, site_));
+        push(global(module->s, name->s));
         return;
       }
       case 'i': {
@@ -731,12 +741,22 @@ class Machine {
       case 'R': {
         ValuePtr args = pop(op);
         ValuePtr fn = pop(op);
+        if (opt_.torchscript_objects && fn->kind == Kind::kGlobal &&
+            fn->s == "torch._utils._rebuild_qtensor" && args->kind == Kind::kTuple) {
+          call_result(Value::object(fn->s, args), args);
+          return;
+        }
         call_result(pickle_detail::reduce(fn, args, site_), args);
         return;
       }
       case 0x81: {
         ValuePtr args = pop(op);
         ValuePtr cls = pop(op);
+        if (opt_.torchscript_objects && cls->kind == Kind::kGlobal &&
+            is_torchscript_class(cls->s) && args->kind == Kind::kTuple) {
+          call_result(Value::object(cls->s, args), args);
+          return;
+        }
         call_result(pickle_detail::new_object(cls, args, site_), args);
         return;
       }

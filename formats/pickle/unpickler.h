@@ -40,6 +40,12 @@ struct UnpickleOptions {
   PickleLimits limits;
   // Unknown globals become kObject nodes (never executed) instead of a kForbidden error.
   bool allow_objects = false;
+  // TorchScript archives (torch.jit.save): classes of the `__torch__` namespace (scripted
+  // modules and classes, `__torch__.torch.classes.*` custom classes) become kObject nodes
+  // (GLOBAL + NEWOBJ + BUILD state; never executed), and torch._utils._rebuild_qtensor calls
+  // become kObject "torch._utils._rebuild_qtensor" holding the raw call arguments, for the
+  // caller to interpret. Every other global still goes through the allow-list.
+  bool torchscript_objects = false;
   // Maps a persistent id (BINPERSID/PERSID argument) to a value; torch checkpoints return a
   // storage view (kTensor with is_storage). Unset: a persistent id is a kCorrupt error.
   std::function<Result<ValuePtr>(const ValuePtr& pid)> persistent_load;
