@@ -20,7 +20,11 @@ const ckptio_format_info kFormats[] = {
 };
 
 int32_t probe(uint32_t, const uint8_t* head, size_t n, uint64_t) {
-  return looks_like_torch_legacy(head, n) ? 90 : 0;
+  if (looks_like_torch_legacy(head, n)) return 90;
+  // Any other pickle (PROTO 2..5) is claimed weakly, so that a legacy file with a damaged
+  // magic number gets torch's own diagnosis ("Invalid magic number") instead of "unknown".
+  if (n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) return 5;
+  return 0;
 }
 
 Result<DecodedFile> decode(const ByteSource& src, const DecodedPluginOptions& o) {

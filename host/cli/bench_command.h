@@ -1,0 +1,21 @@
+// `ckptio bench FILE [--device D] [--repeat N] [--json]`: loads FILE N times into memory on
+// device D and reports the best and median wall time and the throughput over the storage
+// bytes. A quick check of one file; bench/run.py is the full suite against PyTorch.
+#pragma once
+
+#include <string>
+
+namespace ckptio::cli {
+
+struct BenchArgs {
+  std::string file;
+  std::string device = "cpu";
+  int repeat = 5;
+  bool json = false;
+  bool zero_copy = false;
+  int threads = 0;
+};
+
+int run_bench(const BenchArgs& args);
+
+}  // namespace ckptio::cli

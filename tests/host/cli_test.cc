@@ -1,0 +1,91 @@
+// The ckptio command: subcommands on the bundled example, exit codes, quiet stderr.
+#include <gtest/gtest.h>
+
+#include <array>
+#include <cstdio>
+#include <nlohmann/json.hpp>
+#include <string>
+
+namespace {
+
+struct Output {
+  int status;
+  std::string out;
+};
+
+Output run(const std::string& args) {
+  std::string cmd = std::string(CKPTIO_CLI) + " " + args + " 2>&1";
+  Output o{0, ""};
+  FILE* p = popen(cmd.c_str(), "r");
+  std::array<char, 4096> buf{};
+  size_t n;
+  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) o.out.append(buf.data(), n);
+  int st = pclose(p);
+  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
+  return o;
+}
+
+const std::string kExample = std::string(CKPTIO_SOURCE_DIR) + "/examples/data/example_checkpoint.pt";
+
+TEST(Cli, PluginsListsBothBundledFormats) {
+  Output o = run("plugins");
+  EXPECT_EQ(o.status, 0) << o.out;
+  EXPECT_NE(o.out.find("formats available:"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("torch-zip"), std::string::npos);
+  EXPECT_NE(o.out.find("torch-legacy"), std::string::npos);
+  EXPECT_NE(o.out.find("(ABI 1)"), std::string::npos);
+}
+
+TEST(Cli, InspectShowsTensorsWithDtypeShapeDeviceAndSize) {
+  Output o = run("inspect " + kExample);
+  EXPECT_EQ(o.status, 0) << o.out;
+  EXPECT_NE(o.out.find("format:   torch-zip"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("'fc1.weight': tensor float32 [120, 400] cpu 187.5 KiB"), std::string::npos)
+      << o.out;
+  EXPECT_NE(o.out.find("'epoch': 3"), std::string::npos);
+}
+
+TEST(Cli, InspectJsonHasFormatAndRoot) {
+  Output o = run("inspect --json " + kExample);
+  ASSERT_EQ(o.status, 0) << o.out;
+  auto doc = nlohmann::json::parse(o.out);
+  EXPECT_EQ(doc["format"], "torch-zip");
+  const auto& pairs = doc["root"]["dict"];
+  ASSERT_EQ(pairs.size(), 4u);
+  EXPECT_EQ(pairs[0][0], "epoch");
+  EXPECT_EQ(pairs[0][1], 3);
+  const auto& loss = pairs[3][1];
+  EXPECT_TRUE(loss.is_number_float());
+  const auto& sd = pairs[1][1]["dict"];
+  EXPECT_EQ(sd[0][0], "conv1.weight");
+  const auto& t = sd[0][1]["tensor"];
+  EXPECT_EQ(t["dtype"], "float32");
+  EXPECT_EQ(t["shape"], nlohmann::json::array({6, 3, 5, 5}));
+  EXPECT_EQ(t["device"], "cpu");
+  EXPECT_EQ(t["sha256"].get<std::string>().size(), 64u);
+}
+
+TEST(Cli, BenchJsonReportsTimesAndBytes) {
+  Output o = run("bench " + kExample + " --repeat 2 --json");
+  ASSERT_EQ(o.status, 0) << o.out;
+  auto doc = nlohmann::json::parse(o.out);
+  EXPECT_GT(doc["best_s"].get<double>(), 0);
+  EXPECT_GE(doc["median_s"].get<double>(), doc["best_s"].get<double>());
+  EXPECT_EQ(doc["bytes"], 496048);
+  EXPECT_GT(doc["gbps"].get<double>(), 0);
+}
+
+TEST(Cli, UsageErrorsExitTwoAndBadInputExitsOneWithOneLine) {
+  EXPECT_EQ(run("").status, 2);
+  EXPECT_EQ(run("frobnicate").status, 2);
+  EXPECT_EQ(run("convert a b").status, 2);  // --format is required
+  Output o = run("inspect /nonexistent/file.pt");
+  EXPECT_EQ(o.status, 1);
+  EXPECT_NE(o.out.find("/nonexistent/file.pt"), std::string::npos);
+  EXPECT_EQ(std::count(o.out.begin(), o.out.end(), '\n'), 1) << o.out;
+  o = run("convert " + kExample + " /tmp/ckptio-cli-test.out --format no-such-format");
+  EXPECT_EQ(o.status, 1);
+  EXPECT_NE(o.out.find("torch-zip"), std::string::npos) << o.out;  // lists what exists
+}
+
+}  // namespace
