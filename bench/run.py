@@ -90,6 +90,28 @@ def main():
             f"**{tl / c2:.1f}x** | {gbps(nbytes, c2):.2f} | {gbps(nbytes, mc):.2f} | "
             f"{gbps(nbytes, rd):.2f} | {mc / c2:.2f} | {zc / tl * 100:.1f}% | {ts:.3f} | "
             f"{cs:.3f} | {ts / cs:.1f}x |")
+    # LibTorch's own loaders on the same tensors (files LibTorch itself wrote).
+    lt_bin = os.path.join(os.path.dirname(a.bench), "libtorch_peer_bench")
+    if os.path.exists(lt_bin):
+        lt = json.loads(subprocess.run(
+            [lt_bin, "--benchmark_format=json", f"--benchmark_repetitions={a.repeat}",
+             "--benchmark_min_time=0.01", files[0]],
+            check=True, capture_output=True, text=True).stdout)
+        lbest = {}
+        for b in lt["benchmarks"]:
+            if b.get("run_type") != "iteration":
+                continue
+            op = b["run_name"].split("/", 1)[0]
+            secs = b["real_time"] / 1e3
+            lbest[op] = min(secs, lbest.get(op, float("inf")))
+            nbytes = b["bytes_per_second"] * secs
+        lines += ["", f"LibTorch peers on the tensors of {os.path.basename(files[0])} "
+                  f"({nbytes / 2**20:.0f} MiB), best of {a.repeat}:", "",
+                  "| operation | seconds | GB/s |", "|---|---:|---:|"]
+        for op in ("libtorch_pickle_load", "ckptio_load_pickle_save_file", "libtorch_torch_load",
+                   "libtorch_pickle_save", "ckptio_torch_save"):
+            if op in lbest:
+                lines.append(f"| {op} | {lbest[op]:.3f} | {gbps(nbytes, lbest[op]):.2f} |")
     table = "\n".join(lines) + "\n"
     with open(os.path.join(a.out, "cpu.md"), "w") as fh:
         fh.write(table)
