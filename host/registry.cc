@@ -45,6 +45,18 @@ std::string validate(const ckptio_plugin_api* api) {
   return "";
 }
 
+// Boost.DLL wraps the dynamic loader's text ("... (dlerror system message: X): Bad file
+// descriptor"); the loader's own words (X) are what tells the user what is missing.
+std::string loader_message(const std::string& what) {
+  const std::string marker = "dlerror system message: ";
+  auto start = what.find(marker);
+  if (start == std::string::npos) return what;
+  start += marker.size();
+  auto end = what.rfind(')');
+  if (end == std::string::npos || end <= start) return what.substr(start);
+  return what.substr(start, end - start);
+}
+
 }  // namespace
 
 const FormatEntry* Registry::Impl::find(const std::string& name) const {
@@ -134,7 +146,7 @@ bool Registry::load_plugin(const std::string& path) {
     lib.load(boost::dll::fs::path(canonical),
              boost::dll::load_mode::rtld_now | boost::dll::load_mode::rtld_local);
   } catch (const std::exception& e) {
-    return fail(std::string("cannot load: ") + e.what());
+    return fail("cannot load: " + loader_message(e.what()));
   }
   if (!lib.has(CKPTIO_ENTRY_SYMBOL))
     return fail("not a ckptio plugin: no exported symbol " CKPTIO_ENTRY_SYMBOL);
