@@ -71,6 +71,11 @@ int Commands::inspect() {
   opts.format = in_format_;
   opts.allow_objects = allow_objects_;
   opts.load_data = json_;  // tensor hashes need the bytes; the tree alone does not
+  // A TorchScript archive is shown as its module tree (parameters, buffers, submodules,
+  // attributes, methods, constants, extra files); `convert` keeps the plugin's default view,
+  // the state_dict that Python's load_state_dict accepts.
+  if ((in_format_.empty() ? detect_format(in_) : in_format_) == "torchscript")
+    opts.plugin_options.emplace_back("view", "modules");
   opts.zero_copy = true;
   Progress progress("reading");
   opts.progress = [&](uint64_t d, uint64_t t) { progress.update(d, t); };

@@ -4,6 +4,7 @@
 #include <unordered_map>
 
 #include "ckptio/torch.h"
+#include "host/torch/load_state_dict_core.h"
 
 namespace ckptio {
 namespace {
@@ -54,6 +55,16 @@ std::string Mismatch::message() const {
 
 LoadStateDictReport load_state_dict(torch::nn::Module& module, const StateDict& state,
                                     const LoadStateDictOptions& options) {
+  std::vector<std::pair<std::string, torch::Tensor>> model;
+  collect(module, "", model);
+  return detail::load_state_dict_into(model, class_name(module), state, options);
+}
+
+namespace detail {
+
+LoadStateDictReport load_state_dict_into(
+    const std::vector<std::pair<std::string, torch::Tensor>>& model,
+    const std::string& module_class, const StateDict& state, const LoadStateDictOptions& options) {
   std::vector<std::pair<std::regex, std::string>> renames;
   for (const auto& [pattern, rep] : options.renames) {
     try {
@@ -71,13 +82,10 @@ LoadStateDictReport load_state_dict(torch::nn::Module& module, const StateDict& 
                   "two checkpoint keys map to '" + k + "' after prefix and rename rules");
     ckpt_order.push_back(k);
   }
-  std::vector<std::pair<std::string, torch::Tensor>> model;
-  collect(module, "", model);
-
   LoadStateDictReport report;
   std::vector<std::pair<torch::Tensor, torch::Tensor>> plan;  // (model tensor, source)
   std::unordered_map<std::string, bool> in_model;
-  for (auto& [key, dst] : model) {
+  for (const auto& [key, dst] : model) {
     in_model[key] = true;
     auto it = ckpt.find(key);
     if (it == ckpt.end()) {
@@ -108,7 +116,7 @@ LoadStateDictReport load_state_dict(torch::nn::Module& module, const StateDict& 
 
   if (options.strict && !report.ok()) {
     std::ostringstream msg;
-    msg << "Error(s) in loading state_dict for " << class_name(module) << ":";
+    msg << "Error(s) in loading state_dict for " << module_class << ":";
     auto list = [&](const char* what, const std::vector<std::string>& keys) {
       if (keys.empty()) return;
       msg << "\n\t" << what << " key(s) in state_dict: ";
@@ -135,4 +143,5 @@ LoadStateDictReport load_state_dict(torch::nn::Module& module, const StateDict& 
   return report;
 }
 
+}  // namespace detail
 }  // namespace ckptio

@@ -1,0 +1,169 @@
+// TorchScript modules through LibTorch (see ckptio/script.h). The only TU of libckptio_torch
+// that includes the JIT serialization headers.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <torch/csrc/jit/serialization/export.h>
+#include <torch/csrc/jit/serialization/import.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <set>
+
+#include "ckptio/script.h"
+#include "host/torch/load_state_dict_core.h"
+
+namespace ckptio {
+namespace {
+
+std::string sys_error(const std::string& what, const std::string& path) {
+  return what + " '" + path + "': " + std::strerror(errno);
+}
+
+void collect(const torch::jit::Module& m, const std::string& prefix,
+             std::vector<std::pair<std::string, torch::Tensor>>& out) {
+  for (const auto& p : m.named_parameters(/*recurse=*/false))
+    if (p.value.defined()) out.emplace_back(prefix + p.name, p.value);
+  for (const auto& b : m.named_buffers(/*recurse=*/false))
+    if (b.value.defined()) out.emplace_back(prefix + b.name, b.value);
+  for (const auto& c : m.named_children()) collect(c.value, prefix + c.name + ".", out);
+}
+
+// The one device torch::jit::load should use, from the archive's saved storage tags (read
+// as data by the torchscript plugin: nothing is run) and map_location. nullopt: keep tags.
+c10::optional<torch::Device> single_device(const std::string& path, const MapLocation& map) {
+  LoadOptions lo;
+  lo.format = "torchscript";
+  lo.load_data = false;
+  lo.plugin_options.emplace_back("view", "modules");  // constants' storages too
+  std::set<std::string> tags;
+  for (const StorageInfo& s : Reader::open(path, lo)->tree().storages) tags.insert(s.device);
+  std::set<std::string> targets;
+  bool identity = true;
+  for (const std::string& tag : tags) {
+    torch::Device d = map.resolve(tag);  // throws for unusable devices, naming the tag
+    targets.insert(d.str());
+    identity = identity && d == torch::Device(tag);
+  }
+  if (identity) return c10::nullopt;
+  if (targets.size() > 1) {
+    std::string list;
+    for (const auto& t : targets) list += (list.empty() ? "" : ", ") + t;
+    throw Error(Code::kUnsupported,
+                path + ": map_location sends the archive's storages to several devices (" + list +
+                    "), but torch::jit::load places a module on one device; map them all to "
+                    "one (e.g. map_location \"cpu\") and move submodules afterwards");
+  }
+  return torch::Device(*targets.begin());
+}
+
+class AtomicFile {
+ public:
+  AtomicFile(const std::string& path, bool fsync) : path_(path), fsync_(fsync) {
+    temp_ = path + ".ckptio-tmp-XXXXXX";
+    fd_ = mkstemp(temp_.data());
+    if (fd_ < 0) throw Error(Code::kIo, sys_error("cannot create a temporary file for", path));
+  }
+  ~AtomicFile() {
+    if (fd_ >= 0) ::close(fd_);
+    if (!committed_) ::unlink(temp_.c_str());
+  }
+  size_t write(const void* data, size_t n) {
+    const char* p = static_cast<const char*>(data);
+    size_t left = n;
+    while (left > 0) {
+      ssize_t w = ::write(fd_, p, left);
+      if (w < 0 && errno == EINTR) continue;
+      if (w <= 0) {
+        error_ = sys_error("cannot write", temp_);
+        return 0;  // makes the writer fail
+      }
+      p += w;
+      left -= static_cast<size_t>(w);
+    }
+    return n;
+  }
+  void commit() {
+    if (!error_.empty()) throw Error(Code::kIo, error_);
+    if (::fchmod(fd_, 0644) != 0 || (fsync_ && ::fsync(fd_) != 0))
+      throw Error(Code::kIo, sys_error("cannot flush", temp_));
+    if (::close(fd_) != 0) {
+      fd_ = -1;
+      throw Error(Code::kIo, sys_error("cannot close", temp_));
+    }
+    fd_ = -1;
+    if (std::rename(temp_.c_str(), path_.c_str()) != 0)
+      throw Error(Code::kIo, sys_error("cannot rename the temporary file over", path_));
+    committed_ = true;
+    if (fsync_) {
+      auto slash = path_.rfind('/');
+      std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash + 1);
+      int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
+      if (d >= 0) {
+        ::fsync(d);
+        ::close(d);
+      }
+    }
+  }
+  const std::string& error() const { return error_; }
+
+ private:
+  std::string path_, temp_, error_;
+  int fd_ = -1;
+  bool fsync_;
+  bool committed_ = false;
+};
+
+}  // namespace
+
+torch::jit::Module load_script_module(const std::string& path, const ScriptLoadOptions& options) {
+  c10::optional<torch::Device> device = single_device(path, options.map_location);
+  torch::jit::ExtraFilesMap extra;
+  if (options.extra_files)
+    for (const auto& [name, content] : *options.extra_files) extra.emplace(name, "");
+  try {
+    torch::jit::Module m = torch::jit::load(path, device, extra);
+    if (options.extra_files)
+      for (const auto& [name, content] : extra) (*options.extra_files)[name] = content;
+    return m;
+  } catch (const c10::Error& e) {
+    throw Error(Code::kCorrupt, path + ": torch::jit::load failed: " + e.what_without_backtrace());
+  }
+}
+
+void save_script_module(const std::string& path, const torch::jit::Module& module,
+                        const ScriptSaveOptions& options) {
+  AtomicFile file(path, options.fsync);
+  torch::jit::ExtraFilesMap extra(options.extra_files.begin(), options.extra_files.end());
+  try {
+    torch::jit::ExportModule(
+        module, [&file](const void* data, size_t n) { return file.write(data, n); }, extra,
+        /*bytecode_format=*/options.lite);
+  } catch (const c10::Error& e) {
+    if (!file.error().empty()) throw Error(Code::kIo, file.error());
+    throw Error(Code::kInternal, path + ": saving the TorchScript module failed: " +
+                                     e.what_without_backtrace());
+  }
+  file.commit();
+}
+
+StateDict script_state_dict(const torch::jit::Module& module) {
+  std::vector<std::pair<std::string, torch::Tensor>> items;
+  collect(module, "", items);
+  StateDict sd;
+  for (auto& [k, t] : items) sd.insert(k, t.detach());
+  return sd;
+}
+
+LoadStateDictReport load_state_dict(torch::jit::Module& module, const StateDict& state,
+                                    const LoadStateDictOptions& options) {
+  std::vector<std::pair<std::string, torch::Tensor>> model;
+  collect(module, "", model);
+  std::string cls = "RecursiveScriptModule";
+  if (auto t = module.type(); t && t->name()) cls = t->name()->name();
+  return detail::load_state_dict_into(model, cls, state, options);
+}
+
+}  // namespace ckptio
