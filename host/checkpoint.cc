@@ -1,6 +1,7 @@
 // Reader, load(), save() and detect_format(): the host's side of reading and writing through
 // plugins. Nothing here knows a format.
 #include <algorithm>
+#include <cstring>
 #include <memory>
 #include <mutex>
 
@@ -201,6 +202,39 @@ StorageBytes Reader::storage(uint32_t index) {
   read_storages({index});
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->storages[index];
+}
+
+Status Reader::read_range(uint32_t index, uint64_t offset, void* dst, uint64_t n) {
+  Impl& m = *impl_;
+  if (index >= m.tree.storages.size())
+    return Status(Code::kInvalidArgument, path() + ": no storage #" + std::to_string(index));
+  const StorageInfo& info = m.tree.storages[index];
+  if (offset > info.nbytes || n > info.nbytes - offset)
+    return Status(Code::kInvalidArgument,
+                  path() + ": range [" + std::to_string(offset) + ", +" + std::to_string(n) +
+                      ") lies outside storage '" + info.key + "' of " +
+                      std::to_string(info.nbytes) + " bytes");
+  if (n == 0) return Status::Ok();
+  {
+    std::lock_guard<std::mutex> lock(m.mu);
+    const StorageBytes& cached = m.storages[index];
+    if (cached.data) {
+      std::memcpy(dst, cached.data + offset, n);
+      return Status::Ok();
+    }
+  }
+  uint64_t file_offset = m.file_offsets[index];
+  if (file_offset != CKPTIO_NOT_PLAIN) {
+    if (file_offset > m.source->size() || info.nbytes > m.source->size() - file_offset)
+      return Status(Code::kCorrupt, path() + ": storage '" + info.key + "' lies outside the file");
+    return with_file(m.source->read_at(file_offset + offset, dst, n), path());
+  }
+  return with_file(host::take_status(m.format.api->read_storage(m.reader, index, offset, dst, n)),
+                   path());
+}
+
+bool Reader::plain(uint32_t index) const {
+  return index < impl_->file_offsets.size() && impl_->file_offsets[index] != CKPTIO_NOT_PLAIN;
 }
 
 Checkpoint Reader::checkpoint() const {

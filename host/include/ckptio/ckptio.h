@@ -137,6 +137,15 @@ class Reader {
   // The tree with every storage read so far (others have null data).
   Checkpoint checkpoint() const;
 
+  // Reads bytes [offset, offset + n) of storage `index` into `dst` without caching them (for
+  // callers that stage bytes elsewhere, e.g. pinned buffers on their way to a GPU). Plain
+  // storages (see plain()) cost a read of just that range; others are decoded by the plugin,
+  // which may decode the whole storage per call, so read those whole. Thread-safe; distinct
+  // storages may be read concurrently, and ranges of a plain storage too.
+  Status read_range(uint32_t index, uint64_t offset, void* dst, uint64_t n);
+  // Whether storage `index` sits in the file unmodified (uncompressed, little-endian).
+  bool plain(uint32_t index) const;
+
   struct Impl;
 
  private:
