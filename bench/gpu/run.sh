@@ -1,0 +1,191 @@
+#!/usr/bin/env bash
+# GPU benchmark and tests, on a CUDA host, in one go (about 5-8 minutes with 16 cores):
+#   1. builds the GPU targets against the host's CUDA toolkit and its Python's LibTorch;
+#   2. runs the GPU tests (cuda_pipeline_test, cuda_test, torch_cuda_test);
+#   3. makes ~2 GiB checkpoints with the host's torch (torch-zip and torch-legacy; also
+#      torch-zip-zstd with GPU_BENCH_ZSTD=1);
+#   4. runs bench/gpu/gpu_bench (cudaMemcpy pinned and pageable bandwidth, ckptio load to and
+#      save from cuda:0) and Python's torch.load/torch.save to and from cuda:0 on the same files;
+#   5. writes bench/results/gpu.md.
+#
+#   bench/gpu/run.sh            (from the repository root or anywhere)
+#
+# Build dependencies the GPU host lacks (Boost headers, zstd, GoogleTest, Google Benchmark,
+# CLI11, nlohmann-json, libdeflate) come from a bundle made on a build machine with
+#   ../shared/tools/gpu-bundle.sh .bundle .
+# and carried along; this script sources $CKPTIO_BUNDLE/env.sh (default .bundle/env.sh).
+# Environment: GPU_BENCH_GIB (default 2), GPU_BENCH_REPS (3), GPU_BENCH_ZSTD (0), JOBS (nproc),
+# BUILD (build-gpu), PYTHON (python3).
+set -uo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+cd "$ROOT" || exit 1
+START=$(date +%s)
+log() { echo "[gpu-bench +$(( $(date +%s) - START ))s] $*" >&2; }
+die() { log "FAILED: $*"; exit 1; }
+
+PYTHON=${PYTHON:-python3}
+BUILD=${BUILD:-build-gpu}
+JOBS=${JOBS:-$(nproc)}
+GIB=${GPU_BENCH_GIB:-2}
+REPS=${GPU_BENCH_REPS:-3}
+DATA=$BUILD/gpu-bench-data
+OUT=bench/results/gpu.md
+
+BUNDLE=${CKPTIO_BUNDLE:-.bundle}
+if [ -f "$BUNDLE/env.sh" ]; then
+  # shellcheck disable=SC1091
+  . "$BUNDLE/env.sh"
+  log "bundle: $BUNDLE"
+else
+  log "no $BUNDLE/env.sh: using the system's build dependencies"
+fi
+
+# ---- 1. build -------------------------------------------------------------------------------
+command -v nvcc >/dev/null || [ -x /usr/local/cuda/bin/nvcc ] || die "no nvcc (CUDA toolkit) found"
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+CUDA_ROOT=$(dirname "$(dirname "$(readlink -f "$NVCC")")")
+TORCH_CMAKE=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)') \
+  || die "$PYTHON cannot import torch"
+"$PYTHON" -c 'import torch; assert torch.cuda.is_available(), "torch has no CUDA device"' \
+  || die "Python torch sees no CUDA device"
+GEN=Ninja; command -v ninja >/dev/null || GEN="Unix Makefiles"
+log "configure ($GEN; CUDA at $CUDA_ROOT; LibTorch at $TORCH_CMAKE)"
+# shellcheck disable=SC2086
+cmake -S . -B "$BUILD" -G "$GEN" -DCMAKE_BUILD_TYPE=Release \
+  -DCMAKE_PREFIX_PATH="$TORCH_CMAKE${CMAKE_PREFIX_PATH:+;$CMAKE_PREFIX_PATH}" \
+  -DCUDAToolkit_ROOT="$CUDA_ROOT" -DCMAKE_CUDA_COMPILER="$NVCC" \
+  -DCKPTIO_WITH_CUDA=ON -DCKPTIO_WITH_TORCH=ON ${BUNDLE_CMAKE_ARGS:-} >"$BUILD.configure.log" 2>&1 \
+  || { tail -40 "$BUILD.configure.log"; die "configure (log: $BUILD.configure.log)"; }
+grep -q "GPU data path on" "$BUILD.configure.log" || die "CMake did not find the CUDA toolkit"
+TARGETS="ckptio_cli torch-zip torch-legacy compressed cuda_pipeline_test cuda_test torch_cuda_test gpu_bench"
+log "build ($JOBS jobs): $TARGETS"
+# shellcheck disable=SC2086
+cmake --build "$BUILD" -j "$JOBS" --target $TARGETS >"$BUILD.build.log" 2>&1 \
+  || { grep -E "error|Error" "$BUILD.build.log" | head -40; die "build (log: $BUILD.build.log)"; }
+BIN=$BUILD/bin
+
+# ---- 2. tests -------------------------------------------------------------------------------
+TESTS_MD=""
+for t in cuda_pipeline_test cuda_test torch_cuda_test; do
+  log "test: $t"
+  if "$BIN/$t" --gtest_brief=1 >"$BUILD/$t.log" 2>&1; then status=passed; else status=FAILED; fi
+  summary=$(grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$BUILD/$t.log" | tr '\n' ' ')
+  log "$t: $status; $summary"
+  [ "$status" = FAILED ] && grep -E "Failure|FAILED|error" "$BUILD/$t.log" | head -20 >&2
+  TESTS_MD+="- \`$t\`: $status ($summary)"$'\n'
+done
+
+# ---- 3. files -------------------------------------------------------------------------------
+mkdir -p "$DATA"
+log "make ~${GIB} GiB checkpoints with $("$PYTHON" -c 'import torch; print("torch", torch.__version__)')"
+"$PYTHON" - "$DATA" "$GIB" <<'PY' || die "making checkpoints"
+import collections, os, sys, torch
+out, gib = sys.argv[1], float(sys.argv[2])
+target = int(gib * (1 << 30))
+d, vocab = 2048, 32000
+g = torch.Generator(device="cuda").manual_seed(0)
+def randn(*shape):  # on the GPU: seconds instead of a minute for 2 GiB
+    return (torch.randn(*shape, generator=g, device="cuda") * 0.02).cpu()
+sd = collections.OrderedDict()
+sd["embed.weight"] = randn(vocab, d)
+used, layer = vocab * d * 4, 0
+per_layer = (12 * d * d + 4 * d) * 4
+while used + per_layer <= target:
+    p = f"layers.{layer}."
+    for n in ("q", "k", "v", "o"):
+        sd[p + f"attn.{n}.weight"] = randn(d, d)
+    sd[p + "mlp.up.weight"] = randn(4 * d, d)
+    sd[p + "mlp.down.weight"] = randn(d, 4 * d)
+    for n in ("ln1", "ln2"):
+        sd[p + n + ".weight"] = torch.ones(d)
+        sd[p + n + ".bias"] = torch.zeros(d)
+    used += per_layer
+    layer += 1
+for name, legacy in (("zip.pt", False), ("legacy.pt", True)):
+    path = os.path.join(out, name)
+    if os.path.exists(path) and abs(os.path.getsize(path) - used) < (64 << 20):
+        continue
+    torch.save(sd, path + ".tmp", _use_new_zipfile_serialization=not legacy)
+    os.replace(path + ".tmp", path)
+print(f"{layer} layers, {used / 2**30:.2f} GiB of tensors", file=sys.stderr)
+PY
+FILES=("torch-zip=$DATA/zip.pt" "torch-legacy=$DATA/legacy.pt")
+if [ "${GPU_BENCH_ZSTD:-0}" = 1 ]; then
+  [ -f "$DATA/zstd.pt" ] || "$BIN/ckptio" convert --format torch-zip-zstd "$DATA/zip.pt" "$DATA/zstd.pt" \
+    || die "converting to torch-zip-zstd"
+  FILES+=("torch-zip-zstd=$DATA/zstd.pt")
+fi
+for f in "${FILES[@]}"; do cat "${f#*=}" >/dev/null; done  # into the page cache
+
+# ---- 4. benchmarks --------------------------------------------------------------------------
+mkdir -p bench/results
+log "gpu_bench (${REPS} runs each)"
+"$BIN/gpu_bench" --reps "$REPS" --out "$BUILD/gpu_bench.md" --tmp "$DATA" "${FILES[@]}" \
+  >"$BUILD/gpu_bench.out" 2>"$BUILD/gpu_bench.err" \
+  || { cat "$BUILD/gpu_bench.err"; die "gpu_bench"; }
+cat "$BUILD/gpu_bench.err" >&2
+RATIO=$(awk '$1 == "RATIO" && $2 == "torch-zip" {print $3}' "$BUILD/gpu_bench.out")
+
+log "Python torch.load / torch.save to and from cuda:0"
+PEER=$("$PYTHON" - "$REPS" "$DATA" "${FILES[@]}" <<'PY'
+import os, sys, time, torch
+reps, data, files = int(sys.argv[1]), sys.argv[2], sys.argv[3:]
+rows = []
+for spec in files:
+    name, path = spec.split("=", 1)
+    if name.endswith("zstd"):
+        continue  # not a torch format
+    def best(fn):
+        fn(); t = 1e30
+        for _ in range(reps):
+            t0 = time.perf_counter(); fn(); torch.cuda.synchronize(); t = min(t, time.perf_counter() - t0)
+        return t
+    box = {}
+    def load():
+        box.clear()
+        box["sd"] = torch.load(path, map_location="cuda:0", weights_only=True)
+    tl = best(load)
+    nbytes = sum(t.untyped_storage().nbytes() for t in box["sd"].values())
+    out = os.path.join(data, "peer_save.pt")
+    ts = best(lambda: torch.save(box["sd"], out, _use_new_zipfile_serialization=not name.endswith("legacy")))
+    os.remove(out)
+    rows.append(f"| {name} | {nbytes / tl / 1e9:.2f} | {nbytes / ts / 1e9:.2f} |")
+print("\n".join(rows))
+PY
+) || { log "Python peer failed (table left out)"; PEER=""; }
+
+# ---- 5. results -----------------------------------------------------------------------------
+{
+  echo "# GPU results"
+  echo
+  echo "Made by \`bench/gpu/run.sh\` on $(date -u +%Y-%m-%d) at commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+  echo "($(nproc) cores; $("$PYTHON" -c 'import torch; print("torch", torch.__version__, "CUDA", torch.version.cuda)');" \
+       "$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null | head -1 || echo 'GPU ?'))."
+  echo
+  echo "## ckptio"
+  echo
+  cat "$BUILD/gpu_bench.md"
+  echo
+  if [ -n "$PEER" ]; then
+    echo "## Python torch on the same files"
+    echo
+    echo "| file | torch.load(map_location=\"cuda:0\") GB/s | torch.save from cuda:0 GB/s |"
+    echo "|---|---:|---:|"
+    echo "$PEER"
+    echo
+  fi
+  echo "## Target"
+  echo
+  if [ -n "$RATIO" ]; then
+    verdict=$(awk -v r="$RATIO" 'BEGIN { print (r >= 0.8) ? "met" : "NOT met" }')
+    echo "Loading torch-zip to cuda:0 at ${RATIO}x the pinned host-to-device bandwidth (target >= 0.8x): $verdict."
+  else
+    echo "No torch-zip ratio measured."
+  fi
+  echo
+  echo "## GPU tests"
+  echo
+  printf '%s' "$TESTS_MD"
+} >"$OUT"
+log "wrote $OUT"
+cat "$OUT"

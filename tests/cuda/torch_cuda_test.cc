@@ -1,0 +1,102 @@
+// libckptio_torch with map_location on CUDA, through libckptio_cuda: tensors land on the
+// device with the file's bytes, shared storages stay shared, lazy loads work, and CUDA
+// tensors save. Skips, saying why, unless LibTorch has CUDA and a device is present.
+#include <gtest/gtest.h>
+#include <torch/cuda.h>
+
+#include <filesystem>
+
+#include "ckptio/cuda.h"
+#include "ckptio/torch.h"
+
+namespace ckptio {
+namespace {
+
+#define SKIP_WITHOUT_TORCH_CUDA()                                                    \
+  do {                                                                               \
+    std::string why;                                                                 \
+    if (!cuda::cuda_device_available(&why)) GTEST_SKIP() << why;                     \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "this LibTorch has no CUDA";  \
+  } while (0)
+
+class TempDir {
+ public:
+  TempDir() {
+    char tmpl[] = "/tmp/ckptio_torch_cuda_test_XXXXXX";
+    path_ = mkdtemp(tmpl);
+  }
+  ~TempDir() { std::filesystem::remove_all(path_); }
+  std::string file(const std::string& name) const { return path_ + "/" + name; }
+
+ private:
+  std::string path_;
+};
+
+StateDict sample() {
+  torch::manual_seed(0);
+  StateDict sd;
+  auto w = torch::randn({300, 257});
+  sd.insert("w", w);
+  sd.insert("w_t", w.t());  // shares w's storage
+  sd.insert("b", torch::arange(1000, torch::kInt64));
+  sd.insert("h", torch::randn({5000, 1000}).to(torch::kFloat16));  // 10 MB: several chunks
+  sd.insert("empty", torch::empty({0}));
+  return sd;
+}
+
+class TorchCuda : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(TorchCuda, LoadsToCudaLikeToCpu) {
+  SKIP_WITHOUT_TORCH_CUDA();
+  TempDir dir;
+  StateDict sd = sample();
+  SaveOptions so;
+  so.format = GetParam();
+  so.fsync = false;
+  save(dir.file("m.pt"), sd, so);
+  for (bool lazy : {false, true}) {
+    TorchLoadOptions o;
+    o.map_location = "cuda:0";
+    o.lazy = lazy;
+    TorchCheckpoint ck = load(dir.file("m.pt"), o);
+    StateDict got = ck.state_dict();
+    ASSERT_EQ(got.size(), sd.size());
+    for (const auto& item : sd) {
+      torch::Tensor t = got[item.key()];
+      EXPECT_TRUE(t.is_cuda()) << item.key();
+      EXPECT_EQ(t.device().index(), 0);
+      EXPECT_TRUE(torch::equal(t.cpu(), item.value())) << item.key() << " lazy=" << lazy;
+    }
+    EXPECT_EQ(got["w"].storage().unsafeGetStorageImpl(), got["w_t"].storage().unsafeGetStorageImpl())
+        << "sharing lost";
+    got["w"].add_(1);  // memory is ordinary LibTorch CUDA memory
+    EXPECT_TRUE(torch::equal(got["w_t"].cpu(), sd["w"].t() + 1));
+  }
+}
+
+TEST_P(TorchCuda, SavesCudaTensors) {
+  SKIP_WITHOUT_TORCH_CUDA();
+  TempDir dir;
+  StateDict sd = sample();
+  StateDict on_gpu;
+  for (const auto& item : sd) on_gpu.insert(item.key(), item.value().to(torch::kCUDA));
+  SaveOptions so;
+  so.format = GetParam();
+  so.fsync = false;
+  save(dir.file("g.pt"), on_gpu, so);
+  TorchLoadOptions o;
+  o.map_location = "cpu";
+  StateDict back = load(dir.file("g.pt"), o).state_dict();
+  for (const auto& item : sd) EXPECT_TRUE(torch::equal(back[item.key()], item.value())) << item.key();
+}
+
+INSTANTIATE_TEST_SUITE_P(Formats, TorchCuda, ::testing::Values("torch-zip", "torch-legacy"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& ch : n)
+                             if (ch == '-') ch = '_';
+                           return n;
+                         });
+
+}  // namespace
+}  // namespace ckptio
