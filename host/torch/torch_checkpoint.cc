@@ -5,6 +5,7 @@
 #include <unordered_set>
 
 #include "ckptio/torch.h"
+#include "cuda_bridge.h"
 #include "dtype_map.h"
 
 namespace ckptio {
@@ -86,6 +87,12 @@ struct TorchCheckpoint::Impl {
     if (it != storages.end()) return it->second;
     const StorageInfo& info = reader->tree().storages.at(index);
     torch::Device device = options.map_location.resolve(info.device);
+    if (device.is_cuda()) {  // lazy tensors too go file -> pinned ring -> device when possible
+      torch_adapter::load_cuda_storages(*reader, {index}, options.map_location, options.base,
+                                        storages);
+      it = storages.find(index);
+      if (it != storages.end()) return it->second;
+    }
     StorageBytes bytes = reader->storage(index);
     auto owner = std::make_shared<StorageBytes>(bytes);
     auto* holder = new std::shared_ptr<StorageBytes>(owner);
@@ -133,6 +140,9 @@ TorchCheckpoint finish_load(std::unique_ptr<Reader> reader, const TorchLoadOptio
   };
   visit(impl->reader->tree().root, "", seen, pick);
   if (!options.lazy) {
+    // CUDA-bound storages go straight to their devices; the rest are read into host memory.
+    needed = torch_adapter::load_cuda_storages(*impl->reader, needed, options.map_location,
+                                               options.base, impl->storages);
     impl->reader->read_storages(needed);  // parallel, selected storages only
     std::lock_guard<std::mutex> lock(impl->mu);
     for (const ValuePtr& v : nodes) impl->materialize(v);

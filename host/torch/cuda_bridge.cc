@@ -1,0 +1,68 @@
+#include "cuda_bridge.h"
+
+#include <torch/cuda.h>
+
+#include <algorithm>
+#include <map>
+
+#ifdef CKPTIO_HAVE_CUDA
+#include "ckptio/cuda.h"
+#endif
+
+namespace ckptio::torch_adapter {
+
+bool cuda_path_available() {
+#ifdef CKPTIO_HAVE_CUDA
+  static const bool available = torch::cuda::is_available() && cuda::cuda_device_available();
+  return available;
+#else
+  return false;
+#endif
+}
+
+std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint32_t>& indices,
+                                         const MapLocation& map_location, const LoadOptions& base,
+                                         std::unordered_map<uint32_t, c10::Storage>& out) {
+#ifndef CKPTIO_HAVE_CUDA
+  (void)reader, (void)map_location, (void)base, (void)out;
+  return indices;
+#else
+  if (indices.empty() || !cuda_path_available()) return indices;
+  std::vector<uint32_t> host;
+  std::map<int, std::vector<uint32_t>> by_device;  // device index -> storages
+  const auto& infos = reader.tree().storages;
+  for (uint32_t i : indices) {
+    if (out.count(i)) continue;
+    torch::Device d = map_location.resolve(infos.at(i).device);
+    if (!d.is_cuda()) {
+      host.push_back(i);
+      continue;
+    }
+    int dev = d.has_index() ? d.index() : cuda::current_device();
+    auto& list = by_device[dev];
+    if (std::find(list.begin(), list.end(), i) == list.end()) list.push_back(i);
+  }
+  for (const auto& [dev, list] : by_device) {
+    // Destinations come from LibTorch's caching allocator, so the tensors free and account
+    // like any other. A recycled block may still be in use by queued work on LibTorch's
+    // stream, which our streams do not wait for: let the device finish first.
+    torch::cuda::synchronize(dev);
+    auto opts = torch::TensorOptions().dtype(torch::kUInt8).device(torch::kCUDA, dev);
+    std::vector<torch::Tensor> bufs;
+    std::vector<void*> dst;
+    bufs.reserve(list.size());
+    for (uint32_t i : list) {
+      bufs.push_back(torch::empty({static_cast<int64_t>(infos[i].nbytes)}, opts));
+      dst.push_back(bufs.back().data_ptr());
+    }
+    cuda::CudaLoadOptions copts;
+    copts.threads = base.threads;
+    copts.progress = base.progress;
+    cuda::load_into_device(reader, list, dst, dev, copts);
+    for (size_t k = 0; k < list.size(); ++k) out.emplace(list[k], bufs[k].storage());
+  }
+  return host;
+#endif
+}
+
+}  // namespace ckptio::torch_adapter

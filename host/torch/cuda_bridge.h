@@ -1,0 +1,29 @@
+// The torch adapter's door to libckptio_cuda: storages that map_location sends to a CUDA
+// device are loaded file -> pinned ring -> device (ckptio/cuda.h) instead of being read into
+// host memory and copied with Tensor::to(). Compiled to a no-op unless the build has
+// libckptio_cuda (CKPTIO_HAVE_CUDA); at run time it acts only when LibTorch itself has CUDA,
+// so the CPU-only build behaves exactly as before.
+#pragma once
+
+#include <torch/types.h>
+
+#include <cstdint>
+#include <unordered_map>
+#include <vector>
+
+#include "ckptio/torch.h"
+
+namespace ckptio::torch_adapter {
+
+// Loads the storages among `indices` that `map_location` resolves to a CUDA device straight
+// to that device, adding them to `out` (as c10::Storage of LibTorch's CUDA allocator), and
+// returns the indices left to read into host memory (CPU-bound ones, or all of them when the
+// GPU path is unavailable). Throws ckptio::Error as MapLocation::resolve does.
+std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint32_t>& indices,
+                                         const MapLocation& map_location, const LoadOptions& base,
+                                         std::unordered_map<uint32_t, c10::Storage>& out);
+
+// Whether load_cuda_storages can move storages to CUDA devices in this process.
+bool cuda_path_available();
+
+}  // namespace ckptio::torch_adapter
