@@ -166,6 +166,7 @@ TorchCheckpoint load(const void* data, uint64_t size, const TorchLoadOptions& op
 
 const Tree& TorchCheckpoint::tree() const { return impl_->reader->tree(); }
 const std::string& TorchCheckpoint::format() const { return impl_->reader->format(); }
+const std::string& TorchCheckpoint::path() const { return impl_->reader->path(); }
 
 ValuePtr TorchCheckpoint::find(const std::string& dotted_path) const {
   // Keys may contain dots ("fc1.weight"), so at each dict try every key that is a prefix of

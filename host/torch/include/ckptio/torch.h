@@ -70,6 +70,7 @@ class TorchCheckpoint {
  public:
   const Tree& tree() const;
   const std::string& format() const;
+  const std::string& path() const;  // the file (or "<buffer>"), for messages
 
   // The node at a dotted path of string/int dict keys and list indices ("" = root), or null.
   ValuePtr find(const std::string& dotted_path) const;
