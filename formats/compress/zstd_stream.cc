@@ -188,7 +188,13 @@ Result<Buffer> zstd_decompress_bounded(const ByteSource& src, uint64_t max_size)
   CKPTIO_RETURN_IF_ERROR(out.reserve(std::max<uint64_t>(cap, 1)));
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (!dctx) return Status(Code::kLimit, "out of memory creating a zstd context");
-  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, 31);
+  // The decoder allocates the window a frame header asks for before reading any data: a
+  // few bytes could claim 2 GiB. No window needs to exceed the output limit, so the largest
+  // accepted window follows max_size (at least 8 MiB, which any zstd level's default fits;
+  // at most 2 GiB, zstd's --long=31).
+  int window_log = 23;
+  while (window_log < 31 && (uint64_t(1) << window_log) < max_size) ++window_log;
+  ZSTD_DCtx_setParameter(dctx.get(), ZSTD_d_windowLogMax, window_log);
   std::vector<uint8_t> inbuf;
   if (!src.data()) inbuf.resize(4u << 20);
   uint64_t in_off = 0, produced = 0;
