@@ -150,6 +150,12 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
                                             " uses compression method " +
                                             std::to_string(e->method) +
                                             "; only stored (0) and deflate (8) are supported");
+    // The host allocates nbytes for the storage before inflating: a deflated record may
+    // not claim more than DEFLATE can expand to (~1032:1, as ZipReader::read checks).
+    if (e->method == 8 && e->uncompressed_size / 1032 > e->compressed_size + 1)
+      return corrupt(src, "record " + quote(record) + " claims " +
+                              std::to_string(e->uncompressed_size) + " bytes from only " +
+                              std::to_string(e->compressed_size) + " deflated bytes");
     StorageExtent x;
     x.offset = e->data_offset;
     x.length = s.nbytes;
