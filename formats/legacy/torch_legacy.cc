@@ -164,6 +164,7 @@ Result<DecodedFile> read_torch_legacy(const ByteSource& src, const LegacyReadOpt
   std::unique_ptr<StorageTable> table;
   CKPTIO_ASSIGN_OR_RETURN(Unpickled d, unpickle_at(w, pos, [&] {
                             table = std::make_unique<StorageTable>(src.name() + ": main pickle");
+                            table->allow_module_classes(options.allow_objects);
                             UnpickleOptions o = header_options(src, options, "main pickle");
                             o.allow_objects = options.allow_objects;
                             StorageTable* t = table.get();

@@ -34,6 +34,11 @@ Result<ValuePtr> StorageTable::load(const ValuePtr& pid) {
                    (pid ? kind_name(pid->kind) : "nothing"));
   auto type = text(pid->items[0]);
   if (!type) return corrupt("persistent id must start with a string");
+  if (*type == "module" && allow_modules_) {
+    if (pid->items.size() < 2 || pid->items[1]->kind != Kind::kGlobal)
+      return corrupt("module persistent id must name a class");
+    return pid->items[1];
+  }
   if (*type == "module")
     return Status(Code::kUnsupported,
                   prefix +

@@ -23,10 +23,18 @@ class StorageTable {
   // Legacy view metadata (view_key, offset, size) yields a view into the root storage.
   Result<ValuePtr> load(const ValuePtr& pid);
 
+  // Legacy whole-model pickles (torch.save(model) before 1.6, or with the legacy option)
+  // stand for each module class with a ('module', <class>, source_file, source) persistent
+  // id. By default that is kUnsupported; when allowed (the caller's allow_objects), the id
+  // yields the class reference itself (a kGlobal the unpickler already accepted), so the
+  // object built from it becomes an opaque kObject. The source text is ignored, never run.
+  void allow_module_classes(bool allow) { allow_modules_ = allow; }
+
   std::vector<StorageInfo>& storages() { return storages_; }
 
  private:
   std::string context_;
+  bool allow_modules_ = false;
   std::vector<StorageInfo> storages_;
   std::unordered_map<std::string, uint32_t> index_;
   struct View {
