@@ -3,8 +3,11 @@
 #include <openssl/evp.h>
 
 #include <cmath>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <tuple>
+#include <unordered_map>
 
 namespace ckptio::host {
 namespace {
@@ -38,7 +41,45 @@ std::string base64(const std::string& in) {
 
 class Encoder {
  public:
-  explicit Encoder(const Checkpoint& ckpt) : ckpt_(ckpt) {}
+  explicit Encoder(const Checkpoint& ckpt) : ckpt_(ckpt) {
+    for (const auto& s : ckpt.storages) hash_budget_ += s.size;
+    hash_budget_ = hash_budget_ * 16 + (1ull << 30);
+  }
+
+  // Refuses, before building anything, a tree whose shared sub-objects would expand past
+  // the node budget (a small file can describe 2^40 nodes: [x, x] nested 40 times). Sizes
+  // are counted once per distinct node and saturate, so this is linear in the file.
+  void check_expansion(const ValuePtr& root) {
+    std::unordered_map<const Value*, uint64_t> size;
+    // Post-order without recursion: a node's size is 1 + its children's sizes.
+    std::vector<std::pair<const Value*, bool>> stack{{root.get(), false}};
+    auto children = [](const Value& n, auto&& fn) {
+      for (const auto& c : n.items) fn(c.get());
+      for (const auto& [k, v] : n.entries) fn(k.get()), fn(v.get());
+      if (n.args) fn(n.args.get());
+      if (n.state) fn(n.state.get());
+    };
+    while (!stack.empty()) {
+      auto [n, done] = stack.back();
+      stack.pop_back();
+      if (!n || (!done && size.count(n))) continue;
+      if (!done) {
+        size[n] = 0;  // in progress; the unpickler refuses cycles, so it is never read
+        stack.push_back({n, true});
+        children(*n, [&](const Value* c) { if (c && !size.count(c)) stack.push_back({c, false}); });
+        continue;
+      }
+      uint64_t total = 1;
+      children(*n, [&](const Value* c) { total = std::min<uint64_t>(total + size[c], kMaxNodes + 1); });
+      size[n] = total;
+    }
+    if (size[root.get()] > kMaxNodes)
+      throw Error(Code::kLimit, ckpt_.path +
+                                    ": value tree expands to more than 10,000,000 JSON nodes "
+                                    "(shared sub-objects referenced many times); refusing to "
+                                    "print it as JSON (plain `ckptio inspect` shows the "
+                                    "references)");
+  }
 
   json encode(const ValuePtr& v, size_t depth) {
     // Shared nodes are expanded; this budget stops a small file from unfolding into an
@@ -97,7 +138,25 @@ class Encoder {
     o["dtype"] = std::string(dtype_name(t.dtype));
     o["shape"] = t.shape;
     o["device"] = s.device;
-    std::string sha = tensor_sha256(ckpt_, t);
+    // The same view (a shared tensor, or tensors the file made identical) is hashed once,
+    // and all hashing is bounded relative to the bytes the file holds: a small file may
+    // reference one big storage through millions of distinct views.
+    auto key = std::make_tuple(t.storage, t.dtype, t.storage_offset, t.shape, t.strides);
+    auto cached = sha_cache_.find(key);
+    std::string sha;
+    if (cached != sha_cache_.end()) {
+      sha = cached->second;
+    } else {
+      const uint64_t n = uint64_t(std::max<int64_t>(t.numel(), 0)) * dtype_size(t.dtype);
+      if (n > hash_budget_)
+        throw Error(Code::kLimit, ckpt_.path +
+                                      ": tensor views cover far more bytes than the file holds "
+                                      "(many overlapping views of the same storage); refusing "
+                                      "to hash them all");
+      hash_budget_ -= n;
+      sha = tensor_sha256(ckpt_, t);
+      sha_cache_.emplace(std::move(key), sha);
+    }
     if (!sha.empty()) o["sha256"] = sha;
     o["strides"] = t.strides;
     o["storage_offset"] = t.storage_offset;
@@ -112,6 +171,10 @@ class Encoder {
 
   const Checkpoint& ckpt_;
   size_t emitted_ = 0;
+  uint64_t hash_budget_ = 0;
+  std::map<std::tuple<uint32_t, DType, int64_t, std::vector<int64_t>, std::vector<int64_t>>,
+           std::string>
+      sha_cache_;
 };
 
 }  // namespace
@@ -169,6 +232,7 @@ std::string tensor_sha256(const Checkpoint& ckpt, const TensorMeta& t) {
 
 std::string inspect_json(const Checkpoint& ckpt, bool pretty) {
   Encoder enc(ckpt);
+  enc.check_expansion(ckpt.tree.root);
   json doc;
   doc["format"] = ckpt.format;
   doc["plugin"] = ckpt.plugin_path;
