@@ -1,10 +1,14 @@
 #include "host/atomic_sink.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
+#include <ctime>
 #include <cstring>
 #include <filesystem>
 #include <random>
@@ -12,7 +16,37 @@
 namespace ckptio::host {
 namespace {
 constexpr size_t kBufferSize = 4u << 20;  // small writes (headers, pickles) are batched
+constexpr time_t kStaleAfterS = 300;
+
+// Removes temporaries of the same destination left by processes that died without cleaning
+// up (kill -9, power loss): ".<name>.ckptio-tmp-<pid>-<n>" whose pid no longer exists, owned
+// by us, untouched for 5 minutes (the age guards against a writer in another PID namespace
+// sharing the directory, whose pid means nothing here). Best effort: errors are ignored.
+void remove_stale_temps(const std::string& dir, const std::string& name) {
+  const std::string prefix = "." + name + ".ckptio-tmp-";
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return;
+  const time_t now = ::time(nullptr);
+  while (const dirent* e = ::readdir(d)) {
+    const std::string f = e->d_name;
+    if (f.compare(0, prefix.size(), prefix) != 0) continue;
+    const std::string rest = f.substr(prefix.size());
+    const size_t dash = rest.find('-');
+    if (dash == 0 || dash == std::string::npos ||
+        rest.find_first_not_of("0123456789") != dash)
+      continue;
+    const long pid = std::strtol(rest.substr(0, dash).c_str(), nullptr, 10);
+    if (pid <= 0 || pid == ::getpid() || ::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;
+    const std::string path = dir + "/" + f;
+    struct stat st {};
+    if (::lstat(path.c_str(), &st) != 0 || !S_ISREG(st.st_mode) || st.st_uid != ::getuid() ||
+        now - st.st_mtime < kStaleAfterS)
+      continue;
+    ::unlink(path.c_str());
+  }
+  ::closedir(d);
 }
+}  // namespace
 
 Result<std::unique_ptr<AtomicFileSink>> AtomicFileSink::create(const std::string& path,
                                                                bool fsync) {
@@ -37,6 +71,7 @@ Result<std::unique_ptr<AtomicFileSink>> AtomicFileSink::create(const std::string
     return Status(Code::kIo, path + ": cannot create temporary file in " + dir.string() + ": " +
                                  std::strerror(errno));
   if (keep_mode) (void)::fchmod(sink->fd_, mode);  // umask must not narrow an existing mode
+  remove_stale_temps(dir.string(), p.filename().string());
   sink->buffer_.reserve(kBufferSize);
   return sink;
 }
