@@ -4,12 +4,40 @@
 
 #include "ckptio/ckptio.h"
 #include "host/cli/progress.h"
+#include "host/extract_state_dict.h"
 #include "host/json_encode.h"
 #include "host/tree_printer.h"
 
 namespace ckptio::cli {
+namespace {
+
+const char kLimitHelp[] =
+    "Reading limit key=value (repeatable): max_depth, max_memo, max_string (pickle nesting, "
+    "memo entries, bytes of one str/bytes), max_size (decoded bytes of a compressed file)";
+
+// --limit key=value pairs, checked, as plugin options.
+PluginOptions limit_options(const std::vector<std::string>& limits) {
+  PluginOptions out;
+  for (const auto& kv : limits) {
+    auto eq = kv.find('=');
+    std::string key = kv.substr(0, eq);
+    if (eq == std::string::npos ||
+        (key != "max_depth" && key != "max_memo" && key != "max_string" && key != "max_size"))
+      throw Error(Code::kInvalidArgument,
+                  "--limit '" + kv + "': expected max_depth, max_memo, max_string or max_size=N");
+    std::string v = kv.substr(eq + 1);
+    if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos)
+      throw Error(Code::kInvalidArgument, "--limit '" + kv + "': the value must be a number");
+    out.emplace_back(key, v);
+  }
+  return out;
+}
+
+}  // namespace
 
 void Commands::add_all(CLI::App& app) {
+  add_bench(app);
+  add_verify(app);
   plugins_ = app.add_subcommand("plugins", "List the format plugins found, and why any failed");
 
   inspect_ = app.add_subcommand("inspect", "Print a checkpoint's format and value tree");
@@ -18,6 +46,7 @@ void Commands::add_all(CLI::App& app) {
   inspect_->add_option("--input-format", in_format_, "Read as this format instead of detecting");
   inspect_->add_flag("--allow-objects", allow_objects_,
                      "Show unknown pickle classes as opaque objects (never executed)");
+  inspect_->add_option("--limit", limits_, kLimitHelp);
 
   convert_ = app.add_subcommand("convert", "Convert a checkpoint to another format");
   convert_->add_option("in", in_, "Input checkpoint")->required();
@@ -31,12 +60,39 @@ void Commands::add_all(CLI::App& app) {
                        "torch-zip); same as --option inner=NAME");
   convert_->add_flag("--allow-objects", allow_objects_,
                      "Keep unknown pickle classes as opaque objects (never executed)");
+  convert_->add_option("--limit", limits_, kLimitHelp);
+  convert_->add_flag("--extract-state-dict", extract_state_dict_,
+                     "Write the state_dict of a whole-model pickle (torch.save(model)) read "
+                     "with --allow-objects, without running any of its code");
+}
+
+void Commands::add_verify(CLI::App& app) {
+  verify_ = app.add_subcommand(
+      "verify", "Check structure, bounds and checksums; list every problem (exit 1) or say ok");
+  verify_->add_option("file", verify_args_.file, "Checkpoint file")->required();
+  verify_->add_option("--input-format", verify_args_.format, "Read as this format");
+  verify_->add_flag("--allow-objects", verify_args_.allow_objects,
+                    "Accept unknown pickle classes as opaque objects (never executed)");
+  verify_->add_option("--limit", verify_args_.limits, kLimitHelp);
+}
+
+void Commands::add_bench(CLI::App& app) {
+  bench_ = app.add_subcommand("bench", "Time loading a checkpoint into memory");
+  bench_->add_option("file", bench_args_.file, "Checkpoint file")->required();
+  bench_->add_option("--device", bench_args_.device, "Where tensors go (cpu)");
+  bench_->add_option("--repeat", bench_args_.repeat, "Number of loads (default 5)");
+  bench_->add_option("--threads", bench_args_.threads, "Reading threads (default: cores)");
+  bench_->add_flag("--zero-copy", bench_args_.zero_copy, "Map aligned storages instead of copying");
+  bench_->add_flag("--json", bench_args_.json,
+                   "One JSON object {\"best_s\", \"median_s\", \"bytes\", \"gbps\"}");
 }
 
 int Commands::run() {
   if (plugins_->parsed()) return plugins();
   if (inspect_->parsed()) return inspect();
   if (convert_->parsed()) return convert();
+  if (bench_->parsed()) return run_bench(bench_args_);
+  if (verify_->parsed()) return run_verify(verify_args_);
   return 2;
 }
 
@@ -70,6 +126,7 @@ int Commands::inspect() {
   LoadOptions opts;
   opts.format = in_format_;
   opts.allow_objects = allow_objects_;
+  opts.plugin_options = limit_options(limits_);
   opts.load_data = json_;  // tensor hashes need the bytes; the tree alone does not
   // A TorchScript archive is shown as its module tree (parameters, buffers, submodules,
   // attributes, methods, constants, extra files); `convert` keeps the plugin's default view,
@@ -103,9 +160,13 @@ int Commands::convert() {
     throw Error(Code::kInvalidArgument, "unknown output format '" + format_ +
                                             "'; available: " + (list.empty() ? "none" : list));
   }
+  if (extract_state_dict_ && !allow_objects_)
+    throw Error(Code::kInvalidArgument,
+                "--extract-state-dict reads a whole-model pickle: it needs --allow-objects");
   LoadOptions opts;
   opts.format = in_format_;
   opts.allow_objects = allow_objects_;
+  opts.plugin_options = limit_options(limits_);
   opts.zero_copy = true;  // the mapping outlives the save below; nothing is copied twice
   Checkpoint ckpt;
   {
@@ -113,6 +174,7 @@ int Commands::convert() {
     opts.progress = [&](uint64_t d, uint64_t t) { progress.update(d, t); };
     ckpt = load(in_, opts);
   }
+  if (extract_state_dict_) ckpt = host::extract_state_dict(ckpt);
   Progress progress("writing");
   save_opts.progress = [&](uint64_t d, uint64_t t) { progress.update(d, t); };
   save(out_, ckpt, save_opts);

@@ -5,6 +5,9 @@
 #include <string>
 #include <vector>
 
+#include "host/cli/bench_command.h"
+#include "host/cli/verify_command.h"
+
 namespace ckptio::cli {
 
 class Commands {
@@ -17,15 +20,23 @@ class Commands {
   int plugins();
   int inspect();
   int convert();
+  void add_bench(CLI::App& app);
+  void add_verify(CLI::App& app);
 
   CLI::App* plugins_ = nullptr;
   CLI::App* inspect_ = nullptr;
   CLI::App* convert_ = nullptr;
+  CLI::App* bench_ = nullptr;
+  BenchArgs bench_args_;
+  CLI::App* verify_ = nullptr;
+  VerifyArgs verify_args_;
 
   std::string in_, out_, format_, in_format_;
   bool json_ = false;
   bool allow_objects_ = false;
   std::vector<std::string> options_;
+  std::vector<std::string> limits_;  // --limit key=value: reading limits (plugin options)
+  bool extract_state_dict_ = false;  // convert --extract-state-dict
   std::string inner_;  // convert --inner: plugin option inner=NAME (zstd)
 };
 
