@@ -1,0 +1,119 @@
+#!/usr/bin/env python3
+"""Writes seed corpora for the fuzz targets (fuzz/*.cc) into OUT/<target>/.
+
+Seeds are made at build time, never committed: the small real files in tests/data/peer
+(written by many PyTorch versions), pickles made here with the standard library, the same
+files re-zipped with deflate, and compressed variants written by the fuzz build's own
+`ckptio convert` (zstd wrapper, torch-zip-zstd). Uses only the standard library.
+
+usage: make_seeds.py SOURCE_DIR OUT_DIR CKPTIO_CLI
+"""
+import collections
+import io
+import os
+import pickle
+import subprocess
+import sys
+import zipfile
+
+MAX = 64 * 1024  # the fuzzers' -max_len
+
+src, out, cli = sys.argv[1], sys.argv[2], sys.argv[3]
+targets = ["fuzz_unpickle", "fuzz_zip_reader", "fuzz_torch_zip", "fuzz_torch_legacy",
+           "fuzz_zstd_stream", "fuzz_chunked_zstd", "fuzz_torchscript", "fuzz_plugins"]
+for t in targets:
+    os.makedirs(os.path.join(out, t), exist_ok=True)
+count = collections.Counter()
+
+
+def put(target, name, data):
+    if len(data) > MAX:
+        return
+    with open(os.path.join(out, target, name), "wb") as f:
+        f.write(data)
+    count[target] += 1
+
+
+peer = os.path.join(src, "tests", "data", "peer")
+zips, legacy = [], []
+for root, _, files in os.walk(peer):
+    for f in sorted(files):
+        p = os.path.join(root, f)
+        data = open(p, "rb").read()
+        if len(data) > MAX:
+            continue
+        name = os.path.relpath(p, peer).replace("/", "_")
+        if data[:2] == b"PK":
+            zips.append((name, p, data))
+        elif data[:1] == b"\x80" or data[:1] in b"(L]}":
+            legacy.append((name, p, data))
+
+# Pickles: data.pkl of each zip, and standard-library pickles of every value kind.
+for name, _, data in zips:
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        for n in z.namelist():
+            if n.endswith("data.pkl"):
+                pkl = z.read(n)
+                put("fuzz_unpickle", name + ".0", b"\0" + pkl)
+                put("fuzz_unpickle", name + ".1", b"\1" + pkl)
+shared = [1, 2, 3]
+values = [
+    None, True, 1, -1, 2**31, 2**63, -(2**70), 1.5, float("nan"), "text", "é€", b"bytes",
+    bytearray(b"ba"), [1, [2, [3]]], (1, (2,)), {"a": 1, 2: "b"}, {1, 2}, frozenset({3}),
+    complex(1, 2), collections.OrderedDict([("w", 1), ("b", 2)]), [shared, shared],
+    {"x": (shared, shared), "y": [shared]}, list(range(300)), "s" * 300,
+]
+for proto in range(0, pickle.HIGHEST_PROTOCOL + 1):
+    for i, v in enumerate(values):
+        put("fuzz_unpickle", "std_p%d_%d" % (proto, i), b"\0" + pickle.dumps(v, protocol=proto))
+    put("fuzz_unpickle", "std_all_p%d" % proto, b"\1" + pickle.dumps(values, protocol=proto))
+
+# Zip containers and the torch zip format, also re-zipped with deflate (other tools do).
+for name, _, data in zips:
+    for t in ("fuzz_zip_reader", "fuzz_torch_zip"):
+        put(t, name, data)
+    put("fuzz_plugins", name + ".detect", b"\0" + data)
+    put("fuzz_plugins", name + ".zip", b"\1" + data)
+    with zipfile.ZipFile(io.BytesIO(data)) as z:
+        script = any(n.endswith("constants.pkl") or "/code/" in n or n.endswith("bytecode.pkl")
+                     for n in z.namelist())
+    if script:  # TorchScript archives (torch.jit.save, lite)
+        put("fuzz_torchscript", name + ".sd", b"\0" + data)
+        put("fuzz_torchscript", name + ".modules", b"\1" + data)
+        put("fuzz_plugins", name + ".torchscript", b"\5" + data)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as zin, \
+            zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zout:
+        for info in zin.infolist():
+            zout.writestr(info.filename, zin.read(info.filename))
+    put("fuzz_zip_reader", name + ".deflate", buf.getvalue())
+    put("fuzz_torch_zip", name + ".deflate", buf.getvalue())
+for name, _, data in legacy:
+    put("fuzz_torch_legacy", name, data)
+    put("fuzz_plugins", name + ".detect", b"\0" + data)
+    put("fuzz_plugins", name + ".legacy", b"\2" + data)
+
+# Compressed variants, written by ckptio itself.
+tmp = os.path.join(out, "tmp")
+os.makedirs(tmp, exist_ok=True)
+env = dict(os.environ, ASAN_OPTIONS="detect_leaks=0")
+for name, p, _ in (zips + legacy)[:12]:
+    for fmt, sel in (("zstd", 3), ("torch-zip-zstd", 4)):
+        dst = os.path.join(tmp, name + "." + fmt)
+        r = subprocess.run([cli, "convert", p, dst, "--format", fmt, "--option", "chunk_size=4096"],
+                           capture_output=True, env=env)
+        if r.returncode != 0:
+            continue
+        data = open(dst, "rb").read()
+        put("fuzz_plugins", name + "." + fmt, bytes([sel]) + data)
+        put("fuzz_plugins", name + "." + fmt + ".detect", b"\0" + data)
+        if fmt == "zstd":
+            put("fuzz_zstd_stream", name, data)
+        else:
+            with zipfile.ZipFile(dst) as z:
+                for info in z.infolist():
+                    rec = z.read(info.filename)
+                    if rec[:4] == b"CKZ1":
+                        put("fuzz_chunked_zstd", name + "." + info.filename.replace("/", "_"), rec)
+for t in targets:
+    print("seeds: %-20s %d" % (t, count[t]))
