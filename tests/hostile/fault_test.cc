@@ -1,0 +1,247 @@
+// Write faults on the real atomic file sink of the real `ckptio convert`: an LD_PRELOAD shim
+// (fault_shim.c) makes the temporary file's write(2) fail with ENOSPC at each write in turn,
+// write short, fail fsync(2) or rename(2). Each failure must end in exit status 1 with one
+// line on stderr, the old output byte-identical and loadable, and no temporary file left.
+// Then a kill -9 loop: `ckptio convert` of a ~128 MB file killed at random moments leaves
+// the output either the old file or the complete new one, never anything in between (a
+// stale .<name>.ckptio-tmp-<pid>-<n> may remain: the process had no chance to remove it).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "../interop/interop_util.h"
+
+namespace interop {
+namespace {
+namespace fs = std::filesystem;
+
+constexpr int kTimeoutS = 120;
+
+std::string prepare(const std::string& dir) {
+  // mid.pt (~20 MB: several 4 MiB sink buffers, so several write calls), old.pt (what the
+  // output holds before each save), big.pt (~128 MB, for the kill loop).
+  const std::string code =
+      "import torch, sys\n"
+      "d = sys.argv[1]\n"
+      "torch.manual_seed(0)\n"
+      "torch.save({'w': torch.randn(5_000_000), 'b': torch.arange(1000)}, d + '/mid.pt')\n"
+      "torch.save({'old': torch.ones(3)}, d + '/old.pt')\n"
+      "torch.save({'a': torch.randn(16_000_000), 'b': torch.randn(16_000_000)}, d + '/big.pt')\n";
+  RunResult r = run({kPython, "-c", code, dir}, 300);
+  if (!r.exited || r.exit_code != 0) return r.describe();
+  // The reference outputs: what a successful convert writes (the writer is deterministic).
+  for (const char* f : {"mid", "big"}) {
+    r = run({cli(), "convert", dir + "/" + f + ".pt", dir + "/" + f + ".ref.pt", "--format",
+             "torch-zip"},
+            300);
+    if (!r.exited || r.exit_code != 0) return r.describe();
+  }
+  return "";
+}
+
+std::string input(const std::string& name) { return work_dir() + "/" + name; }
+
+std::string scratch(const std::string& name) {
+  std::string d = work_dir() + "/scratch/" + name;
+  fs::remove_all(d);
+  fs::create_directories(d);
+  return d;
+}
+
+std::vector<std::string> listing(const std::string& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename());
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
+// `ckptio convert mid.pt DIR/out.pt` with the shim and CKPTIO_FAULT=fault; out.pt holds
+// old.pt before.
+RunResult convert_with_fault(const std::string& dir, const std::string& fault,
+                             const std::string& log = "") {
+  fs::copy_file(input("old.pt"), dir + "/out.pt", fs::copy_options::overwrite_existing);
+  std::vector<std::string> argv = {
+      "/usr/bin/env", std::string("LD_PRELOAD=") + CKPTIO_FAULT_SHIM, "CKPTIO_FAULT=" + fault,
+      // An ASan build links its runtime dynamically; the shim then comes first on purpose.
+      "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1"};
+  if (!log.empty()) argv.push_back("CKPTIO_FAULT_LOG=" + log);
+  for (const std::string& a : {cli(), std::string("convert"), input("mid.pt"), dir + "/out.pt",
+                               std::string("--format"), std::string("torch-zip")})
+    argv.push_back(a);
+  return run(argv, kTimeoutS);
+}
+
+::testing::AssertionResult failed_cleanly(const RunResult& r, const std::string& dir,
+                                          const std::string& needle) {
+  if (!r.exited || r.exit_code != 1)
+    return ::testing::AssertionFailure() << "want exit 1: " << r.describe();
+  if (count_lines(r.err) != 1 || r.err.find(needle) == std::string::npos ||
+      r.err.find(dir + "/out.pt") == std::string::npos)
+    return ::testing::AssertionFailure()
+           << "want one line naming out.pt and '" << needle << "': " << r.describe();
+  if (read_file(dir + "/out.pt") != read_file(input("old.pt")))
+    return ::testing::AssertionFailure() << "the old output was changed";
+  if (listing(dir) != std::vector<std::string>{"out.pt"})
+    return ::testing::AssertionFailure() << "files left behind: " << listing(dir).size();
+  RunResult load = run({cli(), "inspect", dir + "/out.pt"}, kTimeoutS);
+  if (!load.exited || load.exit_code != 0)
+    return ::testing::AssertionFailure() << "old output no longer loads: " << load.describe();
+  return ::testing::AssertionSuccess();
+}
+
+// ENOSPC at the 1st, 2nd, ... write of the temporary file, until a save needs fewer writes.
+TEST(WriteFaults, NoSpaceAtEachWrite) {
+  const std::string dir = scratch("enospc");
+  const std::string log = work_dir() + "/scratch/enospc.log";
+  RunResult clean = convert_with_fault(dir, "none", log);
+  ASSERT_TRUE(clean.exited && clean.exit_code == 0) << clean.describe();
+  const std::string counted = read_file(log);
+  const int writes = std::stoi(counted.substr(counted.find('=') + 1));
+  ASSERT_GE(writes, 3) << "the save should take several writes";
+  ASSERT_EQ(read_file(dir + "/out.pt"), read_file(input("mid.ref.pt")));
+  for (int n = 1; n <= writes; ++n) {
+    const std::string d = scratch("enospc_" + std::to_string(n));
+    EXPECT_TRUE(failed_cleanly(convert_with_fault(d, "enospc:" + std::to_string(n)), d,
+                               "No space left on device"))
+        << "ENOSPC at write " << n << " of " << writes;
+  }
+}
+
+// A short write followed by ENOSPC (a disk filling up mid-buffer).
+TEST(WriteFaults, ShortWriteThenNoSpace) {
+  for (int n : {1, 2}) {
+    const std::string d = scratch("shortenospc_" + std::to_string(n));
+    EXPECT_TRUE(failed_cleanly(convert_with_fault(d, "shortenospc:" + std::to_string(n)), d,
+                               "No space left on device"));
+  }
+}
+
+// Short writes and EINTR are not errors: the sink loops and the file is complete.
+TEST(WriteFaults, ShortWritesAndInterruptsAreRetried) {
+  for (const char* fault : {"short:100000", "short:4097", "eintr"}) {
+    const std::string d = scratch(std::string("retry_") + fault[0] + fault[1]);
+    RunResult r = convert_with_fault(d, fault);
+    ASSERT_TRUE(r.exited && r.exit_code == 0) << fault << ": " << r.describe();
+    EXPECT_EQ(read_file(d + "/out.pt"), read_file(input("mid.ref.pt"))) << fault;
+    EXPECT_EQ(listing(d), std::vector<std::string>{"out.pt"}) << fault;
+  }
+}
+
+TEST(WriteFaults, FsyncFailure) {
+  const std::string d = scratch("fsync");
+  EXPECT_TRUE(failed_cleanly(convert_with_fault(d, "fsync"), d, "fsync failed"));
+}
+
+TEST(WriteFaults, RenameFailure) {
+  const std::string d = scratch("rename");
+  EXPECT_TRUE(failed_cleanly(convert_with_fault(d, "rename"), d, "cannot replace"));
+}
+
+// kill -9 at random moments of a real save: the output is the old file or the whole new one.
+TEST(KillDuringSave, OutputIsOldOrCompleteNeverPartial) {
+  const std::string dir = scratch("kill");
+  const std::string out = dir + "/out.pt";
+  const std::string old_bytes = read_file(input("old.pt"));
+  const std::string new_bytes = read_file(input("big.ref.pt"));
+  const std::string c = cli(), in = input("big.pt");
+  auto spawn = [&]() {
+    pid_t pid = fork();
+    if (pid == 0) {
+      execl(c.c_str(), c.c_str(), "convert", in.c_str(), out.c_str(), "--format", "torch-zip",
+            static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    return pid;
+  };
+  // Waits until the save's temporary exists (or the process ended).
+  auto wait_for_temp = [&](pid_t pid) {
+    for (int waited = 0; waited < 40000; ++waited) {
+      for (const auto& name : listing(dir))
+        if (name.find(".ckptio-tmp-") != std::string::npos) return;
+      if (waitpid(pid, nullptr, WNOHANG) != 0) return;
+      std::this_thread::sleep_for(std::chrono::microseconds(250));
+    }
+  };
+  // How long an undisturbed save writes (temporary created -> process done), to spread the
+  // kills over that window.
+  fs::copy_file(input("old.pt"), out, fs::copy_options::overwrite_existing);
+  pid_t ref = spawn();
+  ASSERT_GE(ref, 0);
+  wait_for_temp(ref);
+  auto t0 = std::chrono::steady_clock::now();
+  int ref_status = 0;
+  waitpid(ref, &ref_status, 0);
+  const double full = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(WIFEXITED(ref_status) && WEXITSTATUS(ref_status) == 0);
+  ASSERT_EQ(read_file(out), new_bytes);
+
+  std::mt19937 rng(12345);
+  std::uniform_real_distribution<double> when(0.0, full * 0.9);
+  int killed_running = 0, old_seen = 0, new_seen = 0;
+  for (int i = 0; i < 10; ++i) {
+    fs::copy_file(input("old.pt"), out, fs::copy_options::overwrite_existing);
+    pid_t pid = spawn();
+    ASSERT_GE(pid, 0);
+    wait_for_temp(pid);
+    std::this_thread::sleep_for(std::chrono::duration<double>(when(rng)));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    killed_running += WIFSIGNALED(status);
+    const std::string now = read_file(out);
+    if (now == old_bytes) {
+      ++old_seen;
+    } else {
+      ASSERT_EQ(now.size(), new_bytes.size()) << "iteration " << i << ": a partial output";
+      ASSERT_TRUE(now == new_bytes) << "iteration " << i << ": output differs from a full save";
+      ++new_seen;
+    }
+    // Stale temporaries of the killed process are the only other files allowed.
+    for (const auto& name : listing(dir)) {
+      if (name == "out.pt") continue;
+      EXPECT_EQ(name.rfind(".out.pt.ckptio-tmp-" + std::to_string(pid) + "-", 0), 0u) << name;
+      fs::remove(dir + "/" + name);
+    }
+  }
+  RunResult v = run({cli(), "verify", out}, kTimeoutS);
+  EXPECT_TRUE(v.exited && v.exit_code == 0) << v.describe();
+  EXPECT_GE(killed_running, 5) << "most kills should land while the save runs";
+  std::printf("kill -9 loop: %d killed mid-run, %d old outputs, %d complete new outputs\n",
+              killed_running, old_seen, new_seen);
+}
+
+// A later save to the same output removes temporaries of dead processes once they are
+// 5 minutes old; a live process's temporary, or a fresh one, is kept.
+TEST(KillDuringSave, LaterSaveRemovesStaleTemporaries) {
+  const std::string dir = scratch("stale");
+  pid_t dead = fork();
+  ASSERT_GE(dead, 0);
+  if (dead == 0) _exit(0);
+  waitpid(dead, nullptr, 0);
+  const std::string stale_old = ".out.pt.ckptio-tmp-" + std::to_string(dead) + "-1";
+  const std::string stale_new = ".out.pt.ckptio-tmp-" + std::to_string(dead) + "-2";
+  const std::string live_old = ".out.pt.ckptio-tmp-" + std::to_string(getpid()) + "-3";
+  const std::string other = ".other.pt.ckptio-tmp-" + std::to_string(dead) + "-4";
+  for (const auto& f : {stale_old, stale_new, live_old, other}) write_file(dir + "/" + f, "partial");
+  const auto old_time = fs::file_time_type::clock::now() - std::chrono::minutes(10);
+  for (const auto& f : {stale_old, live_old, other}) fs::last_write_time(dir + "/" + f, old_time);
+  RunResult r = run({cli(), "convert", input("old.pt"), dir + "/out.pt", "--format", "torch-zip"},
+                    kTimeoutS);
+  ASSERT_TRUE(r.exited && r.exit_code == 0) << r.describe();
+  std::vector<std::string> want = {other, stale_new, live_old, "out.pt"};
+  std::sort(want.begin(), want.end());
+  EXPECT_EQ(listing(dir), want);
+}
+
+}  // namespace
+}  // namespace interop
+
+int main(int argc, char** argv) { return interop::interop_main(argc, argv, interop::prepare); }
