@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <vector>
 
@@ -86,6 +87,10 @@ struct ChunkedReader final : Reader {
   TorchZipZstdFile file;
   std::unique_ptr<WorkerPool> pool;
   std::vector<ChunkDecoder> decoders;
+  // The host may call read_storage from several threads at once (the ABI allows it); the
+  // decoders and the pool are per reader, so calls take turns and the pool parallelizes
+  // each call's chunks over every core instead.
+  std::mutex read_mu;
 };
 
 struct ZstdReader final : Reader {
@@ -251,7 +256,7 @@ ckptio_status plugin_read_storage(ckptio_reader* reader, uint32_t index, uint64_
     auto* r = static_cast<ChunkedReader*>(base);
     if (index >= r->file.records.size())
       return g_host->make_status(CKPTIO_INVALID_ARGUMENT, "read_storage: no such storage");
-    // One decoder set per reader; the pool serialises concurrent calls.
+    std::lock_guard<std::mutex> lock(r->read_mu);
     return to_c(g_host, decode_chunked_range(*r->source, r->file.records[index], offset, n,
                                              static_cast<uint8_t*>(dst), *r->pool, r->decoders));
   });
