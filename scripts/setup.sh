@@ -16,6 +16,7 @@ packages=(
   libbenchmark-dev      # benchmarks
   python3-torch         # real PyTorch for interop tests and benchmarks (/usr/bin/python3)
   python3-matplotlib    # the benchmark chart
+  clang libclang-rt-14-dev llvm  # libFuzzer targets with ASan/UBSan (scripts/fuzz.sh)
 )
 
 missing=()

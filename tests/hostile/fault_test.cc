@@ -184,9 +184,12 @@ TEST(KillDuringSave, OutputIsOldOrCompleteNeverPartial) {
   ASSERT_EQ(read_file(out), new_bytes);
 
   std::mt19937 rng(12345);
-  std::uniform_real_distribution<double> when(0.0, full * 0.9);
+  std::uniform_real_distribution<double> when(0.0, full * 0.7);
   int killed_running = 0, old_seen = 0, new_seen = 0;
-  for (int i = 0; i < 10; ++i) {
+  // At least 10 iterations, and more (up to 30) until 5 kills landed while the save ran: on
+  // a loaded machine a save's duration varies, and a kill after the process ended proves
+  // nothing.
+  for (int i = 0; i < 30 && (i < 10 || killed_running < 5); ++i) {
     fs::copy_file(input("old.pt"), out, fs::copy_options::overwrite_existing);
     pid_t pid = spawn();
     ASSERT_GE(pid, 0);
