@@ -277,10 +277,15 @@ INSTANTIATE_TEST_SUITE_P(Peer, PeerFixture, ::testing::ValuesIn(kFixtures), [](c
 });
 
 // A TorchScript archive is a zip with code/ and constants.pkl: not a torch.save file. The
-// CLI must say so rather than fail somewhere inside the pickle.
-TEST(PeerTorchScript, RefusedWithOneLineMessage) {
+// torchscript plugin claims it; read as torch-zip, the CLI says what it is in one line rather
+// than failing somewhere inside the pickle.
+TEST(PeerTorchScript, ReadByTheTorchScriptPluginAndRefusedAsTorchZip) {
   std::string path = fixture_path("rtorch/linear_2021.pt");
   RunResult r = run({cli(), "inspect", path, "--json"});
+  EXPECT_TRUE(r.exited && r.exit_code == 0) << r.describe();
+  EXPECT_NE(r.out.find("\"format\":\"torchscript\""), std::string::npos) << r.describe();
+
+  r = run({cli(), "inspect", path, "--input-format", "torch-zip"});
   EXPECT_TRUE(r.exited && r.exit_code == 1) << r.describe();
   EXPECT_EQ(count_lines(r.err), 1u) << r.describe();
   EXPECT_NE(r.err.find("TorchScript"), std::string::npos) << r.describe();
