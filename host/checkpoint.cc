@@ -174,10 +174,12 @@ void Reader::read_storages(const std::vector<uint32_t>& indices) {
   std::vector<StorageInfo> infos;
   std::vector<uint64_t> offsets;
   std::vector<uint32_t> which;
+  std::vector<bool> picked(m.tree.storages.size(), false);
   for (uint32_t i : indices) {
     if (i >= m.tree.storages.size())
       fail(Status(Code::kInvalidArgument, path() + ": no storage #" + std::to_string(i)));
-    if (m.storages[i].data || std::find(which.begin(), which.end(), i) != which.end()) continue;
+    if (m.storages[i].data || picked[i]) continue;
+    picked[i] = true;
     which.push_back(i);
     infos.push_back(m.tree.storages[i]);
     offsets.push_back(m.file_offsets[i]);

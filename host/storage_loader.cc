@@ -16,6 +16,7 @@ namespace {
 constexpr uint64_t kChunk = 16u << 20;       // unit of parallel work
 constexpr uint64_t kHugeThreshold = 4u << 20;  // mmap'ed (page-aligned) above this size
 constexpr uint64_t kAlign = 64;
+constexpr uint64_t kSmallStorage = 64u << 10;  // below this, storages share an arena
 
 struct Chunk {
   uint32_t index;
@@ -64,6 +65,19 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
   out.assign(storages.size(), StorageBytes{});
   std::vector<Chunk> chunks;
   uint64_t total = 0;
+  // Small storages share one arena (64-byte aligned slices): a file of 20,000 tiny tensors
+  // then costs one allocation, not 20,000 (allocation and freeing dominated per-tensor cost).
+  auto needs_buffer = [&](uint32_t i) {
+    uint64_t off = file_offsets[i];
+    return !(off != CKPTIO_NOT_PLAIN && options.zero_copy && src.data() && mapping_owner &&
+             off % kAlign == 0);
+  };
+  uint64_t arena_size = 0;
+  for (uint32_t i = 0; i < storages.size(); ++i)
+    if (storages[i].nbytes < kSmallStorage && needs_buffer(i))
+      arena_size += (storages[i].nbytes + kAlign - 1) / kAlign * kAlign;
+  std::shared_ptr<uint8_t> arena = arena_size ? allocate_storage(arena_size) : nullptr;
+  uint64_t arena_used = 0;
   for (uint32_t i = 0; i < storages.size(); ++i) {
     uint64_t n = storages[i].nbytes;
     uint64_t off = file_offsets[i];
@@ -75,8 +89,13 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
       out[i] = StorageBytes{src.data() + off, n, mapping_owner, true};
       continue;
     }
-    std::shared_ptr<uint8_t> buf = allocate_storage(n);
-    out[i] = StorageBytes{buf.get(), n, buf, false};
+    if (n < kSmallStorage) {
+      out[i] = StorageBytes{arena.get() + arena_used, n, arena, false};
+      arena_used += (n + kAlign - 1) / kAlign * kAlign;
+    } else {
+      std::shared_ptr<uint8_t> buf = allocate_storage(n);
+      out[i] = StorageBytes{buf.get(), n, buf, false};
+    }
     // Non-plain storages go to the plugin whole; plain ones are split for parallel reads.
     uint64_t step = plain ? kChunk : std::max<uint64_t>(n, 1);
     for (uint64_t o = 0; o < n; o += step) chunks.push_back({i, o, std::min(step, n - o)});

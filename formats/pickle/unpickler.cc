@@ -190,6 +190,8 @@ class Machine {
   Machine(const uint8_t* data, size_t size, const UnpickleOptions& options)
       : data_(data), size_(size), opt_(options) {
     site_.allow_objects = options.allow_objects;
+    // Roughly one container per 16 bytes of pickle at most; avoids rehashing as it grows.
+    nodes_.reserve(std::min<size_t>(size / 16, 1u << 20));
   }
 
   Unpickled run() {
@@ -208,7 +210,10 @@ class Machine {
 
  private:
   struct NodeInfo {
-    std::weak_ptr<Value> node;  // detects a dead node whose address was reused
+    // Held strongly while the pickle runs, so a node's address cannot be reused by another
+    // node (most containers end up in the result anyway); cheaper than a weak_ptr check on
+    // every lookup.
+    ValuePtr node;
     uint32_t height = 0;
     bool aliased = false;
   };
@@ -299,7 +304,7 @@ class Machine {
   // ---- nesting bookkeeping -------------------------------------------------------------
   NodeInfo* info(const ValuePtr& v) {
     auto it = nodes_.find(v.get());
-    if (it == nodes_.end() || it->second.node.lock() != v) return nullptr;
+    if (it == nodes_.end()) return nullptr;
     return &it->second;
   }
   template <class Fn>
