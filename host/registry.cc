@@ -194,6 +194,12 @@ std::vector<std::string> Registry::formats() const {
   return out;
 }
 
+bool Registry::can_write(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  const FormatEntry* f = impl_->find(name);
+  return f && (f->caps & CKPTIO_CAN_WRITE) && f->api->save;
+}
+
 bool Registry::has_format(const std::string& name) const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   return impl_->find(name) != nullptr;

@@ -23,8 +23,8 @@ ckptio inspect "$example"
 
 work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
 ckptio inspect "$example" --json >"$work/original.json"
-formats=$(ckptio plugins | sed -n 's/^formats available: *//p')
-echo; echo "== round trip through: $formats"
+formats=$(ckptio plugins | sed -n 's/^formats writable: *//p')
+echo; echo "== round trip through every writable format: $formats"
 for f in $formats; do
   ckptio convert "$example" "$work/as-$f" --format "$f"
   ckptio convert "$work/as-$f" "$work/back-from-$f.pt" --format torch-zip

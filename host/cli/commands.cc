@@ -118,6 +118,9 @@ int Commands::plugins() {
   }
   std::cout << "formats available:";
   for (const auto& f : reg.formats()) std::cout << " " << f;
+  std::cout << "\nformats writable:";
+  for (const auto& f : reg.formats())
+    if (reg.can_write(f)) std::cout << " " << f;
   std::cout << "\n";
   return 0;
 }

@@ -34,6 +34,12 @@ TEST(Cli, PluginsListsBothBundledFormats) {
   EXPECT_NE(o.out.find("torch-zip"), std::string::npos);
   EXPECT_NE(o.out.find("torch-legacy"), std::string::npos);
   EXPECT_NE(o.out.find("(ABI 1)"), std::string::npos);
+  // Read-only formats (torchscript) are not offered as conversion targets.
+  auto w = o.out.find("formats writable:");
+  ASSERT_NE(w, std::string::npos) << o.out;
+  std::string writable = o.out.substr(w, o.out.find('\n', w) - w);
+  EXPECT_NE(writable.find("torch-zip"), std::string::npos) << writable;
+  EXPECT_EQ(writable.find("torchscript"), std::string::npos) << writable;
 }
 
 TEST(Cli, InspectShowsTensorsWithDtypeShapeDeviceAndSize) {

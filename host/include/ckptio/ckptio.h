@@ -66,6 +66,7 @@ class Registry {
   const std::vector<PluginInfo>& plugins() const;
   std::vector<std::string> formats() const;  // formats of loaded plugins, in load order
   bool has_format(const std::string& name) const;
+  bool can_write(const std::string& name) const;  // the format's plugin can save it
 
   struct Impl;
   Impl& impl() { return *impl_; }
