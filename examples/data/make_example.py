@@ -30,10 +30,11 @@ class Net(nn.Module):
         return self.fc3(x)
 
 
-def main():
+def train_general_checkpoint(lr):
+    """Trains Net for 3 SGD steps on seeded random data; returns (net, the general checkpoint)."""
     torch.manual_seed(0)
     net = Net()
-    opt = torch.optim.SGD(net.parameters(), lr=0.001, momentum=0.9)
+    opt = torch.optim.SGD(net.parameters(), lr=lr, momentum=0.9)
     x = torch.randn(4, 3, 32, 32)
     y = torch.randint(0, 10, (4,))
     for _ in range(3):
@@ -41,9 +42,14 @@ def main():
         loss = F.cross_entropy(net(x), y)
         loss.backward()
         opt.step()
+    return net, {"epoch": 3, "model_state_dict": net.state_dict(),
+                 "optimizer_state_dict": opt.state_dict(), "loss": loss.item()}
+
+
+def main():
+    _, checkpoint = train_general_checkpoint(lr=0.001)
     out = os.path.join(os.path.dirname(os.path.abspath(__file__)), "example_checkpoint.pt")
-    torch.save({"epoch": 3, "model_state_dict": net.state_dict(),
-                "optimizer_state_dict": opt.state_dict(), "loss": loss.item()}, out)
+    torch.save(checkpoint, out)
     print(out, torch.__version__)
 
 

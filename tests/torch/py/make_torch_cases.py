@@ -13,28 +13,16 @@ import sys
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "..", "examples", "data"))
-from make_example import Net  # noqa: E402  (the tutorial CNN, shared with the bundled example)
+from make_example import Net, train_general_checkpoint  # noqa: E402  (shared with the example)
 
 
 def main():
     out = sys.argv[1]
     os.makedirs(out, exist_ok=True)
-    torch.manual_seed(0)
-    net = Net()
-    opt = torch.optim.SGD(net.parameters(), lr=0.01, momentum=0.9)
-    x = torch.randn(4, 3, 32, 32)
-    y = torch.randint(0, 10, (4,))
-    for _ in range(3):
-        opt.zero_grad()
-        loss = F.cross_entropy(net(x), y)
-        loss.backward()
-        opt.step()
-    torch.save({"epoch": 3, "model_state_dict": net.state_dict(),
-                "optimizer_state_dict": opt.state_dict(), "loss": loss.item()},
-               os.path.join(out, "cnn.pt"))
+    net, checkpoint = train_general_checkpoint(lr=0.01)
+    torch.save(checkpoint, os.path.join(out, "cnn.pt"))
     net.eval()
     inp = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
