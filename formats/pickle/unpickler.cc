@@ -190,8 +190,6 @@ class Machine {
   Machine(const uint8_t* data, size_t size, const UnpickleOptions& options)
       : data_(data), size_(size), opt_(options) {
     site_.allow_objects = options.allow_objects;
-    // Roughly one container per 16 bytes of pickle at most; avoids rehashing as it grows.
-    nodes_.reserve(std::min<size_t>(size / 16, 1u << 20));
   }
 
   Unpickled run() {
@@ -210,12 +208,62 @@ class Machine {
 
  private:
   struct NodeInfo {
-    // Held strongly while the pickle runs, so a node's address cannot be reused by another
-    // node (most containers end up in the result anyway); cheaper than a weak_ptr check on
-    // every lookup.
-    ValuePtr node;
     uint32_t height = 0;
     bool aliased = false;
+  };
+
+  // Heights of the containers seen so far, keyed by address: open addressing with linear
+  // probing in one flat array, so recording a node costs no allocation (a node-based map
+  // cost two per container, and freeing them dominated small-tensor files). Every recorded
+  // node is also held strongly in `keep_` while the pickle runs, so its address cannot be
+  // reused by another node (most containers end up in the result anyway).
+  class NodeTable {
+   public:
+    NodeInfo* find(const Value* key) {
+      if (slots_.empty()) return nullptr;
+      for (size_t i = slot_of(key);; i = (i + 1) & mask_) {
+        Slot& s = slots_[i];
+        if (s.key == key) return &s.info;
+        if (!s.key) return nullptr;
+      }
+    }
+    // `key` must not be in the table yet.
+    NodeInfo* insert(const Value* key, NodeInfo info) {
+      if (2 * (used_ + 1) > slots_.size()) grow();
+      ++used_;
+      return place(key, info);
+    }
+
+   private:
+    struct Slot {
+      const Value* key = nullptr;
+      NodeInfo info;
+    };
+    size_t slot_of(const Value* key) const {
+      // Fibonacci hashing of the address; allocations are 16-byte aligned.
+      uint64_t h = (reinterpret_cast<uintptr_t>(key) >> 4) * 0x9E3779B97F4A7C15ull;
+      return static_cast<size_t>(h >> shift_);
+    }
+    NodeInfo* place(const Value* key, NodeInfo info) {
+      size_t i = slot_of(key);
+      while (slots_[i].key) i = (i + 1) & mask_;
+      slots_[i] = Slot{key, info};
+      return &slots_[i].info;
+    }
+    void grow() {
+      std::vector<Slot> old = std::move(slots_);
+      size_t n = old.empty() ? 256 : 2 * old.size();
+      slots_.assign(n, Slot{});
+      mask_ = n - 1;
+      shift_ = 64;
+      for (size_t k = n; k > 1; k >>= 1) --shift_;
+      for (const Slot& s : old)
+        if (s.key) place(s.key, s.info);
+    }
+    std::vector<Slot> slots_;
+    size_t used_ = 0;
+    size_t mask_ = 0;
+    unsigned shift_ = 64;
   };
 
   // ---- input -------------------------------------------------------------------------
@@ -286,27 +334,46 @@ class Machine {
   }
 
   // ---- memo ----------------------------------------------------------------------------
+  // Pickles number their memo keys 0, 1, 2, ... so keys live in a dense array indexed by
+  // key; a key far beyond the number of entries (only a hand-made pickle has one) goes to a
+  // sparse map instead, so the array stays O(entries) whatever the keys. A key is in at
+  // most one of the two.
+  size_t memo_size() const { return memo_dense_count_ + memo_sparse_.size(); }
+  ValuePtr* memo_find(uint64_t key) {
+    if (key < memo_dense_.size() && memo_dense_[key]) return &memo_dense_[key];
+    if (memo_sparse_.empty()) return nullptr;
+    auto it = memo_sparse_.find(key);
+    return it == memo_sparse_.end() ? nullptr : &it->second;
+  }
   void memo_put(uint64_t key, uint8_t op) {
     const ValuePtr& v = top(op);
-    if (memo_.size() >= opt_.limits.max_memo && !memo_.count(key))
+    if (ValuePtr* slot = memo_find(key)) {
+      *slot = v;
+      return;
+    }
+    if (memo_size() >= opt_.limits.max_memo)
       fail(Code::kLimit,
            "pickle memo exceeds " + std::to_string(opt_.limits.max_memo) + " entries" + at(op_));
-    memo_[key] = v;
+    const uint64_t dense_limit = 1024 + 2 * uint64_t{memo_size()};
+    if (key >= memo_dense_.size() && key < dense_limit)
+      memo_dense_.resize(std::max<uint64_t>(
+          key + 1, std::min<uint64_t>(2 * uint64_t{memo_dense_.size()}, dense_limit)));
+    if (key < memo_dense_.size()) {
+      memo_dense_[key] = v;
+      ++memo_dense_count_;
+    } else {
+      memo_sparse_.emplace(key, v);
+    }
   }
   void memo_get(uint64_t key) {
-    auto it = memo_.find(key);
-    if (it == memo_.end())
-      fail(Code::kCorrupt, "memo key " + std::to_string(key) + " not found" + at(op_));
-    mark_aliased(it->second);
-    push(it->second);
+    ValuePtr* v = memo_find(key);
+    if (!v) fail(Code::kCorrupt, "memo key " + std::to_string(key) + " not found" + at(op_));
+    mark_aliased(*v);
+    push(*v);
   }
 
   // ---- nesting bookkeeping -------------------------------------------------------------
-  NodeInfo* info(const ValuePtr& v) {
-    auto it = nodes_.find(v.get());
-    if (it == nodes_.end()) return nullptr;
-    return &it->second;
-  }
+  NodeInfo* info(const ValuePtr& v) { return nodes_.find(v.get()); }
   template <class Fn>
   static void for_children(const Value& v, Fn&& fn) {
     for (const auto& c : v.items) fn(c);
@@ -331,7 +398,8 @@ class Machine {
     for_children(*v, [&](const ValuePtr& c) { h = std::max(h, height(c, depth + 1)); });
     ++h;
     if (h > opt_.limits.max_depth) too_deep();
-    nodes_[v.get()] = NodeInfo{v, h, false};
+    nodes_.insert(v.get(), NodeInfo{h, false});
+    keep_.push_back(v);
     return h;
   }
   void mark_aliased(const ValuePtr& v) {
@@ -700,7 +768,7 @@ class Machine {
         memo_put(memo_key_text("PUT"), op);
         return;
       case 0x94:
-        memo_put(memo_.size(), op);
+        memo_put(memo_size(), op);
         return;
       case 'h':
         memo_get(le(1, "BINGET"));
@@ -823,8 +891,11 @@ class Machine {
   CallSite site_;
   std::vector<ValuePtr> stack_;
   std::vector<size_t> marks_;
-  std::unordered_map<uint64_t, ValuePtr> memo_;
-  std::unordered_map<const Value*, NodeInfo> nodes_;
+  std::vector<ValuePtr> memo_dense_;
+  size_t memo_dense_count_ = 0;
+  std::unordered_map<uint64_t, ValuePtr> memo_sparse_;
+  NodeTable nodes_;
+  std::vector<ValuePtr> keep_;
 };
 
 }  // namespace
