@@ -1,5 +1,7 @@
 #include "formats/value.h"
 
+#include <charconv>
+
 namespace ckptio {
 
 const char* kind_name(Kind kind) {
@@ -151,14 +153,61 @@ Status check_tensor_view(const TensorMeta& t, const std::vector<StorageInfo>& st
   return Status::Ok();
 }
 
-namespace detail {
-std::string key_label(const Value& key) {
-  switch (key.kind) {
-    case Kind::kStr: return "'" + key.s + "'";
-    case Kind::kInt: return std::to_string(key.i);
-    case Kind::kBigInt: return key.s;
-    default: return std::string("<") + kind_name(key.kind) + ">";
+bool tensor_view_fits(const TensorMeta& t, uint64_t storage_nbytes) {
+  // The same conditions as check_tensor_view, in the same order, without the messages.
+  if (t.shape.size() != t.strides.size() || t.storage_offset < 0) return false;
+  bool empty = false;
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    if (t.shape[d] < 0 || t.strides[d] < 0) return false;
+    if (t.shape[d] == 0) empty = true;
   }
+  if (empty) return true;
+  uint64_t last = static_cast<uint64_t>(t.storage_offset);
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    uint64_t term;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(t.shape[d] - 1),
+                               static_cast<uint64_t>(t.strides[d]), &term) ||
+        __builtin_add_overflow(last, term, &last))
+      return false;
+  }
+  uint64_t need;
+  if (__builtin_add_overflow(last, 1u, &need) ||
+      __builtin_mul_overflow(need, static_cast<uint64_t>(dtype_size(t.dtype)), &need))
+    return false;
+  return need <= storage_nbytes;
+}
+
+bool tensor_view_fits(const TensorMeta& t, const std::vector<StorageInfo>& storages) {
+  return t.storage < storages.size() && tensor_view_fits(t, storages[t.storage].nbytes);
+}
+
+namespace detail {
+void append_key_label(std::string& out, const Value& key) {
+  switch (key.kind) {
+    case Kind::kStr:
+      out += '\'';
+      out += key.s;
+      out += '\'';
+      return;
+    case Kind::kInt: {
+      char buf[24];
+      auto r = std::to_chars(buf, buf + sizeof buf, key.i);
+      out.append(buf, r.ptr);
+      return;
+    }
+    case Kind::kBigInt:
+      out += key.s;
+      return;
+    default:
+      out += '<';
+      out += kind_name(key.kind);
+      out += '>';
+  }
+}
+std::string key_label(const Value& key) {
+  std::string out;
+  append_key_label(out, key);
+  return out;
 }
 }  // namespace detail
 

@@ -108,6 +108,11 @@ struct Tree {
 // `where` names the tensor for the message (e.g. "key 'fc1.weight'").
 Status check_tensor_view(const TensorMeta& t, const std::vector<StorageInfo>& storages,
                          const std::string& where);
+// True exactly when check_tensor_view would accept the view (of `storage_nbytes` bytes, or of
+// storages[t.storage]): loops over many tensors test this first and build the `where` text
+// only for the one that fails.
+bool tensor_view_fits(const TensorMeta& t, uint64_t storage_nbytes);
+bool tensor_view_fits(const TensorMeta& t, const std::vector<StorageInfo>& storages);
 
 // Calls fn(tensor_value, path) for every tensor reachable from root, each node once, in
 // depth-first order. `path` is a human-readable location ("['model']['fc1.weight']").

@@ -8,11 +8,29 @@ namespace ckptio {
 namespace detail {
 
 std::string key_label(const Value& key);
+void append_key_label(std::string& out, const Value& key);
+
+// Appends "[i]" without a temporary string.
+inline void append_index(std::string& path, size_t i) {
+  char buf[24];
+  char* p = buf + sizeof buf;
+  *--p = ']';
+  do {
+    *--p = static_cast<char>('0' + i % 10);
+    i /= 10;
+  } while (i);
+  *--p = '[';
+  path.append(p, buf + sizeof buf);
+}
 
 template <class Fn>
 void walk_tensors(const ValuePtr& v, std::string& path, std::unordered_set<const Value*>& seen,
                   Fn& fn) {
-  if (!v || !seen.insert(v.get()).second) return;
+  if (!v) return;
+  // A node owned by one pointer only is reached through that pointer alone, and its owner is
+  // visited at most once, so only nodes with several owners need the visited set (a state
+  // dict's tensors and keys usually have one, and the set was most of the walk's cost).
+  if (v.use_count() > 1 && !seen.insert(v.get()).second) return;
   switch (v->kind) {
     case Kind::kTensor:
       fn(v, path);
@@ -21,7 +39,7 @@ void walk_tensors(const ValuePtr& v, std::string& path, std::unordered_set<const
     case Kind::kTuple:
       for (size_t i = 0; i < v->items.size(); ++i) {
         size_t n = path.size();
-        path += "[" + std::to_string(i) + "]";
+        append_index(path, i);
         walk_tensors(v->items[i], path, seen, fn);
         path.resize(n);
       }
@@ -29,7 +47,9 @@ void walk_tensors(const ValuePtr& v, std::string& path, std::unordered_set<const
     case Kind::kDict:
       for (const auto& [k, val] : v->entries) {
         size_t n = path.size();
-        path += "[" + key_label(*k) + "]";
+        path += '[';
+        append_key_label(path, *k);
+        path += ']';
         walk_tensors(val, path, seen, fn);
         path.resize(n);
       }

@@ -204,7 +204,7 @@ Status TreeBuilder::tensor(const ckptio_tensor_desc* d) {
   m.is_storage = d->flags & CKPTIO_TENSOR_STORAGE;
   m.conj = d->flags & CKPTIO_TENSOR_CONJ;
   m.neg = d->flags & CKPTIO_TENSOR_NEG;
-  CKPTIO_RETURN_IF_ERROR(check_tensor_view(m, tree_.storages, "tensor"));
+  if (!tensor_view_fits(m, tree_.storages)) return check_tensor_view(m, tree_.storages, "tensor");
   return add(Value::make_tensor(std::move(m)));
 }
 

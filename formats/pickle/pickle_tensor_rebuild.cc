@@ -103,34 +103,37 @@ ValuePtr rebuild_tensor(const std::string& fn, const Value& args, const CallSite
   }
 
   // A storage value may itself be a window into a root storage (legacy view metadata); its
-  // offset is in storage elements, the tensor's in tensor elements.
-  std::string where = fn + at(site.offset);
+  // offset is in storage elements, the tensor's in tensor elements. Messages are built only
+  // on failure: this runs once per tensor.
+  auto where = [&] { return fn + at(site.offset); };
   int sst = dtype_size(st.dtype), tsz = dtype_size(t.dtype);
   if (st.storage_offset < 0 || st.shape.size() != 1 || st.shape[0] < 0)
-    fail(Code::kCorrupt, where + ": malformed storage value");
+    fail(Code::kCorrupt, where() + ": malformed storage value");
   uint64_t base_bytes, extent_bytes;
   if (__builtin_mul_overflow(static_cast<uint64_t>(st.storage_offset), static_cast<uint64_t>(sst),
                              &base_bytes) ||
       __builtin_mul_overflow(static_cast<uint64_t>(st.storage_offset + st.shape[0]),
                              static_cast<uint64_t>(sst), &extent_bytes))
-    fail(Code::kCorrupt, where + ": storage extent overflows 64 bits");
+    fail(Code::kCorrupt, where() + ": storage extent overflows 64 bits");
   if (base_bytes % static_cast<uint64_t>(tsz) != 0)
-    fail(Code::kCorrupt, where + ": storage view offset is not a multiple of the " +
+    fail(Code::kCorrupt, where() + ": storage view offset is not a multiple of the " +
                              std::string(dtype_name(t.dtype)) + " element size");
   if (offset < 0)
-    fail(Code::kCorrupt, where + ": negative storage offset " + std::to_string(offset));
+    fail(Code::kCorrupt, where() + ": negative storage offset " + std::to_string(offset));
   int64_t base = static_cast<int64_t>(base_bytes / static_cast<uint64_t>(tsz));
   if (__builtin_add_overflow(base, offset, &t.storage_offset))
-    fail(Code::kCorrupt, where + ": storage offset overflows 64 bits");
+    fail(Code::kCorrupt, where() + ": storage offset overflows 64 bits");
 
-  StorageInfo extent;
-  extent.key = "#" + std::to_string(st.storage);
-  extent.dtype = st.dtype;
-  extent.nbytes = extent_bytes;
-  TensorMeta check = t;
-  check.storage = 0;
-  Status s = check_tensor_view(check, {extent}, where);
-  if (!s.ok()) fail(s.code(), s.message());
+  if (!tensor_view_fits(t, extent_bytes)) {
+    StorageInfo extent;
+    extent.key = "#" + std::to_string(st.storage);
+    extent.dtype = st.dtype;
+    extent.nbytes = extent_bytes;
+    TensorMeta check = t;
+    check.storage = 0;
+    Status s = check_tensor_view(check, {extent}, where());
+    if (!s.ok()) fail(s.code(), s.message());
+  }
   t.storage = st.storage;
   return Value::make_tensor(std::move(t));
 }

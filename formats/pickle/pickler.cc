@@ -292,8 +292,10 @@ class Writer {
       write_pid(t.storage, untyped ? DType::kUInt8 : t.dtype, untyped);
       return;
     }
-    Status st = check_tensor_view(t, tree_->storages, "tensor on storage '" + s.key + "'");
-    if (!st.ok()) fail(Code::kInvalidArgument, st.message());
+    if (!tensor_view_fits(t, tree_->storages)) {
+      Status st = check_tensor_view(t, tree_->storages, "tensor on storage '" + s.key + "'");
+      if (!st.ok()) fail(Code::kInvalidArgument, st.message());
+    }
     if (t.is_parameter) {
       // torch.nn.Parameter.__reduce_ex__: (_rebuild_parameter, (data, requires_grad,
       // OrderedDict())).

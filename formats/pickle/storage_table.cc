@@ -8,15 +8,16 @@ namespace ckptio {
 namespace {
 
 // Python-2-era files carry bytes where Python 3 writes str; torch decodes them as ASCII.
-std::optional<std::string> text(const ValuePtr& v) {
-  if (!v) return std::nullopt;
-  if (v->kind == Kind::kStr) return v->s;
+// Null when `v` is not text. Points into `v`: this runs once per storage, so no copies.
+const std::string* text(const ValuePtr& v) {
+  if (!v) return nullptr;
+  if (v->kind == Kind::kStr) return &v->s;
   if (v->kind == Kind::kBytes) {
     for (char c : v->s)
-      if (static_cast<unsigned char>(c) >= 0x80) return std::nullopt;
-    return v->s;
+      if (static_cast<unsigned char>(c) >= 0x80) return nullptr;
+    return &v->s;
   }
-  return std::nullopt;
+  return nullptr;
 }
 
 // torch caps nothing, but no real storage is near 2^62 bytes and keeping every size below
@@ -26,13 +27,14 @@ constexpr uint64_t kMaxStorageBytes = uint64_t{1} << 62;
 }  // namespace
 
 Result<ValuePtr> StorageTable::load(const ValuePtr& pid) {
-  std::string prefix = context_.empty() ? "" : context_ + ": ";
-  auto corrupt = [&](const std::string& msg) { return Status(Code::kCorrupt, prefix + msg); };
+  // Messages are built only on failure.
+  auto prefix = [&] { return context_.empty() ? std::string() : context_ + ": "; };
+  auto corrupt = [&](const std::string& msg) { return Status(Code::kCorrupt, prefix() + msg); };
 
   if (!pid || pid->kind != Kind::kTuple || pid->items.empty())
     return corrupt(std::string("persistent id must be a tuple, got ") +
                    (pid ? kind_name(pid->kind) : "nothing"));
-  auto type = text(pid->items[0]);
+  const std::string* type = text(pid->items[0]);
   if (!type) return corrupt("persistent id must start with a string");
   if (*type == "module" && allow_modules_) {
     if (pid->items.size() < 2 || pid->items[1]->kind != Kind::kGlobal)
@@ -41,7 +43,7 @@ Result<ValuePtr> StorageTable::load(const ValuePtr& pid) {
   }
   if (*type == "module")
     return Status(Code::kUnsupported,
-                  prefix +
+                  prefix() +
                       "the pickle holds a module class (full-model torch.save); only "
                       "tensors and containers are supported");
   if (*type != "storage")
@@ -51,48 +53,49 @@ Result<ValuePtr> StorageTable::load(const ValuePtr& pid) {
     return corrupt("storage persistent id has " + std::to_string(f.size()) +
                    " fields, expected 5 or 6");
 
-  auto key = text(f[2]);
+  const std::string* key = text(f[2]);
   if (!key) return corrupt("storage persistent id key must be a string");
-  std::string where = "storage '" + *key + "'";
-  auto location = text(f[3]);
-  if (!location) return corrupt(where + ": location must be a string");
+  auto where = [&] { return "storage '" + *key + "'"; };
+  const std::string* location = text(f[3]);
+  if (!location) return corrupt(where() + ": location must be a string");
   if (f[1]->kind != Kind::kGlobal)
-    return corrupt(where + ": storage type must be a class, got " + kind_name(f[1]->kind));
+    return corrupt(where() + ": storage type must be a class, got " + kind_name(f[1]->kind));
   const std::string& cls = f[1]->s;
-  std::string leaf = cls.substr(cls.rfind('.') + 1);
   std::optional<DType> dtype;
   if (cls == "torch.storage.UntypedStorage" || cls == "torch.UntypedStorage")
     dtype = DType::kUInt8;
   else if (cls == "torch.storage.TypedStorage" || cls == "torch.TypedStorage")
     return Status(Code::kUnsupported,
-                  prefix + where + ": storage type torch.storage.TypedStorage has no dtype");
+                  prefix() + where() + ": storage type torch.storage.TypedStorage has no dtype");
   else if (cls.compare(0, 6, "torch.") == 0)
-    dtype = dtype_from_storage_class(leaf);
-  if (!dtype) return corrupt(where + ": unknown storage type '" + cls + "'");
+    dtype = dtype_from_storage_class(std::string_view(cls).substr(cls.rfind('.') + 1));
+  if (!dtype) return corrupt(where() + ": unknown storage type '" + cls + "'");
   if (f[4]->kind != Kind::kInt || f[4]->i < 0)
-    return corrupt(where + ": element count must be a non-negative int");
+    return corrupt(where() + ": element count must be a non-negative int");
   int64_t numel = f[4]->i;
   uint64_t size = static_cast<uint64_t>(dtype_size(*dtype));
   uint64_t nbytes;
   if (__builtin_mul_overflow(static_cast<uint64_t>(numel), size, &nbytes) ||
       nbytes >= kMaxStorageBytes)
-    return corrupt(where + ": " + std::to_string(numel) + " elements of " +
+    return corrupt(where() + ": " + std::to_string(numel) + " elements of " +
                    std::string(dtype_name(*dtype)) + " is an impossible size");
 
   uint32_t index;
-  auto it = index_.find(*key);
-  if (it == index_.end()) {
-    if (storages_.size() >= UINT32_MAX) return Status(Code::kLimit, prefix + "too many storages");
-    index = static_cast<uint32_t>(storages_.size());
+  auto [it, inserted] = index_.try_emplace(*key, static_cast<uint32_t>(storages_.size()));
+  if (inserted) {
+    if (storages_.size() >= UINT32_MAX) {
+      index_.erase(it);
+      return Status(Code::kLimit, prefix() + "too many storages");
+    }
+    index = it->second;
     storages_.push_back(StorageInfo{*key, *dtype, nbytes, *location});
-    index_.emplace(*key, index);
   } else {
     index = it->second;
     const StorageInfo& s = storages_[index];
     // torch keeps the first declaration of a key (a later one with another dtype views the
     // same bytes); sizes or devices that disagree mean the file contradicts itself.
     if (s.nbytes != nbytes || s.device != *location)
-      return corrupt(where + " is declared twice differently: " + std::to_string(s.nbytes) +
+      return corrupt(where() + " is declared twice differently: " + std::to_string(s.nbytes) +
                      " bytes on '" + s.device + "', then " + std::to_string(nbytes) +
                      " bytes on '" + *location + "'");
   }
@@ -110,11 +113,11 @@ Result<ValuePtr> StorageTable::load(const ValuePtr& pid) {
     const ValuePtr& vm = f[5];
     if (vm->kind != Kind::kTuple || vm->items.size() != 3 || !text(vm->items[0]) ||
         vm->items[1]->kind != Kind::kInt || vm->items[2]->kind != Kind::kInt)
-      return corrupt(where + ": view metadata must be (view_key, offset, size)");
+      return corrupt(where() + ": view metadata must be (view_key, offset, size)");
     int64_t off = vm->items[1]->i, len = vm->items[2]->i;
     int64_t root = t.shape[0];
     if (off < 0 || len < 0 || off > root || len > root - off)
-      return corrupt(where + ": view [" + std::to_string(off) + ", +" + std::to_string(len) +
+      return corrupt(where() + ": view [" + std::to_string(off) + ", +" + std::to_string(len) +
                      ") lies outside the storage's " + std::to_string(root) + " elements");
     std::string view_key = *text(vm->items[0]);
     auto v = views_.find(view_key);

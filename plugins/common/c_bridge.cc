@@ -48,28 +48,35 @@ class Emitter {
  public:
   Emitter(const ckptio_host_api* host, const ckptio_builder* b) : host_(host), b_(b) {}
 
-  // Counts how often each node is reached so that only shared nodes get ids.
+  // Counts how often each node is reached so that only shared nodes get ids. A node owned by
+  // one pointer can be reached only through it, once: it is not counted, and most nodes of
+  // a state dict (keys, tensors) are such nodes.
   void count(const ValuePtr& v) {
-    std::vector<const Value*> stack{v.get()};
+    std::vector<const ValuePtr*> stack;
+    auto push = [&](const ValuePtr& c) {
+      if (c) stack.push_back(&c);
+    };
+    push(v);
     while (!stack.empty()) {
-      const Value* n = stack.back();
+      const ValuePtr& p = *stack.back();
       stack.pop_back();
-      if (!n || ++refs_[n] > 1) continue;
-      for (const auto& c : n->items) stack.push_back(c.get());
+      if (p.use_count() > 1 && ++refs_[p.get()] > 1) continue;
+      const Value* n = p.get();
+      for (const auto& c : n->items) push(c);
       for (const auto& [k, val] : n->entries) {
-        stack.push_back(k.get());
-        stack.push_back(val.get());
+        push(k);
+        push(val);
       }
-      stack.push_back(n->attrs.get());
-      stack.push_back(n->args.get());
-      stack.push_back(n->state.get());
+      push(n->attrs);
+      push(n->args);
+      push(n->state);
     }
   }
 
   Status emit(const ValuePtr& v, size_t depth) {
     if (depth > kMaxEmitDepth) return Status(Code::kLimit, "value tree nested too deeply");
     const Value& n = *v;
-    auto shared = refs_.find(&n);
+    auto shared = v.use_count() > 1 ? refs_.find(&n) : refs_.end();
     if (shared != refs_.end() && shared->second > 1) {
       auto id = ids_.find(&n);
       if (id != ids_.end()) return c(b_->ref(b_->ctx, id->second));
@@ -287,7 +294,8 @@ Result<Tree> import_tree(const ckptio_tree* view) {
   std::string where;
   Status bad;
   for_each_tensor(tree.root, [&](const ValuePtr& t, const std::string& path) {
-    if (bad.ok()) bad = check_tensor_view(t->tensor, tree.storages, "tensor at " + path);
+    if (bad.ok() && !tensor_view_fits(t->tensor, tree.storages))
+      bad = check_tensor_view(t->tensor, tree.storages, "tensor at " + path);
   });
   CKPTIO_RETURN_IF_ERROR(bad);
   return tree;
