@@ -24,17 +24,19 @@ uint64_t get64(const uint8_t* p) { return get32(p) | uint64_t(get32(p + 4)) << 3
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   using namespace ckptio;
   using namespace ckptio::compress;
-  constexpr size_t kHeader = 32;
-  if (size < kHeader) return 0;
+  constexpr size_t kSkippable = 8;  // the index's skippable frame header
+  constexpr size_t kHeader = 32;    // index header, then the table
+  if (size < kSkippable + kHeader) return 0;
   std::vector<uint8_t> in(data, data + size);
-  const unsigned planes = in[5] == 1 ? 2 : in[5] == 2 ? 4 : 1;
-  const uint64_t table = (4ull + 4 * planes) * get32(in.data() + 12);
-  if (table <= size - kHeader) {
-    uint32_t crc = libdeflate_crc32(0, in.data(), 24);
-    crc = libdeflate_crc32(crc, in.data() + kHeader, table);
-    for (int b = 0; b < 4; ++b) in[24 + b] = uint8_t(crc >> (8 * b));
+  uint8_t* h = in.data() + kSkippable;
+  const unsigned planes = h[5] == 1 ? 2 : h[5] == 2 ? 4 : 1;
+  const uint64_t table = (4ull + 4 * planes) * get32(h + 12);
+  if (table <= size - kSkippable - kHeader) {
+    uint32_t crc = libdeflate_crc32(0, h, 24);
+    crc = libdeflate_crc32(crc, h + kHeader, table);
+    for (int b = 0; b < 4; ++b) h[24 + b] = uint8_t(crc >> (8 * b));
   }
-  const uint64_t total = get64(in.data() + 16);
+  const uint64_t total = get64(h + 16);
   if (total > (64u << 20)) return 0;  // the caller's limit on decoded bytes
   MemorySource src(in.data(), in.size(), "fuzz.ckz");
   auto r = parse_chunked(src, 0, in.size(), total, "fuzz record");

@@ -14,6 +14,7 @@ import os
 import pickle
 import subprocess
 import sys
+import struct
 import zipfile
 
 MAX = 64 * 1024  # the fuzzers' -max_len
@@ -112,8 +113,11 @@ for name, p, _ in (zips + legacy)[:12]:
         else:
             with zipfile.ZipFile(dst) as z:
                 for info in z.infolist():
-                    rec = z.read(info.filename)
-                    if rec[:4] == b"CKZ1":
-                        put("fuzz_chunked_zstd", name + "." + info.filename.replace("/", "_"), rec)
+                    if info.compress_type != 93:  # storage records (zipfile cannot decode 93)
+                        continue
+                    n, m = struct.unpack("<HH", data[info.header_offset + 26:info.header_offset + 30])
+                    start = info.header_offset + 30 + n + m
+                    rec = data[start:start + info.compress_size]
+                    put("fuzz_chunked_zstd", name + "." + info.filename.replace("/", "_"), rec)
 for t in targets:
     print("seeds: %-20s %d" % (t, count[t]))

@@ -9,24 +9,78 @@
 #include <cstring>
 #include <mutex>
 
+#include "formats/compress/crc32_combine.h"
 #include "formats/zip/le.h"
 
 namespace ckptio::compress {
 namespace {
 
-constexpr char kMagic[4] = {'C', 'K', 'Z', '1'};
-constexpr uint8_t kVersion = 1;
-constexpr size_t kHeaderSize = 32;
-constexpr uint32_t kRawBit = 0x80000000u;
-constexpr uint32_t kSizeMask = 0x7fffffffu;
-
-// libdeflate (like zlib) returns the initial value 0 for a null buffer: skip empty input.
-uint32_t crc32(uint32_t crc, const void* p, size_t n) { return n ? libdeflate_crc32(crc, p, n) : crc; }
-
 uint32_t get32(const uint8_t* p) {
   return uint32_t(p[0]) | uint32_t(p[1]) << 8 | uint32_t(p[2]) << 16 | uint32_t(p[3]) << 24;
 }
 uint64_t get64(const uint8_t* p) { return uint64_t(get32(p)) | uint64_t(get32(p + 4)) << 32; }
+
+// The record is one zstd stream (SPEC.md section 2): a skippable frame holding the index,
+// then one frame per plane.
+constexpr uint32_t kIndexFrameMagic = 0x184D2A5Au;  // a zstd skippable frame (0x184D2A5?)
+constexpr size_t kSkippableHeader = 8;              // magic, frame size
+constexpr char kMagic[4] = {'C', 'K', 'Z', '2'};
+constexpr uint8_t kVersion = 2;
+constexpr size_t kHeaderSize = 32;
+constexpr uint32_t kRawBit = 0x80000000u;
+constexpr uint32_t kSizeMask = 0x7fffffffu;
+
+// A raw plane is a zstd frame we lay out ourselves, so that a reader can take the bytes in
+// place instead of copying them through libzstd: magic, a single-segment descriptor with a
+// 4-byte content size, then Raw blocks of at most 128 KiB (the format's block maximum).
+constexpr uint32_t kZstdFrameMagic = 0xFD2FB528u;
+constexpr uint8_t kRawFrameDescriptor = 0xA0;  // FCS field 4 bytes, single segment
+constexpr size_t kRawFrameHeader = 9;
+constexpr size_t kBlockHeader = 3;
+constexpr uint64_t kBlockSize = 128u << 10;
+
+uint64_t raw_block_count(uint64_t len) {
+  return len == 0 ? 1 : (len + kBlockSize - 1) / kBlockSize;
+}
+uint64_t raw_frame_size(uint64_t len) {
+  return kRawFrameHeader + kBlockHeader * raw_block_count(len) + len;
+}
+
+void append_raw_frame(std::string& out, const uint8_t* p, uint64_t len) {
+  le::put32(out, kZstdFrameMagic);
+  out.push_back(char(kRawFrameDescriptor));
+  le::put32(out, uint32_t(len));
+  const uint64_t blocks = raw_block_count(len);
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const uint64_t n = std::min(kBlockSize, len - b * kBlockSize);
+    const uint32_t header = uint32_t(n << 3) | (b + 1 == blocks ? 1u : 0u);  // type 0: Raw
+    out.push_back(char(header & 0xff));
+    out.push_back(char((header >> 8) & 0xff));
+    out.push_back(char(header >> 16));
+    out.append(reinterpret_cast<const char*>(p + b * kBlockSize), n);
+  }
+}
+
+// Checks that the stored bytes of a raw plane are exactly the frame append_raw_frame writes
+// for `len` bytes (its size was checked against the table already).
+bool raw_frame_valid(const uint8_t* f, uint64_t len) {
+  if (get32(f) != kZstdFrameMagic || f[4] != kRawFrameDescriptor || get32(f + 5) != len)
+    return false;
+  const uint64_t blocks = raw_block_count(len);
+  const uint8_t* h = f + kRawFrameHeader;
+  for (uint64_t b = 0; b < blocks; ++b) {
+    const uint64_t n = std::min(kBlockSize, len - b * kBlockSize);
+    const uint32_t header = uint32_t(h[0]) | uint32_t(h[1]) << 8 | uint32_t(h[2]) << 16;
+    if (header != (uint32_t(n << 3) | (b + 1 == blocks ? 1u : 0u))) return false;
+    h += kBlockHeader + n;
+  }
+  return true;
+}
+
+// libdeflate (like zlib) returns the initial value 0 for a null buffer: skip empty input.
+uint32_t crc32(uint32_t crc, const void* p, size_t n) {
+  return n ? libdeflate_crc32(crc, p, n) : crc;
+}
 
 // Order-0 entropy of a sample of the plane, in bits per byte. Planes that look like noise
 // (mantissa bytes) skip zstd entirely: trying costs more time than it could ever save.
@@ -62,7 +116,8 @@ struct DCtxDeleter {
 
 // One encoded chunk: table entry and payload.
 struct EncodedChunk {
-  uint32_t crc = 0;
+  uint32_t crc = 0;          // of the original bytes
+  uint32_t grouped_crc = 0;  // of the planes, i.e. of what the chunk's frames decode to
   std::array<uint32_t, 4> stored{};
   std::string payload;
   Status status;
@@ -79,10 +134,12 @@ void encode_chunk(Grouping g, const ChunkedOptions& o, const uint8_t* in, size_t
   c.crc = crc32(0, in, len);
   const unsigned planes = plane_count(g);
   const uint8_t* src = in;
+  c.grouped_crc = c.crc;
   if (g != Grouping::kNone) {
     s.grouped.resize(len);
     group_bytes(g, in, len, s.grouped.data());
     src = s.grouped.data();
+    c.grouped_crc = crc32(0, src, len);
   }
   const size_t plane_len = len / planes;
   c.payload.clear();
@@ -107,14 +164,14 @@ void encode_chunk(Grouping g, const ChunkedOptions& o, const uint8_t* in, size_t
                           std::string("zstd compression failed: ") + ZSTD_getErrorName(r));
         return;
       }
-      if (r < plane_len) stored = r;
+      if (r < raw_frame_size(plane_len)) stored = r;
     }
     if (stored) {
       c.stored[p] = uint32_t(stored);
       c.payload.append(reinterpret_cast<const char*>(s.out.data()), stored);
     } else {
-      c.stored[p] = uint32_t(plane_len) | kRawBit;
-      c.payload.append(reinterpret_cast<const char*>(plane), plane_len);
+      c.stored[p] = uint32_t(raw_frame_size(plane_len)) | kRawBit;
+      append_raw_frame(c.payload, plane, plane_len);
     }
   }
 }
@@ -144,6 +201,7 @@ struct ChunkedEncoder::Impl {
   uint64_t received = 0;
   std::string table, payload;
   uint32_t chunk_count = 0;
+  uint32_t stream_crc = 0;  // CRC32 of all chunks' planes so far
   Status error;
   Impl(Grouping g, uint64_t t, const ChunkedOptions& o, WorkerPool& p)
       : grouping(g), total(t), options(o), pool(p), scratch(p.size()) {}
@@ -174,11 +232,13 @@ Status ChunkedEncoder::flush_batch() {
                  m.scratch[w], out[i]);
   });
   const unsigned planes = plane_count(m.grouping);
-  for (auto& c : out) {
+  for (size_t i = 0; i < n; ++i) {
+    const EncodedChunk& c = out[i];
     CKPTIO_RETURN_IF_ERROR(c.status);
     le::put32(m.table, c.crc);
     for (unsigned p = 0; p < planes; ++p) le::put32(m.table, c.stored[p]);
     m.payload += c.payload;
+    m.stream_crc = crc32_combine(m.stream_crc, c.grouped_crc, std::min(cs, m.batch_fill - i * cs));
     ++m.chunk_count;
   }
   m.batch_fill = 0;
@@ -210,28 +270,39 @@ Result<std::string> ChunkedEncoder::finish() {
   Impl& m = *impl_;
   CKPTIO_RETURN_IF_ERROR(m.error);
   if (m.received != m.total)
-    return Status(Code::kInternal, "chunked encoder: got " + std::to_string(m.received) +
-                                       " of " + std::to_string(m.total) + " bytes");
+    return Status(Code::kInternal, "chunked encoder: got " + std::to_string(m.received) + " of " +
+                                       std::to_string(m.total) + " bytes");
   CKPTIO_RETURN_IF_ERROR(flush_batch());
-  std::string out;
-  out.reserve(kHeaderSize + m.table.size() + m.payload.size());
-  out.append(kMagic, 4);
-  out.push_back(char(kVersion));
-  out.push_back(char(m.grouping));
-  le::put16(out, 0);
-  le::put32(out, m.options.chunk_size);
-  le::put32(out, m.chunk_count);
-  le::put64(out, m.total);
-  uint32_t crc = crc32(0, out.data(), out.size());
+  std::string index;
+  index.append(kMagic, 4);
+  index.push_back(char(kVersion));
+  index.push_back(char(m.grouping));
+  le::put16(index, 0);
+  le::put32(index, m.options.chunk_size);
+  le::put32(index, m.chunk_count);
+  le::put64(index, m.total);
+  uint32_t crc = crc32(0, index.data(), index.size());
   crc = crc32(crc, m.table.data(), m.table.size());
-  le::put32(out, crc);
-  le::put32(out, 0);
+  le::put32(index, crc);
+  le::put32(index, 0);
+  const uint64_t index_size = index.size() + m.table.size();
+  if (index_size > kSizeMask)
+    return Status(Code::kInvalidArgument,
+                  "chunked encoder: " + std::to_string(m.chunk_count) +
+                      " chunks do not fit one index frame; use a larger chunk size");
+  std::string out;
+  out.reserve(kSkippableHeader + index_size + m.payload.size());
+  le::put32(out, kIndexFrameMagic);
+  le::put32(out, uint32_t(index_size));
+  out += index;
   out += m.table;
   out += m.payload;
   m.payload.clear();
   m.payload.shrink_to_fit();
   return out;
 }
+
+uint32_t ChunkedEncoder::stream_crc() const { return impl_->stream_crc; }
 
 Result<std::string> encode_chunked(Grouping grouping, const void* data, uint64_t n,
                                    const ChunkedOptions& options, WorkerPool& pool) {
@@ -244,16 +315,18 @@ Result<ChunkedRecord> parse_chunked(const ByteSource& src, uint64_t offset, uint
                                     uint64_t expected_size, const std::string& what) {
   if (offset > src.size() || length > src.size() - offset)
     return corrupt(what, "runs past the end of the file");
-  if (length < kHeaderSize)
-    return corrupt(what, "is " + std::to_string(length) +
-                             " bytes, too short for a chunked zstd header");
-  uint8_t h[kHeaderSize];
-  CKPTIO_RETURN_IF_ERROR(src.read_at(offset, h, kHeaderSize));
-  if (std::memcmp(h, kMagic, 4) != 0)
-    return corrupt(what, "is not a chunked zstd record (bad magic)");
-  if (h[4] != kVersion)
+  if (length < kSkippableHeader + kHeaderSize)
+    return corrupt(what,
+                   "is " + std::to_string(length) + " bytes, too short for a chunked zstd index");
+  uint8_t frame[kSkippableHeader + kHeaderSize];
+  CKPTIO_RETURN_IF_ERROR(src.read_at(offset, frame, sizeof frame));
+  const uint8_t* h = frame + kSkippableHeader;
+  if (get32(frame) != kIndexFrameMagic || std::memcmp(h, kMagic, 3) != 0)
+    return corrupt(what, "does not start with a chunked zstd index frame (bad magic)");
+  if (h[3] != kMagic[3] || h[4] != kVersion)
     return Status(Code::kUnsupported, what + ": chunked zstd version " + std::to_string(h[4]) +
-                                          " is not supported (expected 1)");
+                                          " is not supported (expected 2)");
+  const uint64_t index_size = get32(frame + 4);
   if (!grouping_valid(h[5])) return corrupt(what, "unknown byte grouping " + std::to_string(h[5]));
   ChunkedRecord r;
   r.what = what;
@@ -264,8 +337,8 @@ Result<ChunkedRecord> parse_chunked(const ByteSource& src, uint64_t offset, uint
   const uint32_t want_crc = get32(h + 24);
   const unsigned planes = plane_count(r.grouping);
   if (r.total_size != expected_size)
-    return corrupt(what, "decodes to " + std::to_string(r.total_size) + " bytes but the storage has " +
-                             std::to_string(expected_size));
+    return corrupt(what, "decodes to " + std::to_string(r.total_size) +
+                             " bytes but the storage has " + std::to_string(expected_size));
   if (r.chunk_size < kMinChunkSize || r.chunk_size > kMaxChunkSize || r.chunk_size % 4 != 0)
     return corrupt(what, "invalid chunk size " + std::to_string(r.chunk_size));
   if (r.total_size % planes != 0)
@@ -278,17 +351,22 @@ Result<ChunkedRecord> parse_chunked(const ByteSource& src, uint64_t offset, uint
                              std::to_string(r.chunk_size) + " need " + std::to_string(want_count));
   const uint64_t entry = 4 + 4ull * planes;
   const uint64_t table_size = entry * count;
-  if (table_size > length - kHeaderSize)
+  if (index_size != kHeaderSize + table_size)
+    return corrupt(what, "index frame of " + std::to_string(index_size) + " bytes; " +
+                             std::to_string(count) + " chunks need " +
+                             std::to_string(kHeaderSize + table_size));
+  if (table_size > length - kSkippableHeader - kHeaderSize)
     return corrupt(what, "chunk table of " + std::to_string(count) +
                              " chunks does not fit in the record's " + std::to_string(length) +
                              " bytes");
+  const uint64_t table_offset = offset + kSkippableHeader + kHeaderSize;
   std::vector<uint8_t> table(table_size);
-  CKPTIO_RETURN_IF_ERROR(src.read_at(offset + kHeaderSize, table.data(), table_size));
+  CKPTIO_RETURN_IF_ERROR(src.read_at(table_offset, table.data(), table_size));
   uint32_t crc = crc32(0, h, 24);
   crc = crc32(crc, table.data(), table.size());
   if (crc != want_crc) return corrupt(what, "chunk table checksum mismatch");
   r.chunks.resize(count);
-  uint64_t pos = offset + kHeaderSize + table_size;
+  uint64_t pos = table_offset + table_size;
   const uint64_t end = offset + length;
   for (uint32_t i = 0; i < count; ++i) {
     const uint8_t* e = table.data() + entry * i;
@@ -300,7 +378,7 @@ Result<ChunkedRecord> parse_chunked(const ByteSource& src, uint64_t offset, uint
       const uint32_t v = get32(e + 4 + 4 * p);
       c.raw[p] = v & kRawBit;
       c.stored[p] = v & kSizeMask;
-      if (c.raw[p] ? c.stored[p] != plane_len : c.stored[p] == 0)
+      if (c.raw[p] ? c.stored[p] != raw_frame_size(plane_len) : c.stored[p] == 0)
         return corrupt(chunk_name(r, i), "plane " + std::to_string(p) + " has stored size " +
                                              std::to_string(c.stored[p]) + " for " +
                                              std::to_string(plane_len) + " bytes");
@@ -309,8 +387,7 @@ Result<ChunkedRecord> parse_chunked(const ByteSource& src, uint64_t offset, uint
       pos += c.stored[p];
     }
   }
-  if (pos != end)
-    return corrupt(what, std::to_string(end - pos) + " bytes after the last chunk");
+  if (pos != end) return corrupt(what, std::to_string(end - pos) + " bytes after the last chunk");
   return r;
 }
 
@@ -324,8 +401,7 @@ ChunkDecoder::ChunkDecoder() : impl_(std::make_unique<Impl>()) {}
 ChunkDecoder::~ChunkDecoder() = default;
 ChunkDecoder::ChunkDecoder(ChunkDecoder&&) noexcept = default;
 
-Status ChunkDecoder::decode(const ByteSource& src, const ChunkedRecord& r, size_t i,
-                            uint8_t* dst) {
+Status ChunkDecoder::decode(const ByteSource& src, const ChunkedRecord& r, size_t i, uint8_t* dst) {
   Impl& m = *impl_;
   const ChunkedRecord::Chunk& c = r.chunks.at(i);
   const uint64_t len = r.chunk_length(i);
@@ -343,16 +419,19 @@ Status ChunkDecoder::decode(const ByteSource& src, const ChunkedRecord& r, size_
   }
   const bool grouped = r.grouping != Grouping::kNone;
   if (grouped) m.planes.resize(len);
-  const uint8_t* plane_ptr[4] = {};
+  // Where each plane's bytes are: a decoded plane is contiguous; a raw plane is read in
+  // place from its frame, whose 128 KiB blocks are separated by 3-byte block headers.
+  const uint8_t* base[4] = {};
+  uint64_t stride[4] = {};
   for (unsigned p = 0; p < planes; ++p) {
-    uint8_t* out = grouped ? m.planes.data() + p * plane_len : dst;
     if (c.raw[p]) {
-      if (grouped) {
-        plane_ptr[p] = in;  // ungroup reads it in place
-      } else {
-        std::memcpy(out, in, plane_len);
-      }
+      if (!raw_frame_valid(in, plane_len))
+        return corrupt(chunk_name(r, i),
+                       "plane " + std::to_string(p) + " is not a frame of raw zstd blocks");
+      base[p] = in + kRawFrameHeader + kBlockHeader;
+      stride[p] = kBlockSize + kBlockHeader;
     } else {
+      uint8_t* out = grouped ? m.planes.data() + p * plane_len : dst;
       const unsigned long long declared = ZSTD_getFrameContentSize(in, c.stored[p]);
       if (declared != plane_len)
         return corrupt(chunk_name(r, i),
@@ -364,17 +443,30 @@ Status ChunkDecoder::decode(const ByteSource& src, const ChunkedRecord& r, size_
                                       std::to_string(plane_len)));
       size_t got = ZSTD_decompressDCtx(m.dctx.get(), out, plane_len, in, c.stored[p]);
       if (ZSTD_isError(got))
-        return corrupt(chunk_name(r, i), "plane " + std::to_string(p) + ": zstd: " +
-                                             ZSTD_getErrorName(got));
+        return corrupt(chunk_name(r, i),
+                       "plane " + std::to_string(p) + ": zstd: " + ZSTD_getErrorName(got));
       if (got != plane_len)
         return corrupt(chunk_name(r, i), "plane " + std::to_string(p) + " decoded to " +
                                              std::to_string(got) + " of " +
                                              std::to_string(plane_len) + " bytes");
-      plane_ptr[p] = out;
+      base[p] = out;
+      stride[p] = kBlockSize;
     }
     in += c.stored[p];
   }
-  if (grouped) ungroup_bytes(r.grouping, plane_ptr, len, dst);
+  // Ungroup (or, for one raw plane, copy) one block-sized window of every plane at a time.
+  if (grouped || c.raw[0]) {
+    for (uint64_t at = 0, w = 0; at < plane_len; at += kBlockSize, ++w) {
+      const uint64_t n = std::min(kBlockSize, plane_len - at);
+      const uint8_t* window[4] = {};
+      for (unsigned p = 0; p < planes; ++p) window[p] = base[p] + w * stride[p];
+      if (grouped) {
+        ungroup_bytes(r.grouping, window, n * planes, dst + at * planes);
+      } else {
+        std::memcpy(dst + at, window[0], n);
+      }
+    }
+  }
   if (crc32(0, dst, len) != c.crc) return corrupt(chunk_name(r, i), "checksum mismatch");
   return Status::Ok();
 }

@@ -1,8 +1,10 @@
 // The chunked zstd record container of torch-zip-zstd (formats/compress/SPEC.md, section 2):
 // a storage's bytes cut into fixed-size chunks, each byte-grouped (byte_group.h) and its
-// planes zstd-compressed independently (a plane that would not shrink is stored raw), with
-// a CRC32 of every chunk's original bytes. Chunks decode independently, so a record decodes
-// on all cores, and any byte range decodes without touching the other chunks.
+// planes zstd-compressed independently (a plane that would not shrink is stored in a frame
+// of raw blocks), with a CRC32 of every chunk's original bytes. The whole record is one
+// standard zstd stream (an index in a skippable frame, then the planes' frames), so zip
+// tools that know method 93 decode it to the grouped bytes. Chunks decode independently, so a
+// record decodes on all cores, and any byte range decodes without touching the other chunks.
 //
 // Ownership: ChunkedRecord is a parsed index (offsets into the caller's ByteSource); the
 // source must outlive it. Nothing here allocates more than the sizes the index has already
@@ -28,7 +30,7 @@ constexpr uint32_t kDefaultChunkSize = 1u << 20;
 constexpr int kDefaultLevel = -3;  // measured best for grouped floats, see SPEC.md section 4
 
 struct ChunkedOptions {
-  int level = kDefaultLevel;               // zstd level (negative: faster)
+  int level = kDefaultLevel;                // zstd level (negative: faster)
   uint32_t chunk_size = kDefaultChunkSize;  // multiple of 4 in [kMinChunkSize, kMaxChunkSize]
 };
 
@@ -44,6 +46,9 @@ class ChunkedEncoder final : public ByteSink {
   ~ChunkedEncoder() override;
   Status write(const void* data, uint64_t n) override;
   Result<std::string> finish();
+  // After finish(): CRC32 of what the record's zstd stream decodes to (the byte-grouped
+  // chunks), which is the CRC its zip directory entry (method 93) must carry.
+  uint32_t stream_crc() const;
 
  private:
   Status flush_batch();
@@ -62,10 +67,10 @@ struct ChunkedRecord {
   uint32_t chunk_size = 0;
   uint64_t total_size = 0;
   struct Chunk {
-    uint64_t offset = 0;                 // source offset of the first plane
-    uint32_t crc = 0;                    // CRC32 of the chunk's original bytes
-    std::array<uint32_t, 4> stored{};    // stored size of each plane
-    std::array<bool, 4> raw{};           // plane stored raw (not a zstd frame)
+    uint64_t offset = 0;               // source offset of the first plane
+    uint32_t crc = 0;                  // CRC32 of the chunk's original bytes
+    std::array<uint32_t, 4> stored{};  // stored size of each plane
+    std::array<bool, 4> raw{};         // plane stored raw (not a zstd frame)
   };
   std::vector<Chunk> chunks;
 

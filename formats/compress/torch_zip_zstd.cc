@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "formats/zip/le.h"
+#include "formats/zip/zip_reader.h"
 
 namespace ckptio::compress {
 
@@ -17,6 +18,27 @@ bool looks_like_torch_zip_zstd(const uint8_t* head, size_t n) {
          name.find('/') == name.size() - tail.size();
 }
 
+namespace {
+
+// The marker record names the container version; an older or newer one is refused by name
+// rather than failing later on a record it cannot parse.
+Status check_codec_record(const ByteSource& src) {
+  CKPTIO_ASSIGN_OR_RETURN(ZipReader zip, ZipReader::open(src));
+  const ZipEntry* e = zip.find(kCodecRecord);
+  if (!e)
+    return Status(Code::kCorrupt, src.name() + ": no record '" + zip.prefix() + "/" + kCodecRecord +
+                                      "' (not a torch-zip-zstd file?)");
+  CKPTIO_ASSIGN_OR_RETURN(std::string text, zip.read(*e, 64));
+  if (text != kCodecText)
+    return Status(Code::kUnsupported, src.name() + ": record '" + e->name + "' says '" +
+                                          text.substr(0, text.find('\n')) +
+                                          "'; this reader knows '" +
+                                          std::string(kCodecText, sizeof kCodecText - 2) + "'");
+  return Status::Ok();
+}
+
+}  // namespace
+
 Result<TorchZipZstdFile> read_torch_zip_zstd(const ByteSource& src, const ZipReadOptions& options,
                                              uint64_t max_total) {
   TorchZipZstdFile out;
@@ -25,9 +47,13 @@ Result<TorchZipZstdFile> read_torch_zip_zstd(const ByteSource& src, const ZipRea
   opts.verify_crc = false;  // data records hold containers with their own per-chunk CRCs
   opts.locate_record = [&](const ZipEntry& e, const StorageInfo& s) -> Result<StorageExtent> {
     const std::string what = src.name() + ": record '" + e.name + "'";
-    if (e.method != 0)
+    if (e.method != kZipMethodZstd)
       return Status(Code::kUnsupported, what + " uses zip method " + std::to_string(e.method) +
-                                            "; torch-zip-zstd records are stored containers");
+                                            "; torch-zip-zstd storage records are zstd (93)");
+    if (e.uncompressed_size != s.nbytes)
+      return Status(Code::kCorrupt, what + " decodes to " + std::to_string(e.uncompressed_size) +
+                                        " bytes but storage " + s.key + " needs " +
+                                        std::to_string(s.nbytes));
     if (s.nbytes > max_total - total)
       return Status(Code::kLimit, src.name() + ": storages decode to more than the limit of " +
                                       std::to_string(max_total) +
@@ -40,10 +66,11 @@ Result<TorchZipZstdFile> read_torch_zip_zstd(const ByteSource& src, const ZipRea
     x.offset = e.data_offset;
     x.length = s.nbytes;
     x.plain = false;
-    x.method = 93;
+    x.method = kZipMethodZstd;
     x.compressed_length = e.compressed_size;
     return x;
   };
+  CKPTIO_RETURN_IF_ERROR(check_codec_record(src));
   CKPTIO_ASSIGN_OR_RETURN(out.file, read_torch_zip(src, opts));
   if (out.records.size() != out.file.tree.storages.size())
     return Status(Code::kInternal, src.name() + ": record index count mismatch");
@@ -56,10 +83,14 @@ Status write_torch_zip_zstd(ByteSink& out, const Tree& tree, const StorageWriter
   ZipWriteOptions zo = options.zip;
   zo.leading_records.emplace_back(kCodecRecord, kCodecText);
   zo.encode_record = [&](uint32_t index, const StorageInfo& s,
-                         const StorageWriter& bytes) -> Result<std::string> {
+                         const StorageWriter& bytes) -> Result<ZipWriteOptions::EncodedRecord> {
     ChunkedEncoder enc(grouping_for(s.dtype, s.nbytes), s.nbytes, options.chunked, pool);
     CKPTIO_RETURN_IF_ERROR(bytes(index, enc));
-    return enc.finish();
+    ZipWriteOptions::EncodedRecord record;
+    CKPTIO_ASSIGN_OR_RETURN(record.bytes, enc.finish());
+    record.method = kZipMethodZstd;
+    record.crc = enc.stream_crc();
+    return record;
   };
   return write_torch_zip(out, tree, storage_bytes, zo);
 }

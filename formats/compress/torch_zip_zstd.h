@@ -17,14 +17,15 @@
 namespace ckptio::compress {
 
 constexpr const char kCodecRecord[] = ".data/ckptio_codec";
-constexpr const char kCodecText[] = "ckptio-chunked-zstd 1\n";
+constexpr const char kCodecText[] = "ckptio-chunked-zstd 2\n";
+constexpr uint16_t kZipMethodZstd = 93;  // APPNOTE 4.4.5
 
 // True when the head is a zip whose first record is the codec marker.
 bool looks_like_torch_zip_zstd(const uint8_t* head, size_t n);
 
 struct TorchZipZstdFile {
-  DecodedFile file;                     // extents: plain = false, method 93
-  std::vector<ChunkedRecord> records;   // one per storage
+  DecodedFile file;                    // extents: plain = false, method 93
+  std::vector<ChunkedRecord> records;  // one per storage
 };
 
 // Reads the structure and every record's chunk index. The sum of the storages' decoded

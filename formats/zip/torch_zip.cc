@@ -243,10 +243,11 @@ Status write_torch_zip(ByteSink& out, const Tree& tree, const StorageWriter& sto
                                                   std::to_string(index) + " out of range"));
     const uint64_t nbytes = tree.storages[index].nbytes;
     if (options.encode_record) {
-      CKPTIO_ASSIGN_OR_RETURN(std::string record,
+      CKPTIO_ASSIGN_OR_RETURN(ZipWriteOptions::EncodedRecord record,
                               options.encode_record(index, tree.storages[index], storage_bytes));
-      CKPTIO_RETURN_IF_ERROR(
-          with_ctx(zip.add("data/" + std::to_string(k), record.data(), record.size())));
+      CKPTIO_RETURN_IF_ERROR(with_ctx(
+          zip.add_encoded("data/" + std::to_string(k), record.bytes.data(), record.bytes.size(),
+                          ZipWriter::Coding{record.method, nbytes, record.crc})));
       continue;
     }
     CKPTIO_RETURN_IF_ERROR(with_ctx(zip.begin("data/" + std::to_string(k), nbytes)));

@@ -65,10 +65,16 @@ struct ZipWriteOptions {
   // Optional, for formats built on this layout (torch-zip-zstd): records written first,
   // before data.pkl (name after the prefix, bytes), so that a probe sees them in the head.
   std::vector<std::pair<std::string, std::string>> leading_records;
-  // Optional: the bytes of storage `index`'s record (e.g. compressed) instead of its raw
-  // bytes; the record is still written stored.
-  std::function<Result<std::string>(uint32_t index, const StorageInfo& storage,
-                                    const StorageWriter& storage_bytes)>
+  // Optional: storage `index`'s record encoded (e.g. zstd, method 93) instead of its raw
+  // bytes. The record's directory entry gets `method`, the storage's size as the
+  // uncompressed size and `crc` (CRC32 of the bytes the record decodes to).
+  struct EncodedRecord {
+    std::string bytes;
+    uint16_t method = 0;
+    uint32_t crc = 0;
+  };
+  std::function<Result<EncodedRecord>(uint32_t index, const StorageInfo& storage,
+                                      const StorageWriter& storage_bytes)>
       encode_record;
 };
 

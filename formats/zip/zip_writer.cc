@@ -13,6 +13,10 @@ constexpr uint16_t kFlagsDescriptor = 0x0808;  // bit 3: CRC/sizes follow; bit 1
 constexpr uint16_t kFlagsEmpty = 0x0800;       // empty records get no data descriptor
 constexpr uint64_t kLocalSize = 30;
 constexpr uint64_t kFbHeader = 4;
+constexpr uint16_t kVersionStored = 0;
+constexpr uint16_t kVersionZstd = 63;  // APPNOTE 4.4.3.2: 6.3 for zstd (method 93)
+
+uint16_t version_needed(uint16_t method) { return method == 0 ? kVersionStored : kVersionZstd; }
 
 // The ZIP64 extra as miniz writes it: only the overflowing fields, sizes before the offset.
 // Local headers carry [uncompressed size, 0] (the data descriptor has the real sizes);
@@ -73,7 +77,18 @@ Status ZipWriter::add(const std::string& name, const void* data, uint64_t size) 
   return end();
 }
 
+Status ZipWriter::add_encoded(const std::string& name, const void* data, uint64_t size,
+                              const Coding& coding) {
+  CKPTIO_RETURN_IF_ERROR(begin_record(name, size, &coding));
+  CKPTIO_RETURN_IF_ERROR(write(data, size));
+  return end();
+}
+
 Status ZipWriter::begin(const std::string& name, uint64_t size) {
+  return begin_record(name, size, nullptr);
+}
+
+Status ZipWriter::begin_record(const std::string& name, uint64_t size, const Coding* coding) {
   if (!error_.ok()) return error_;
   if (finished_) return fail(Code::kInternal, "record '" + name + "' added after finish()");
   if (open_) return fail(Code::kInternal, "record '" + name + "' begun while another is open");
@@ -85,14 +100,21 @@ Status ZipWriter::begin(const std::string& name, uint64_t size) {
   if (full.size() > 0xffff)
     return fail(Code::kInvalidArgument, "record name '" + full + "' is longer than 65535 bytes");
 
-  const ZipLocalLayout l = zip_local_layout(offset_, full.size(), size, alignment_);
-  const std::string z64 = zip64_extra(l.zip64_size, size, 0, l.zip64_offset, offset_);
+  const uint16_t method = coding ? coding->method : 0;
+  const uint64_t usize = coding ? coding->uncompressed_size : size;
+  if (method == 0 && usize != size)
+    return fail(Code::kInternal, "stored record '" + full + "' with two different sizes");
+  // ZIP64 sizes are needed when either size overflows; the local extra then carries
+  // [uncompressed size, 0] like miniz's, the data descriptor has both.
+  const ZipLocalLayout l =
+      zip_local_layout(offset_, full.size(), std::max(size, usize), alignment_);
+  const std::string z64 = zip64_extra(l.zip64_size, usize, 0, l.zip64_offset, offset_);
   std::string h;
   h.reserve(kLocalSize + full.size() + z64.size() + kFbHeader + l.padding);
   le::put32(h, 0x04034b50);
-  le::put16(h, 0);  // version needed: stored
+  le::put16(h, version_needed(method));
   le::put16(h, size ? kFlagsDescriptor : kFlagsEmpty);
-  le::put16(h, 0);  // method: stored
+  le::put16(h, method);
   le::put16(h, 0);  // mod time
   le::put16(h, 0);  // mod date
   le::put32(h, 0);  // CRC: in the data descriptor
@@ -106,11 +128,12 @@ Status ZipWriter::begin(const std::string& name, uint64_t size) {
   le::put16(h, l.padding);
   h.append(l.padding, 'Z');
 
-  records_.push_back(Record{full, offset_, size, 0});
+  records_.push_back(Record{full, offset_, size, coding ? coding->crc : 0, method, usize});
   CKPTIO_RETURN_IF_ERROR(emit(h.data(), h.size()));
   open_ = true;
   open_written_ = 0;
   open_crc_ = 0;
+  open_encoded_ = coding != nullptr;
   return Status::Ok();
 }
 
@@ -123,7 +146,7 @@ Status ZipWriter::write(const void* data, uint64_t n) {
                                      " bytes but more were written");
   // libdeflate_crc32 takes a size_t; feed it in pieces so 32-bit size_t would also work.
   const uint8_t* p = static_cast<const uint8_t*>(data);
-  for (uint64_t done = 0; done < n;) {
+  for (uint64_t done = 0; done < n && !open_encoded_;) {
     const size_t k = size_t(std::min<uint64_t>(n - done, 1u << 30));
     open_crc_ = crc32_update(open_crc_, p + done, k);
     done += k;
@@ -141,18 +164,18 @@ Status ZipWriter::end() {
     return fail(Code::kInternal, "record '" + r.name + "' declared " + std::to_string(r.size) +
                                      " bytes but " + std::to_string(open_written_) +
                                      " were written");
-  r.crc = open_crc_;
+  if (!open_encoded_) r.crc = open_crc_;
   open_ = false;
   if (r.size == 0) return Status::Ok();
   std::string d;
   le::put32(d, 0x08074b50);
   le::put32(d, r.crc);
-  if (r.size >= kMax32 || r.header_offset >= kMax32) {
+  if (std::max(r.size, r.uncompressed_size) >= kMax32 || r.header_offset >= kMax32) {
     le::put64(d, r.size);
-    le::put64(d, r.size);
+    le::put64(d, r.uncompressed_size);
   } else {
     le::put32(d, uint32_t(r.size));
-    le::put32(d, uint32_t(r.size));
+    le::put32(d, uint32_t(r.uncompressed_size));
   }
   return emit(d.data(), d.size());
 }
@@ -167,18 +190,20 @@ Status ZipWriter::finish() {
   const uint64_t cd_offset = offset_;
   std::string cd;
   for (const Record& r : records_) {
-    const bool big_size = r.size >= kMax32, big_offset = r.header_offset >= kMax32;
-    const std::string z64 = zip64_extra(big_size, r.size, r.size, big_offset, r.header_offset);
+    const bool big_size = std::max(r.size, r.uncompressed_size) >= kMax32;
+    const bool big_offset = r.header_offset >= kMax32;
+    const std::string z64 =
+        zip64_extra(big_size, r.uncompressed_size, r.size, big_offset, r.header_offset);
     le::put32(cd, 0x02014b50);
     le::put16(cd, 0);  // version made by
-    le::put16(cd, 0);  // version needed: stored
+    le::put16(cd, version_needed(r.method));
     le::put16(cd, r.size ? kFlagsDescriptor : kFlagsEmpty);
-    le::put16(cd, 0);  // method
+    le::put16(cd, r.method);
     le::put16(cd, 0);  // time
     le::put16(cd, 0);  // date
     le::put32(cd, r.crc);
-    le::put32(cd, uint32_t(std::min(r.size, kMax32)));
-    le::put32(cd, uint32_t(std::min(r.size, kMax32)));
+    le::put32(cd, uint32_t(big_size ? kMax32 : r.size));
+    le::put32(cd, uint32_t(big_size ? kMax32 : r.uncompressed_size));
     le::put16(cd, uint16_t(r.name.size()));
     le::put16(cd, uint16_t(z64.size()));
     le::put16(cd, 0);  // comment length

@@ -35,6 +35,16 @@ class ZipWriter {
   Status begin(const std::string& name, uint64_t size);
   Status write(const void* data, uint64_t n);
   Status end();
+  // Writes a whole record whose bytes are already encoded (e.g. zstd, method 93): `data`
+  // is what the archive stores; the directory records `coding`'s method, the size and the
+  // CRC32 of the bytes the record decodes to (which this writer cannot compute itself).
+  struct Coding {
+    uint16_t method = 0;
+    uint64_t uncompressed_size = 0;
+    uint32_t crc = 0;
+  };
+  Status add_encoded(const std::string& name, const void* data, uint64_t size,
+                     const Coding& coding);
   // Central directory and end records. No record may be added after.
   Status finish();
 
@@ -43,9 +53,12 @@ class ZipWriter {
  private:
   struct Record {
     std::string name;
-    uint64_t header_offset, size;
+    uint64_t header_offset, size;  // size: stored (compressed) bytes
     uint32_t crc;
+    uint16_t method = 0;
+    uint64_t uncompressed_size = 0;  // == size for stored records
   };
+  Status begin_record(const std::string& name, uint64_t size, const Coding* coding);
   Status emit(const void* data, uint64_t n);
   Status fail(Code code, const std::string& what);
 
@@ -57,6 +70,7 @@ class ZipWriter {
   bool open_ = false;
   uint64_t open_written_ = 0;
   uint32_t open_crc_ = 0;
+  bool open_encoded_ = false;  // CRC given by add_encoded(), not computed
   bool finished_ = false;
   Status error_;  // the first failure; every later call returns it
 };

@@ -11,6 +11,7 @@
 
 #include "formats/compress/byte_group.h"
 #include "formats/compress/chunked_zstd.h"
+#include "formats/compress/crc32_combine.h"
 #include "formats/compress/zstd_stream.h"
 #include "formats/io.h"
 
@@ -117,6 +118,9 @@ TEST(Chunked, RoundTripsEveryShape) {
       {Grouping::kNone, std::vector<uint8_t>(70000, 0)},
       {Grouping::kRot32, {}},
       {Grouping::kRot16, {1, 2}},
+      // Planes over 128 KiB: raw planes span several zstd blocks.
+      {Grouping::kNone, random_bytes(300000, 11)},
+      {Grouping::kRot32, weights(200000, false, 12)},
   };
   for (const Case& c : cases) {
     for (uint32_t chunk : {4096u, 65536u, 1u << 20}) {
@@ -131,6 +135,44 @@ TEST(Chunked, RoundTripsEveryShape) {
         EXPECT_TRUE(std::equal(out.begin(), out.end(), c.data.begin() + 4001));
       }
     }
+  }
+}
+
+TEST(Crc32Combine, EqualsTheCrcOfTheConcatenation) {
+  auto data = random_bytes(200000, 13);
+  const uint32_t whole = libdeflate_crc32(0, data.data(), data.size());
+  for (size_t cut : {size_t(0), size_t(1), size_t(4096), size_t(131073), data.size()}) {
+    const uint32_t a = libdeflate_crc32(0, data.data(), cut);
+    const uint32_t b = libdeflate_crc32(0, data.data() + cut, data.size() - cut);
+    EXPECT_EQ(crc32_combine(a, b, data.size() - cut), whole) << "cut at " << cut;
+  }
+}
+
+TEST(Chunked, RecordIsOneStandardZstdStreamOfTheGroupedChunks) {
+  // What a zip tool that knows method 93 sees: libzstd's plain one-shot decoder (skipping
+  // the index's skippable frame) yields each chunk's planes in order, and the encoder's
+  // stream CRC is their CRC32, the value the zip directory carries.
+  WorkerPool pool(2);
+  for (const Case& c : {Case{Grouping::kRot32, weights(300000, false, 14)},
+                        Case{Grouping::kRot16, weights(70001, true, 15)},
+                        Case{Grouping::kNone, random_bytes(150000, 16)}}) {
+    ChunkedOptions o;
+    o.chunk_size = 1 << 18;
+    ChunkedEncoder enc(c.g, c.data.size(), o, pool);
+    ASSERT_TRUE(enc.write(c.data.data(), c.data.size()).ok());
+    auto rec = enc.finish();
+    ASSERT_TRUE(rec.ok()) << rec.status().message();
+    std::vector<uint8_t> expect(c.data.size());
+    for (size_t at = 0; at < c.data.size(); at += o.chunk_size) {
+      const size_t n = std::min<size_t>(o.chunk_size, c.data.size() - at);
+      group_bytes(c.g, c.data.data() + at, n, expect.data() + at);
+    }
+    std::vector<uint8_t> got(c.data.size() + 1);
+    const size_t r = ZSTD_decompress(got.data(), got.size(), rec->data(), rec->size());
+    ASSERT_FALSE(ZSTD_isError(r)) << ZSTD_getErrorName(r);
+    got.resize(r);
+    EXPECT_EQ(got, expect) << "grouping " << int(c.g);
+    EXPECT_EQ(enc.stream_crc(), libdeflate_crc32(0, expect.data(), expect.size()));
   }
 }
 
@@ -173,7 +215,7 @@ TEST(Chunked, TableChecksumAndSizesAreChecked) {
   // A lying total size (1 PiB) in the header: refused before any allocation.
   std::string lie = rec;
   const uint64_t huge = 1ull << 50;
-  std::memcpy(&lie[16], &huge, 8);
+  std::memcpy(&lie[8 + 16], &huge, 8);  // after the skippable frame header
   MemorySource src(lie.data(), lie.size(), "m.pt");
   auto idx = parse_chunked(src, 0, lie.size(), huge, "m.pt: record 'archive/data/0'");
   ASSERT_FALSE(idx.ok());
@@ -189,10 +231,11 @@ TEST(Chunked, FrameLyingAboutItsSizeIsRefused) {
   WorkerPool pool(1);
   Case c{Grouping::kNone, std::vector<uint8_t>(8192, 1)};
   std::string rec = encode(c, 8192, pool);
-  // The plane's frame starts after the 32-byte header and 8-byte table entry.
-  ASSERT_EQ(rec.compare(40, 4, "\x28\xb5\x2f\xfd"), 0);
+  // The plane's frame starts after the skippable frame header (8 bytes), the 32-byte index
+  // header and the 8-byte table entry.
+  ASSERT_EQ(rec.compare(48, 4, "\x28\xb5\x2f\xfd"), 0);
   // Rebuild the frame header with an 8-byte content size of 2^40 (FHD 0xC0 + window byte).
-  std::string lie = rec.substr(0, 40);
+  std::string lie = rec.substr(0, 48);
   std::string hdr("\x28\xb5\x2f\xfd\xc0\x58", 6);
   uint64_t huge = 1ull << 40;
   hdr.append(reinterpret_cast<const char*>(&huge), 8);
@@ -200,11 +243,11 @@ TEST(Chunked, FrameLyingAboutItsSizeIsRefused) {
   // Keep the table's stored size consistent with the new plane.
   lie += hdr;
   uint32_t stored = uint32_t(hdr.size());
-  std::memcpy(&lie[36], &stored, 4);
+  std::memcpy(&lie[44], &stored, 4);
   // Fix the table CRC so that the lie reaches the frame check.
-  uint32_t crc = libdeflate_crc32(0, lie.data(), 24);
-  crc = libdeflate_crc32(crc, lie.data() + 32, 8);
-  std::memcpy(&lie[24], &crc, 4);
+  uint32_t crc = libdeflate_crc32(0, lie.data() + 8, 24);
+  crc = libdeflate_crc32(crc, lie.data() + 40, 8);
+  std::memcpy(&lie[32], &crc, 4);
   std::vector<uint8_t> out;
   Status st = decode(lie, c.data.size(), out, pool);
   ASSERT_FALSE(st.ok());

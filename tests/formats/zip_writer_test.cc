@@ -174,6 +174,56 @@ TEST(ZipWriter, PythonZipfileAcceptsOutput) {
   EXPECT_EQ(recs, order.size() * files.size());
 }
 
+TEST(ZipWriter, EncodedRecordsCarryMethodSizeAndCrc) {
+  // add_encoded() (torch-zip-zstd's method-93 records): the directory and the data
+  // descriptor say the method, the decoded size and the CRC given, the data is the encoded
+  // bytes, aligned like any record, and stored records around it are unaffected.
+  StringSink out;
+  ZipWriter w(out, "archive");
+  const std::string before = random_bytes(100, 1), encoded = random_bytes(777, 2);
+  ASSERT_TRUE(w.add("a", before.data(), before.size()).ok());
+  ASSERT_TRUE(w.add_encoded("data/0", encoded.data(), encoded.size(),
+                            ZipWriter::Coding{93, 123456, 0xdeadbeef})
+                  .ok());
+  ASSERT_TRUE(w.add("b", before.data(), before.size()).ok());
+  ASSERT_TRUE(w.finish().ok());
+  MemorySource src(out.out.data(), out.out.size(), "enc.zip");
+  Result<ZipReader> zip = ZipReader::open(src);
+  ASSERT_TRUE(zip.ok()) << zip.status().message();
+  const ZipEntry* e = zip->find("data/0");
+  ASSERT_NE(e, nullptr);
+  EXPECT_EQ(e->method, 93);
+  EXPECT_EQ(e->compressed_size, encoded.size());
+  EXPECT_EQ(e->uncompressed_size, 123456u);
+  EXPECT_EQ(e->crc32, 0xdeadbeefu);
+  EXPECT_EQ(e->data_offset % 64, 0u);
+  EXPECT_EQ(out.out.substr(e->data_offset, encoded.size()), encoded);
+  // Local header: version needed 63 (zstd), method 93.
+  const auto* h = reinterpret_cast<const uint8_t*>(out.out.data()) + e->local_header_offset;
+  EXPECT_EQ(h[4] | h[5] << 8, 63);
+  EXPECT_EQ(h[8] | h[9] << 8, 93);
+  // The data descriptor after the data: signature, CRC, compressed and uncompressed sizes.
+  const auto* d = reinterpret_cast<const uint8_t*>(out.out.data()) + e->data_offset + 777;
+  auto u32 = [](const uint8_t* p) {
+    return uint32_t(p[0] | p[1] << 8 | p[2] << 16) | uint32_t(p[3]) << 24;
+  };
+  EXPECT_EQ(u32(d), 0x08074b50u);
+  EXPECT_EQ(u32(d + 4), 0xdeadbeefu);
+  EXPECT_EQ(u32(d + 8), 777u);
+  EXPECT_EQ(u32(d + 12), 123456u);
+  for (const char* name : {"a", "b"}) {
+    const ZipEntry* s = zip->find(name);
+    ASSERT_NE(s, nullptr);
+    EXPECT_TRUE(zip->verify_crc(*s).ok()) << name;
+    EXPECT_EQ(*zip->read(*s), before);
+  }
+  // A stored record cannot claim two sizes.
+  StringSink out2;
+  ZipWriter w2(out2, "archive");
+  EXPECT_FALSE(
+      w2.add_encoded("x", encoded.data(), encoded.size(), ZipWriter::Coding{0, 5, 0}).ok());
+}
+
 TEST(ZipWriter, MisuseIsReported) {
   StringSink out;
   ZipWriter w(out, "p");

@@ -13,6 +13,7 @@ sd["emb.weight"] = (torch.randn(300, 64) * 0.02).to(torch.bfloat16)
 sd["head.weight"] = sd["emb.weight"]  # tied
 sd["block.0.attn.qkv"] = (torch.randn(192, 64) * 0.02).to(torch.bfloat16)
 sd["block.0.mlp.fc"] = torch.randn(257, 33) * 0.02  # fp32, odd size
+sd["block.0.mlp.big"] = torch.randn(400, 400) * 0.02  # 640 KB: raw planes over 128 KiB
 sd["block.0.mlp.fc_half"] = (torch.randn(100, 7) * 0.02).to(torch.float16)
 sd["block.0.norm"] = torch.ones(64)
 sd["view"] = sd["block.0.mlp.fc"][3:10, 1:5]
