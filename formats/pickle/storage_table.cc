@@ -1,5 +1,6 @@
 #include "formats/pickle/storage_table.h"
 
+#include <algorithm>
 #include <optional>
 
 #include "formats/dtype.h"
@@ -24,7 +25,37 @@ const std::string* text(const ValuePtr& v) {
 // it leaves headroom for offset arithmetic downstream.
 constexpr uint64_t kMaxStorageBytes = uint64_t{1} << 62;
 
+// "0", "1", ..., "123": decimal without a leading zero, below 10^9. Else -1.
+int64_t canonical_number(const std::string& key) {
+  if (key.empty() || key.size() > 9 || (key[0] == '0' && key.size() > 1)) return -1;
+  int64_t n = 0;
+  for (char c : key) {
+    if (c < '0' || c > '9') return -1;
+    n = n * 10 + (c - '0');
+  }
+  return n;
+}
+
 }  // namespace
+
+uint32_t* StorageTable::find_index(const std::string& key, bool create) {
+  int64_t n = canonical_number(key);
+  if (n >= 0) {
+    uint64_t k = static_cast<uint64_t>(n);
+    // A key may sit in the map from before the array grew past it: look there too.
+    if (k < dense_index_.size() && (dense_index_[k] || create)) return &dense_index_[k];
+    const uint64_t limit = 1024 + 2 * uint64_t{storages_.size()};
+    if (create && k < limit) {
+      dense_index_.resize(
+          std::max<uint64_t>(k + 1, std::min<uint64_t>(2 * uint64_t{dense_index_.size()}, limit)));
+      return &dense_index_[k];
+    }
+  }
+  if (create) return &index_[key];
+  if (index_.empty()) return nullptr;
+  auto it = index_.find(key);
+  return it == index_.end() ? nullptr : &it->second;
+}
 
 Result<ValuePtr> StorageTable::load(const ValuePtr& pid) {
   // Messages are built only on failure.
@@ -81,16 +112,14 @@ Result<ValuePtr> StorageTable::load(const ValuePtr& pid) {
                    std::string(dtype_name(*dtype)) + " is an impossible size");
 
   uint32_t index;
-  auto [it, inserted] = index_.try_emplace(*key, static_cast<uint32_t>(storages_.size()));
-  if (inserted) {
-    if (storages_.size() >= UINT32_MAX) {
-      index_.erase(it);
-      return Status(Code::kLimit, prefix() + "too many storages");
-    }
-    index = it->second;
+  uint32_t* entry = find_index(*key, false);
+  if (!entry) {
+    if (storages_.size() >= UINT32_MAX) return Status(Code::kLimit, prefix() + "too many storages");
+    index = static_cast<uint32_t>(storages_.size());
     storages_.push_back(StorageInfo{*key, *dtype, nbytes, *location});
+    *find_index(*key, true) = index + 1;
   } else {
-    index = it->second;
+    index = *entry - 1;
     const StorageInfo& s = storages_[index];
     // torch keeps the first declaration of a key (a later one with another dtype views the
     // same bytes); sizes or devices that disagree mean the file contradicts itself.

@@ -36,6 +36,11 @@ class StorageTable {
   std::string context_;
   bool allow_modules_ = false;
   std::vector<StorageInfo> storages_;
+  // Storage index by key. torch.save numbers its storages "0", "1", ...: such keys index a
+  // dense array (entry = index + 1, 0 = not seen) while they stay below 1024 + 2 x storages;
+  // any other key (legacy files use ids like "94823749823") goes to the map.
+  uint32_t* find_index(const std::string& key, bool create);
+  std::vector<uint32_t> dense_index_;
   std::unordered_map<std::string, uint32_t> index_;
   struct View {
     uint32_t root;

@@ -389,29 +389,53 @@ class Machine {
     fail(Code::kLimit,
          "pickle nesting deeper than " + std::to_string(opt_.limits.max_depth) + at(op_));
   }
+  // A container with a few direct children and none of them a container has height 1, read
+  // off its children faster than any lookup: such nodes (the size, stride and storage-id
+  // tuples of every tensor) are not recorded unless they become aliased or grow. The bound
+  // keeps recomputing it cheap however often the node is referenced.
+  static bool is_flat(const Value& v) {
+    constexpr size_t kMaxFlatChildren = 16;
+    if (v.items.size() > kMaxFlatChildren || v.entries.size() > kMaxFlatChildren || v.attrs ||
+        v.args || v.state)
+      return false;
+    for (const auto& c : v.items)
+      if (c && is_container(c->kind)) return false;
+    for (const auto& [k, c] : v.entries)
+      if ((k && is_container(k->kind)) || (c && is_container(c->kind))) return false;
+    return true;
+  }
   // Height of a value; computes (depth-limited) and records it for nodes not seen before.
   uint32_t height(const ValuePtr& v, size_t depth = 0) {
     if (!v || !is_container(v->kind)) return 0;
+    if (is_flat(*v)) {
+      if (opt_.limits.max_depth < 1) too_deep();
+      return 1;
+    }
     if (NodeInfo* i = info(v)) return i->height;
     if (depth > opt_.limits.max_depth) too_deep();
     uint32_t h = 0;
     for_children(*v, [&](const ValuePtr& c) { h = std::max(h, height(c, depth + 1)); });
     ++h;
     if (h > opt_.limits.max_depth) too_deep();
-    nodes_.insert(v.get(), NodeInfo{h, false});
     keep_.push_back(v);
+    nodes_.insert(v.get(), NodeInfo{h, false});
     return h;
+  }
+  // The record of a container, made now if it has none (a flat one).
+  NodeInfo* record(const ValuePtr& v) {
+    uint32_t h = height(v);
+    if (NodeInfo* i = info(v)) return i;
+    keep_.push_back(v);
+    return nodes_.insert(v.get(), NodeInfo{h, false});
   }
   void mark_aliased(const ValuePtr& v) {
     if (!v || !is_container(v->kind)) return;
-    height(v);
-    info(v)->aliased = true;
+    record(v)->aliased = true;
   }
   // `target` gains a child of height `child_height` (levels = 1, or more for a set's
   // private args tuple and list).
   void grow(const ValuePtr& target, uint32_t child_height, uint32_t levels = 1) {
-    height(target);
-    NodeInfo* i = info(target);
+    NodeInfo* i = record(target);
     uint32_t h = child_height + levels;
     if (h <= i->height) return;
     if (i->aliased)

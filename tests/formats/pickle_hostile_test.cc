@@ -145,6 +145,8 @@ TEST(PickleHostile, DeepNestingHitsLimits) {
   o.limits.max_depth = 10;
   EXPECT_TRUE(run(kProto2 + "N" + std::string(10, '\x85') + ".", o).ok());
   EXPECT_FAILS(run(kProto2 + "N" + std::string(11, '\x85') + ".", o), Code::kLimit, "nesting");
+  o.limits.max_depth = 0;
+  EXPECT_FAILS(run(kProto2 + ").", o), Code::kLimit, "nesting deeper than 0");
 }
 
 TEST(PickleHostile, MemoAndStackBombs) {
@@ -165,6 +167,24 @@ TEST(PickleHostile, MemoAndStackBombs) {
   UnpickleOptions small;
   small.limits.max_stack = 100;
   EXPECT_FAILS(run(kProto2 + std::string(200, 'N') + ".", small), Code::kLimit, "stack");
+}
+
+TEST(PickleHostile, MemoKeysFarAheadStayFindable) {
+  // Key 5000 arrives while the memo is empty (kept aside, not in the key-indexed array);
+  // 3000 more keys then grow the array past it, and it must still be found and replaced.
+  std::string p = kProto2 + "K\x07r" + u32(5000) + "0";
+  for (uint32_t i = 0; i < 3000; ++i) p += "Nr" + u32(i) + "0";
+  auto r = run(p + "j" + u32(5000) + ".");
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->value->i, 7);
+  auto replaced = run(p + "K\x09r" + u32(5000) + "0j" + u32(5000) + ".");
+  ASSERT_TRUE(replaced.ok()) << replaced.status().message();
+  EXPECT_EQ(replaced->value->i, 9);
+  // 3001 distinct keys: replacing one does not count, a new one does.
+  UnpickleOptions o;
+  o.limits.max_memo = 3001;
+  EXPECT_TRUE(run(p + "K\x09r" + u32(5000) + "0N.", o).ok());
+  EXPECT_FAILS(run(p + "Nr" + u32(3000) + ".", o), Code::kLimit, "memo exceeds 3001");
 }
 
 TEST(PickleHostile, StackMisuse) {
@@ -244,6 +264,29 @@ TEST(StorageTable, RegistersEachKeyOnceAndChecksDeclarations) {
                         Value::str("f8"), Value::str("cpu"), Value::integer(5)}));
   ASSERT_TRUE(f8.ok());
   EXPECT_EQ((*f8)->tensor.dtype, DType::kFloat8_e4m3fn);
+}
+
+TEST(StorageTable, NumberedAndOtherKeysAreDistinct) {
+  StorageTable t("f.pt");
+  auto id = [](const std::string& key, int64_t numel) {
+    return pid({Value::str("storage"), Value::global("torch.FloatStorage"), Value::str(key),
+                Value::str("cpu"), Value::integer(numel)});
+  };
+  // "5000" comes before the numbered keys reach it, "01" is not the number 1.
+  ASSERT_TRUE(t.load(id("5000", 1)).ok());
+  for (int i = 0; i < 3000; ++i) ASSERT_TRUE(t.load(id(std::to_string(i), 2)).ok());
+  ASSERT_TRUE(t.load(id("01", 3)).ok());
+  ASSERT_EQ(t.storages().size(), 3002u);
+  auto again = t.load(id("5000", 1));
+  ASSERT_TRUE(again.ok()) << again.status().message();
+  EXPECT_EQ((*again)->tensor.storage, 0u);
+  EXPECT_EQ((*t.load(id("1", 2)))->tensor.storage, 2u);
+  EXPECT_EQ((*t.load(id("01", 3)))->tensor.storage, 3001u);
+  EXPECT_EQ(t.storages().size(), 3002u);
+  auto differs = t.load(id("5000", 2));
+  ASSERT_FALSE(differs.ok());
+  EXPECT_NE(differs.status().message().find("storage '5000' is declared twice"), std::string::npos)
+      << differs.status().message();
 }
 
 TEST(StorageTable, RejectsMalformedIds) {
