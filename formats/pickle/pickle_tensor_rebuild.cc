@@ -3,6 +3,7 @@
 // against the storage's extent before anything downstream can trust it.
 #include <optional>
 #include <string>
+#include <string_view>
 #include <unordered_set>
 
 #include "formats/dtype.h"
@@ -13,11 +14,12 @@ namespace ckptio {
 namespace pickle_detail {
 namespace {
 
-const char kV1[] = "torch._utils._rebuild_tensor";
-const char kV2[] = "torch._utils._rebuild_tensor_v2";
-const char kV3[] = "torch._utils._rebuild_tensor_v3";
-const char kParam[] = "torch._utils._rebuild_parameter";
-const char kParamState[] = "torch._utils._rebuild_parameter_with_state";
+// string_view: comparing a name with these checks its length first (once per tensor).
+constexpr std::string_view kV1 = "torch._utils._rebuild_tensor";
+constexpr std::string_view kV2 = "torch._utils._rebuild_tensor_v2";
+constexpr std::string_view kV3 = "torch._utils._rebuild_tensor_v3";
+constexpr std::string_view kParam = "torch._utils._rebuild_parameter";
+constexpr std::string_view kParamState = "torch._utils._rebuild_parameter_with_state";
 
 const std::unordered_set<std::string>& unsupported() {
   static const std::unordered_set<std::string> k = {
