@@ -1,6 +1,8 @@
 // The restricted pickle VM: an iterative loop over opcodes with an explicit stack, a mark
 // stack and a sparse memo. Every length is checked against the remaining input before
 // anything is allocated; what the allow-listed globals mean lives in pickle_globals.cc.
+// A first pass notes which memo keys are ever read: values put under other keys are not
+// kept, so torch.save's per-tensor tuples are freed as the pickle runs, not at its end.
 //
 // Nesting is bounded without recursion: each container's height (longest chain of children
 // below it) is tracked, and creating or growing a container past PickleLimits::max_depth is
@@ -11,11 +13,13 @@
 #include "formats/pickle/unpickler.h"
 
 #include <algorithm>
+#include <array>
 #include <charconv>
 #include <cstring>
 #include <memory>
 #include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include "formats/pickle/pickle_error.h"
@@ -190,10 +194,11 @@ class Machine {
   Machine(const uint8_t* data, size_t size, const UnpickleOptions& options)
       : data_(data), size_(size), opt_(options) {
     site_.allow_objects = options.allow_objects;
+    find_fetched_keys();
   }
-  // The memo and the node records hold every value the pickle made. Releasing the newest
-  // first hands most blocks back next to the top of the heap, where free() merges them
-  // without searching the bins (in key order, freeing cost a third of a small-tensor load).
+  // The memo and the node records may hold many values. Releasing the newest first hands
+  // most blocks back next to the top of the heap, where free() merges them without
+  // searching the bins.
   ~Machine() {
     release(stack_);
     release(memo_dense_);
@@ -273,6 +278,134 @@ class Machine {
     size_t mask_ = 0;
     unsigned shift_ = 64;
   };
+
+  // ---- memo keys that are read --------------------------------------------------------
+  // One pass over the opcodes up to STOP, with the same argument lengths as step(), noting
+  // the keys of GET, BINGET and LONG_BINGET. Where the stream is malformed the pass stops:
+  // the VM fails at the same opcode, so nothing after it runs.
+  enum class Arg : uint8_t {
+    kInvalid,  // unknown or unsupported opcode: the VM fails there
+    kNone,
+    kStop,
+    kFixed,       // `width` bytes
+    kCounted,     // a `width`-byte length, then that many bytes
+    kCountedI32,  // the same with a signed 4-byte length
+    kLine,
+    kTwoLines,
+    kGet,      // a `width`-byte memo key
+    kGetLine,  // a decimal memo key line
+  };
+  struct OpArg {
+    Arg arg = Arg::kInvalid;
+    uint8_t width = 0;
+  };
+  static const std::array<OpArg, 256>& op_args() {
+    static const std::array<OpArg, 256> table = [] {
+      std::array<OpArg, 256> t{};
+      for (int op : std::initializer_list<int>{'(', '0', '1', '2', 'N', 'R', 'b', 'Q', ']', '}',
+                                               ')', 'l', 't', 'd', 'a', 'e', 's', 'u', 'o'})
+        t[op] = {Arg::kNone, 0};
+      for (int op = 0x81; op <= 0x94; ++op) t[op] = {Arg::kNone, 0};  // NEWOBJ .. MEMOIZE
+      t['.'] = {Arg::kStop, 0};
+      for (int op : std::initializer_list<int>{0x80, 'K', 'q'}) t[op] = {Arg::kFixed, 1};
+      t['M'] = {Arg::kFixed, 2};
+      for (int op : std::initializer_list<int>{'J', 'r'}) t[op] = {Arg::kFixed, 4};
+      for (int op : std::initializer_list<int>{'G', 0x95}) t[op] = {Arg::kFixed, 8};
+      for (int op : std::initializer_list<int>{0x8a, 'U', 0x8c, 'C'}) t[op] = {Arg::kCounted, 1};
+      for (int op : std::initializer_list<int>{'X', 'B'}) t[op] = {Arg::kCounted, 4};
+      for (int op : std::initializer_list<int>{0x8b, 'T'}) t[op] = {Arg::kCountedI32, 4};
+      for (int op : std::initializer_list<int>{0x8d, 0x8e, 0x96}) t[op] = {Arg::kCounted, 8};
+      for (int op : std::initializer_list<int>{'I', 'L', 'F', 'S', 'V', 'P', 'p'})
+        t[op] = {Arg::kLine, 0};
+      for (int op : std::initializer_list<int>{'c', 'i'}) t[op] = {Arg::kTwoLines, 0};
+      t['h'] = {Arg::kGet, 1};
+      t['j'] = {Arg::kGet, 4};
+      t['g'] = {Arg::kGetLine, 0};
+      for (int op : std::initializer_list<int>{0x82, 0x83, 0x84})
+        t[op] = {Arg::kInvalid, 0};  // EXT1/2/4
+      return t;
+    }();
+    return table;
+  }
+  // One pass over the opcodes up to STOP, with the same argument lengths as step(), noting
+  // the keys of GET, BINGET and LONG_BINGET. Where the stream is malformed the pass stops:
+  // the VM fails at the same opcode, so nothing after it runs.
+  void find_fetched_keys() {
+    const auto& table = op_args();
+    size_t p = 0;
+    auto avail = [&](uint64_t n) { return n <= size_ - p; };
+    auto le_at = [&](size_t n) {
+      uint64_t v = 0;
+      for (size_t i = 0; i < n; ++i) v |= uint64_t{data_[p + i]} << (8 * i);
+      return v;
+    };
+    // Skips to after the next newline; the line's start, or null when there is none.
+    auto skip_line = [&]() -> const char* {
+      const void* nl = p < size_ ? std::memchr(data_ + p, '\n', size_ - p) : nullptr;
+      if (!nl) return nullptr;
+      const char* start = reinterpret_cast<const char*>(data_ + p);
+      p = static_cast<size_t>(static_cast<const uint8_t*>(nl) - data_) + 1;
+      return start;
+    };
+    while (avail(1)) {
+      const OpArg a = table[data_[p++]];
+      switch (a.arg) {
+        case Arg::kInvalid:
+        case Arg::kStop:
+          return;
+        case Arg::kNone:
+          break;
+        case Arg::kFixed:
+          if (!avail(a.width)) return;
+          p += a.width;
+          break;
+        case Arg::kCounted:
+        case Arg::kCountedI32: {
+          if (!avail(a.width)) return;
+          uint64_t n = le_at(a.width);
+          p += a.width;
+          if (a.arg == Arg::kCountedI32 && static_cast<int32_t>(static_cast<uint32_t>(n)) < 0)
+            return;
+          if (!avail(n)) return;
+          p += n;
+          break;
+        }
+        case Arg::kLine:
+          if (!skip_line()) return;
+          break;
+        case Arg::kTwoLines:
+          if (!skip_line() || !skip_line()) return;
+          break;
+        case Arg::kGet:
+          if (!avail(a.width)) return;
+          note_fetched(le_at(a.width));
+          p += a.width;
+          break;
+        case Arg::kGetLine: {
+          const char* b = skip_line();
+          if (!b) return;
+          const char* e = reinterpret_cast<const char*>(data_ + p - 1);
+          uint64_t key = 0;
+          auto r = std::from_chars(b, e, key);
+          if (b == e || r.ec != std::errc() || r.ptr != e) return;
+          note_fetched(key);
+          break;
+        }
+      }
+    }
+  }
+  void note_fetched(uint64_t key) {
+    if (key < kFetchedBits) {
+      if (key >= fetched_bits_.size()) fetched_bits_.resize(key + 1);
+      fetched_bits_[key] = true;
+    } else {
+      fetched_large_.insert(key);
+    }
+  }
+  bool fetched(uint64_t key) const {
+    if (key < kFetchedBits) return key < fetched_bits_.size() && fetched_bits_[key];
+    return fetched_large_.count(key) != 0;
+  }
 
   static void release(std::vector<ValuePtr>& v) {
     while (!v.empty()) v.pop_back();
@@ -358,7 +491,11 @@ class Machine {
     return it == memo_sparse_.end() ? nullptr : &it->second;
   }
   void memo_put(uint64_t key, uint8_t op) {
-    const ValuePtr& v = top(op);
+    // A key no GET ever reads holds a placeholder: the value is freed as soon as the pickle
+    // is done with it (torch.save memoizes every tuple of every tensor), yet the entry still
+    // counts for MEMOIZE and the limit.
+    const ValuePtr& top_value = top(op);
+    const ValuePtr& v = fetched(key) ? top_value : placeholder_;
     if (ValuePtr* slot = memo_find(key)) {
       *slot = v;
       return;
@@ -380,6 +517,8 @@ class Machine {
   void memo_get(uint64_t key) {
     ValuePtr* v = memo_find(key);
     if (!v) fail(Code::kCorrupt, "memo key " + std::to_string(key) + " not found" + at(op_));
+    if (*v == placeholder_)
+      fail(Code::kInternal, "memo key " + std::to_string(key) + " was dropped" + at(op_));
     mark_aliased(*v);
     push(*v);
   }
@@ -401,12 +540,13 @@ class Machine {
     fail(Code::kLimit,
          "pickle nesting deeper than " + std::to_string(opt_.limits.max_depth) + at(op_));
   }
-  // A container with a few direct children and none of them a container has height 1, read
-  // off its children faster than any lookup: such nodes (the size, stride and storage-id
-  // tuples of every tensor) are not recorded unless they become aliased or grow. The bound
-  // keeps recomputing it cheap however often the node is referenced.
+  // A container with a few children, each a scalar or such a container itself, has height
+  // 1 or 2, read off its children faster than any lookup: such nodes (every tensor's
+  // storage id, size, stride and argument tuples) are not recorded unless they become
+  // aliased or grow. The bounds keep recomputing it cheap; an unrecorded node is a child
+  // once (it reaches the stack again only through the memo or DUP, which record it).
+  static constexpr size_t kMaxFlatChildren = 16;
   static bool is_flat(const Value& v) {
-    constexpr size_t kMaxFlatChildren = 16;
     if (v.items.size() > kMaxFlatChildren || v.entries.size() > kMaxFlatChildren || v.attrs ||
         v.args || v.state)
       return false;
@@ -416,12 +556,29 @@ class Machine {
       if ((k && is_container(k->kind)) || (c && is_container(c->kind))) return false;
     return true;
   }
+  // 1 or 2 as above, 0 when the height takes more than that to find.
+  static uint32_t shallow_height(const Value& v) {
+    if (v.items.size() > kMaxFlatChildren || v.entries.size() > kMaxFlatChildren || v.attrs ||
+        v.args || v.state)
+      return 0;
+    uint32_t h = 1;
+    auto child = [&h](const ValuePtr& c) {
+      if (!c || !is_container(c->kind)) return true;
+      h = 2;
+      return is_flat(*c);
+    };
+    for (const auto& c : v.items)
+      if (!child(c)) return 0;
+    for (const auto& [k, c] : v.entries)
+      if (!child(k) || !child(c)) return 0;
+    return h;
+  }
   // Height of a value; computes (depth-limited) and records it for nodes not seen before.
   uint32_t height(const ValuePtr& v, size_t depth = 0) {
     if (!v || !is_container(v->kind)) return 0;
-    if (is_flat(*v)) {
-      if (opt_.limits.max_depth < 1) too_deep();
-      return 1;
+    if (uint32_t h = shallow_height(*v)) {
+      if (h > opt_.limits.max_depth) too_deep();
+      return h;
     }
     if (NodeInfo* i = info(v)) return i->height;
     if (depth > opt_.limits.max_depth) too_deep();
@@ -540,7 +697,8 @@ class Machine {
     return dotted.compare(0, 10, "__torch__.") == 0;
   }
   ValuePtr global(const std::string& module, const std::string& name) {
-    if (opt_.torchscript_objects && (module == "__torch__" || module.compare(0, 10, "__torch__.") == 0))
+    if (opt_.torchscript_objects &&
+        (module == "__torch__" || module.compare(0, 10, "__torch__.") == 0))
       return Value::global(module + "." + name);
     return pickle_detail::resolve_global(module, name, site_);
   }
@@ -927,6 +1085,11 @@ class Machine {
   CallSite site_;
   std::vector<ValuePtr> stack_;
   std::vector<size_t> marks_;
+  // Keys below kFetchedBits in a bitmap (at most 512 KiB), any others in a set.
+  static constexpr uint64_t kFetchedBits = uint64_t{1} << 22;
+  std::vector<bool> fetched_bits_;
+  std::unordered_set<uint64_t> fetched_large_;
+  const ValuePtr placeholder_ = Value::none();
   std::vector<ValuePtr> memo_dense_;
   size_t memo_dense_count_ = 0;
   std::unordered_map<uint64_t, ValuePtr> memo_sparse_;

@@ -187,6 +187,29 @@ TEST(PickleHostile, MemoKeysFarAheadStayFindable) {
   EXPECT_FAILS(run(p + "Nr" + u32(3000) + ".", o), Code::kLimit, "memo exceeds 3001");
 }
 
+TEST(PickleHostile, UnreadMemoEntriesStillCount) {
+  // Keys no GET reads keep no value, but MEMOIZE numbers entries after them, and the limit
+  // counts them.
+  auto r =
+      run("\x80\x04K\x05q\x00"
+          "0K\x07\x94"
+          "0K\x09\x94"
+          "0h\x01."s);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  EXPECT_EQ(r->value->i, 7);
+  auto text = run("I5\np0\n0I7\np1\n0g1\n."s);
+  ASSERT_TRUE(text.ok()) << text.status().message();
+  EXPECT_EQ(text->value->i, 7);
+  UnpickleOptions o;
+  o.limits.max_memo = 2;
+  EXPECT_FAILS(run("\x80\x04K\x05q\x00"
+                   "0K\x07\x94"
+                   "0K\x09\x94"
+                   "0h\x01."s,
+                   o),
+               Code::kLimit, "memo exceeds 2");
+}
+
 TEST(PickleHostile, StackMisuse) {
   EXPECT_FAILS(run(kProto2 + "a."), Code::kCorrupt, "stack underflow in APPEND");
   EXPECT_FAILS(run(kProto2 + "N\x86."), Code::kCorrupt, "stack underflow in TUPLE2");
