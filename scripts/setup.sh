@@ -9,6 +9,7 @@ packages=(
   libboost-dev          # Boost.DLL (header-only) loads the plugins
   libzstd-dev zstd      # compressed formats
   libarchive-tools      # bsdtar: an independent zip reader for method-93 records in tests
+  time                  # GNU time: peak memory of a streamed load in tests
   libdeflate-dev        # fast CRC32 and raw inflate for zip records
   libssl-dev            # SHA-256 of tensors in inspect --json
   libcli11-dev          # the ckptio command line

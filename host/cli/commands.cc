@@ -15,6 +15,20 @@ const char kLimitHelp[] =
     "Reading limit key=value (repeatable): max_depth, max_memo, max_string (pickle nesting, "
     "memo entries, bytes of one str/bytes), max_size (decoded bytes of a compressed file)";
 
+constexpr const char* kReadOptionHelp =
+    "Input plugin option key=value (repeatable), e.g. threads=N, or stream=0 to buffer a "
+    "zstd-wrapped torch-legacy file instead of streaming it";
+
+// --read-option key=value pairs, passed to the reading plugin as they are.
+void add_read_options(const std::vector<std::string>& kvs, PluginOptions& out) {
+  for (const auto& kv : kvs) {
+    auto eq = kv.find('=');
+    if (eq == std::string::npos || eq == 0)
+      throw Error(Code::kInvalidArgument, "--read-option '" + kv + "' is not key=value");
+    out.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
+  }
+}
+
 // --limit key=value pairs, checked, as plugin options.
 PluginOptions limit_options(const std::vector<std::string>& limits) {
   PluginOptions out;
@@ -47,6 +61,7 @@ void Commands::add_all(CLI::App& app) {
   inspect_->add_flag("--allow-objects", allow_objects_,
                      "Show unknown pickle classes as opaque objects (never executed)");
   inspect_->add_option("--limit", limits_, kLimitHelp);
+  inspect_->add_option("--read-option", read_options_, kReadOptionHelp);
 
   convert_ = app.add_subcommand("convert", "Convert a checkpoint to another format");
   convert_->add_option("in", in_, "Input checkpoint")->required();
@@ -61,6 +76,7 @@ void Commands::add_all(CLI::App& app) {
   convert_->add_flag("--allow-objects", allow_objects_,
                      "Keep unknown pickle classes as opaque objects (never executed)");
   convert_->add_option("--limit", limits_, kLimitHelp);
+  convert_->add_option("--read-option", read_options_, kReadOptionHelp);
   convert_->add_flag("--extract-state-dict", extract_state_dict_,
                      "Write the state_dict of a whole-model pickle (torch.save(model)) read "
                      "with --allow-objects, without running any of its code");
@@ -110,8 +126,8 @@ int Commands::plugins() {
       std::cout << "  FAILED  " << p.path << "\n          " << p.error << "\n";
       continue;
     }
-    std::cout << "  " << p.name << " " << p.version << "  (ABI " << p.abi_version << ")  "
-              << p.path << "\n          formats:";
+    std::cout << "  " << p.name << " " << p.version << "  (ABI " << p.abi_version << ")  " << p.path
+              << "\n          formats:";
     for (const auto& f : p.formats) std::cout << " " << f;
     std::cout << "\n";
     if (!p.error.empty()) std::cout << "          note: " << p.error << "\n";
@@ -130,6 +146,7 @@ int Commands::inspect() {
   opts.format = in_format_;
   opts.allow_objects = allow_objects_;
   opts.plugin_options = limit_options(limits_);
+  add_read_options(read_options_, opts.plugin_options);
   opts.load_data = json_;  // tensor hashes need the bytes; the tree alone does not
   // A TorchScript archive is shown as its module tree (parameters, buffers, submodules,
   // attributes, methods, constants, extra files); `convert` keeps the plugin's default view,
@@ -170,6 +187,7 @@ int Commands::convert() {
   opts.format = in_format_;
   opts.allow_objects = allow_objects_;
   opts.plugin_options = limit_options(limits_);
+  add_read_options(read_options_, opts.plugin_options);
   opts.zero_copy = true;  // the mapping outlives the save below; nothing is copied twice
   Checkpoint ckpt;
   {

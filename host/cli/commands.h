@@ -35,9 +35,10 @@ class Commands {
   bool json_ = false;
   bool allow_objects_ = false;
   std::vector<std::string> options_;
-  std::vector<std::string> limits_;  // --limit key=value: reading limits (plugin options)
-  bool extract_state_dict_ = false;  // convert --extract-state-dict
-  std::string inner_;  // convert --inner: plugin option inner=NAME (zstd)
+  std::vector<std::string> limits_;        // --limit key=value: reading limits (plugin options)
+  std::vector<std::string> read_options_;  // --read-option key=value: other reading options
+  bool extract_state_dict_ = false;        // convert --extract-state-dict
+  std::string inner_;                      // convert --inner: plugin option inner=NAME (zstd)
 };
 
 }  // namespace ckptio::cli

@@ -1,7 +1,9 @@
 // compressed: two formats in one plugin.
 //  - zstd: a standard zstd stream around another format's bytes (inner=FORMAT, default
-//    torch-zip). Reading decompresses into a bounded buffer and hands it to the inner
-//    format's plugin, found by name through the host (host->find_format).
+//    torch-zip). Reading hands the decompressed bytes to the inner format's plugin, found
+//    by name through the host (host->find_format): streamed for torch-legacy (read front
+//    to back, memory independent of the file's size), a bounded buffer for formats that
+//    need random access (torch-zip's directory is at the end).
 //  - torch-zip-zstd: torch.save's zip layout with chunked, byte-grouped zstd data records,
 //    decoded in parallel (formats/compress/SPEC.md).
 #include <unistd.h>
@@ -16,6 +18,7 @@
 #include "ckptio/plugin.hpp"
 #include "formats/compress/chunked_zstd.h"
 #include "formats/compress/torch_zip_zstd.h"
+#include "formats/compress/zstd_sequential_source.h"
 #include "formats/compress/zstd_stream.h"
 #include "plugins/common/c_bridge.h"
 #include "plugins/common/decoded_plugin.h"
@@ -95,8 +98,11 @@ struct ChunkedReader final : Reader {
 
 struct ZstdReader final : Reader {
   std::string name;
-  Buffer buffer;
-  std::unique_ptr<MemorySource> memory;
+  ckptio_source c_source{};  // the host's source, copied (see ChunkedReader)
+  std::unique_ptr<CSource> compressed;
+  Buffer buffer;                               // buffered mode
+  std::unique_ptr<ByteSource> decoded;         // what the inner plugin reads
+  ZstdSequentialSource* sequential = nullptr;  // streamed mode: decoded, as its type
   ckptio_source inner_source{};
   const ckptio_plugin_api* inner = nullptr;
   ckptio_reader* inner_reader = nullptr;
@@ -134,21 +140,22 @@ ckptio_status open_chunked(const ckptio_source* source, const ckptio_options* op
 // buffer, not into the host's file: report them as not plain so the host asks us.
 struct BuilderShim {
   const ckptio_builder* outer;
+  std::vector<uint64_t> offsets;  // where the inner plugin's storages start in its bytes
   static ckptio_status add_storage(void* ctx, const ckptio_storage_desc* d) {
     auto* self = static_cast<BuilderShim*>(ctx);
+    if (d->file_offset != CKPTIO_NOT_PLAIN) self->offsets.push_back(d->file_offset);
     ckptio_storage_desc copy = *d;
     copy.file_offset = CKPTIO_NOT_PLAIN;
     return self->outer->add_storage(self->outer->ctx, &copy);
   }
-#define CKPTIO_FORWARD(fn, params, args)                 \
-  static ckptio_status fn params {                       \
-    auto* self = static_cast<BuilderShim*>(ctx);         \
-    return self->outer->fn args;                         \
+#define CKPTIO_FORWARD(fn, params, args)         \
+  static ckptio_status fn params {               \
+    auto* self = static_cast<BuilderShim*>(ctx); \
+    return self->outer->fn args;                 \
   }
   CKPTIO_FORWARD(scalar, (void* ctx, int32_t k, int64_t i, double f, const char* t, size_t n),
                  (self->outer->ctx, k, i, f, t, n))
-  CKPTIO_FORWARD(begin,
-                 (void* ctx, int32_t k, uint64_t c, const char* nm, size_t nl, uint32_t fl),
+  CKPTIO_FORWARD(begin, (void* ctx, int32_t k, uint64_t c, const char* nm, size_t nl, uint32_t fl),
                  (self->outer->ctx, k, c, nm, nl, fl))
   CKPTIO_FORWARD(end, (void* ctx), (self->outer->ctx))
   CKPTIO_FORWARD(tensor, (void* ctx, const ckptio_tensor_desc* d), (self->outer->ctx, d))
@@ -157,8 +164,8 @@ struct BuilderShim {
 #undef CKPTIO_FORWARD
 };
 
-ckptio_status memory_read_at(void* ctx, uint64_t offset, void* dst, uint64_t n) {
-  const auto* m = static_cast<const MemorySource*>(ctx);
+ckptio_status decoded_read_at(void* ctx, uint64_t offset, void* dst, uint64_t n) {
+  const auto* m = static_cast<const ByteSource*>(ctx);
   Status st = m->read_at(offset, dst, n);
   return to_c(g_host, st);
 }
@@ -168,30 +175,31 @@ ckptio_status open_zstd(const ckptio_source* source, const ckptio_options* optio
   auto r = std::make_unique<ZstdReader>();
   r->format = kZstd;
   r->name = source->name ? source->name : "<input>";
-  CSource src(g_host, source);
+  r->c_source = *source;
+  r->c_source.name = r->name.c_str();
+  r->compressed = std::make_unique<CSource>(g_host, &r->c_source);
+  const CSource& src = *r->compressed;
   uint8_t head[512];
   const size_t head_n = size_t(std::min<uint64_t>(sizeof head, source->size));
   Status st = src.read_at(0, head, head_n);
   if (!st.ok()) return to_c(g_host, st);
   std::string inner = sdk::option(options, "inner", inner_format_from_head(head, head_n));
-
-  auto buf = zstd_decompress_bounded(src, sdk::option_uint(options, "max_size", default_max_size()));
-  if (!buf.ok()) return to_c(g_host, buf.status());
-  r->buffer = std::move(buf).value();
-  r->memory = std::make_unique<MemorySource>(r->buffer.data(), r->buffer.size(), r->name);
-
+  const uint64_t max_size = sdk::option_uint(options, "max_size", default_max_size());
   if (!g_host->find_format)
-    return g_host->make_status(CKPTIO_UNSUPPORTED,
-                               (r->name + ": the host cannot chain formats (no find_format)").c_str());
+    return g_host->make_status(
+        CKPTIO_UNSUPPORTED, (r->name + ": the host cannot chain formats (no find_format)").c_str());
+
   uint32_t index = 0;
-  if (inner.empty()) {  // not written by ckptio: probe the decompressed head
+  if (inner.empty()) {  // not written by ckptio (the zstd tool): probe the decompressed head
+    auto dhead = ZstdSequentialSource::decode_head(src, 4096, max_size);
+    if (!dhead.ok()) return to_c(g_host, dhead.status());
+    const auto* h = reinterpret_cast<const uint8_t*>(dhead->data());
     int32_t best = 0;
-    const size_t n = size_t(std::min<uint64_t>(4096, r->buffer.size()));
     for (const char* name : kInnerCandidates) {
       uint32_t i = 0;
       const ckptio_plugin_api* api = g_host->find_format(name, &i);
       if (!api) continue;
-      int32_t score = api->probe(i, r->buffer.data(), n, r->buffer.size());
+      int32_t score = api->probe(i, h, dhead->size(), UINT64_MAX);
       if (score > best) best = score, inner = name, r->inner = api, index = i;
     }
     if (!r->inner)
@@ -207,15 +215,29 @@ ckptio_status open_zstd(const ckptio_source* source, const ckptio_options* optio
                                      .c_str());
   }
   if (r->inner == nullptr || (inner == "zstd"))
-    return g_host->make_status(CKPTIO_UNSUPPORTED, (r->name + ": nested zstd is not supported").c_str());
+    return g_host->make_status(CKPTIO_UNSUPPORTED,
+                               (r->name + ": nested zstd is not supported").c_str());
+  // Streamed unless the inner format needs random access (option stream=0|1 overrides).
+  const bool stream = sdk::option_uint(options, "stream", inner == "torch-legacy" ? 1 : 0) != 0;
+  if (stream) {
+    auto seq = ZstdSequentialSource::open(src, max_size);
+    if (!seq.ok()) return to_c(g_host, seq.status());
+    r->sequential = seq->get();
+    r->decoded = std::move(seq).value();
+  } else {
+    auto buf = zstd_decompress_bounded(src, max_size);
+    if (!buf.ok()) return to_c(g_host, buf.status());
+    r->buffer = std::move(buf).value();
+    r->decoded = std::make_unique<MemorySource>(r->buffer.data(), r->buffer.size(), r->name);
+  }
 
   ckptio_source& s = r->inner_source;
   s.struct_size = sizeof s;
-  s.ctx = r->memory.get();
+  s.ctx = r->decoded.get();
   s.name = r->name.c_str();
-  s.size = r->buffer.size();
-  s.data = r->buffer.data();
-  s.read_at = memory_read_at;
+  s.size = r->decoded->size();
+  s.data = r->decoded->data();
+  s.read_at = decoded_read_at;
   BuilderShim shim{builder};
   ckptio_builder b = *builder;
   b.ctx = &shim;
@@ -233,6 +255,7 @@ ckptio_status open_zstd(const ckptio_source* source, const ckptio_options* optio
     return cst;
   }
   r->inner_reader = inner_reader;
+  if (r->sequential) r->sequential->expect_reads_at(std::move(shim.offsets));
   *out = as_c(r.release());
   return nullptr;
 }
@@ -245,8 +268,8 @@ ckptio_status plugin_open(uint32_t format, const ckptio_source* src, const ckpti
   });
 }
 
-ckptio_status plugin_read_storage(ckptio_reader* reader, uint32_t index, uint64_t offset,
-                                  void* dst, uint64_t n) {
+ckptio_status plugin_read_storage(ckptio_reader* reader, uint32_t index, uint64_t offset, void* dst,
+                                  uint64_t n) {
   return sdk::guard(g_host, "read_storage", [&]() -> ckptio_status {
     Reader* base = as_reader(reader);
     if (base->format == kZstd) {
@@ -291,9 +314,11 @@ ckptio_status save_zstd(const ckptio_tree* tree, const ckptio_sink* sink,
   const std::string inner = sdk::option(options, "inner", "torch-zip");
   const std::string name = sink->name ? sink->name : "<output>";
   if (inner == "zstd")
-    return g_host->make_status(CKPTIO_INVALID_ARGUMENT, (name + ": inner=zstd would nest zstd").c_str());
+    return g_host->make_status(CKPTIO_INVALID_ARGUMENT,
+                               (name + ": inner=zstd would nest zstd").c_str());
   uint32_t index = 0;
-  const ckptio_plugin_api* api = g_host->find_format ? g_host->find_format(inner.c_str(), &index) : nullptr;
+  const ckptio_plugin_api* api =
+      g_host->find_format ? g_host->find_format(inner.c_str(), &index) : nullptr;
   if (!api)
     return g_host->make_status(CKPTIO_INVALID_ARGUMENT,
                                (name + ": inner format '" + inner + "' is not available").c_str());
@@ -323,15 +348,25 @@ ckptio_status plugin_save(uint32_t format, const ckptio_tree* tree, const ckptio
     return sdk::guard(g_host, sink->name ? sink->name : "<output>",
                       [&] { return save_zstd(tree, sink, options); });
   auto enc = [options](ByteSink& out, const Tree& t, const StorageWriter& b,
-                       const std::string& ctx) { return encode_chunked_file(out, t, b, ctx, options); };
+                       const std::string& ctx) {
+    return encode_chunked_file(out, t, b, ctx, options);
+  };
   return encoded_save(g_host, enc, tree, sink, options);
 }
 
 const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
   g_host = host;
-  static const ckptio_plugin_api api = {
-      sizeof(ckptio_plugin_api), CKPTIO_ABI_VERSION, "compressed", "0.1.0", 2, kFormats,
-      probe, plugin_open, plugin_read_storage, plugin_close, plugin_save};
+  static const ckptio_plugin_api api = {sizeof(ckptio_plugin_api),
+                                        CKPTIO_ABI_VERSION,
+                                        "compressed",
+                                        "0.1.0",
+                                        2,
+                                        kFormats,
+                                        probe,
+                                        plugin_open,
+                                        plugin_read_storage,
+                                        plugin_close,
+                                        plugin_save};
   return &api;
 }
 

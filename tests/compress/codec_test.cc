@@ -4,14 +4,17 @@
 #include <libdeflate.h>
 #include <zstd.h>
 
+#include <atomic>
 #include <cstring>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "formats/compress/byte_group.h"
 #include "formats/compress/chunked_zstd.h"
 #include "formats/compress/crc32_combine.h"
+#include "formats/compress/zstd_sequential_source.h"
 #include "formats/compress/zstd_stream.h"
 #include "formats/io.h"
 
@@ -284,6 +287,90 @@ TEST(ZstdStream, RoundTripsWithMarkerAndBoundsOutput) {
     auto r = zstd_decompress_bounded(t, 1ull << 30);
     ASSERT_FALSE(r.ok()) << cut;
     EXPECT_EQ(r.status().code(), Code::kCorrupt) << r.status().message();
+  }
+}
+
+// A source that hides its bytes' address, like a file read with pread.
+class UnmappedSource final : public ByteSource {
+ public:
+  explicit UnmappedSource(const ByteSource& s) : s_(s) {}
+  uint64_t size() const override { return s_.size(); }
+  Status read_at(uint64_t o, void* d, uint64_t n) const override { return s_.read_at(o, d, n); }
+  const std::string& name() const override { return s_.name(); }
+
+ private:
+  const ByteSource& s_;
+};
+
+std::string zstd_of(const std::vector<uint8_t>& data) {
+  StringSink out;
+  ZstdWriteOptions o;
+  o.inner = "torch-legacy";
+  ZstdCompressSink z(out, o);
+  EXPECT_TRUE(z.write(data.data(), data.size()).ok());
+  EXPECT_TRUE(z.finish().ok());
+  return out.out;
+}
+
+TEST(ZstdSequential, ReadsForwardAndRestartsOnlyWhenGoingBack) {
+  auto data = weights(3000000, false, 20);  // 12 MB: several zstd blocks and windows
+  const std::string z = zstd_of(data);
+  MemorySource mem(z.data(), z.size(), "s.pt.zst");
+  UnmappedSource unmapped(mem);  // sizes not addressable: found by a counting pass
+  for (const ByteSource* src :
+       {static_cast<const ByteSource*>(&mem), static_cast<const ByteSource*>(&unmapped)}) {
+    auto seq = ZstdSequentialSource::open(*src, 1ull << 30);
+    ASSERT_TRUE(seq.ok()) << seq.status().message();
+    ZstdSequentialSource& s = **seq;
+    ASSERT_EQ(s.size(), data.size());
+    EXPECT_EQ(s.data(), nullptr);
+    std::vector<uint8_t> got(100000);
+    for (uint64_t at : {uint64_t(0), uint64_t(100005), uint64_t(4000000), uint64_t(11000000)}) {
+      ASSERT_TRUE(s.read_at(at, got.data(), got.size()).ok()) << at;
+      EXPECT_EQ(std::memcmp(got.data(), data.data() + at, got.size()), 0) << at;
+    }
+    EXPECT_EQ(s.restarts(), 0u);
+    ASSERT_TRUE(s.read_at(1000, got.data(), got.size()).ok());  // behind: starts over
+    EXPECT_EQ(std::memcmp(got.data(), data.data() + 1000, got.size()), 0);
+    EXPECT_EQ(s.restarts(), 1u);
+    Status past = s.read_at(data.size() - 10, got.data(), 11);
+    EXPECT_EQ(past.code(), Code::kCorrupt) << past.message();
+    auto head = ZstdSequentialSource::decode_head(*src, 4096, 1ull << 30);
+    ASSERT_TRUE(head.ok());
+    EXPECT_EQ(std::memcmp(head->data(), data.data(), 4096), 0);
+  }
+  // The limit holds with and without declared sizes; a cut stream is a clean error.
+  EXPECT_EQ(ZstdSequentialSource::open(unmapped, 1 << 20).status().code(), Code::kLimit);
+  MemorySource cut(z.data(), z.size() / 2, "cut.pt.zst");
+  UnmappedSource cut_unmapped(cut);
+  EXPECT_EQ(ZstdSequentialSource::open(cut_unmapped, 1ull << 30).status().code(), Code::kCorrupt);
+}
+
+TEST(ZstdSequential, ConcurrentReadsOfConsecutiveRangesAreAllCorrect) {
+  // The host's loader threads read storages concurrently; every read must get its bytes
+  // whatever order they arrive in (the source serializes them).
+  auto data = weights(2000000, true, 21);
+  const std::string z = zstd_of(data);
+  MemorySource mem(z.data(), z.size(), "c.pt.zst");
+  auto seq = ZstdSequentialSource::open(mem, 1ull << 30);
+  ASSERT_TRUE(seq.ok());
+  const uint64_t piece = data.size() / 8;
+  std::vector<uint64_t> starts;
+  for (int i = 0; i < 8; ++i) starts.push_back(piece * i);
+  (*seq)->expect_reads_at(starts);
+  std::vector<std::vector<uint8_t>> got(8, std::vector<uint8_t>(piece));
+  std::vector<Status> st(8);
+  std::atomic<int> next{0};
+  auto work = [&] {
+    for (int i; (i = next.fetch_add(1)) < 8;)
+      st[i] = (*seq)->read_at(starts[i], got[i].data(), piece);
+  };
+  std::thread a(work), b(work);
+  a.join();
+  b.join();
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(st[i].ok()) << st[i].message();
+    EXPECT_EQ(std::memcmp(got[i].data(), data.data() + starts[i], piece), 0) << i;
   }
 }
 

@@ -166,6 +166,36 @@ TEST_F(CompressRoundTrip, StorageRecordsAreZipMethod93ThatStandardToolsDecode) {
   }
 }
 
+// Peak resident memory of a command, in KiB (GNU time's %M).
+long peak_kib(const std::string& cmd, const std::string& report) {
+  CmdResult r = run("/usr/bin/time -f %M -o " + report + " " + cmd);
+  EXPECT_EQ(r.status, 0) << r.out;
+  std::ifstream f(report);
+  long kib = -1;
+  f >> kib;
+  return kib;
+}
+
+TEST_F(CompressRoundTrip, InnerTorchLegacyIsStreamedNotBuffered) {
+  // 64 MiB of tensors in a zstd-wrapped legacy file. Loading every tensor (inspect --json
+  // hashes them) from the stream must not also hold the decompressed file: its peak is at
+  // least 48 MiB under the same load with the stream buffered (option stream=0), and the
+  // tensors are the same.
+  const std::string z = path("big_legacy.pt.zst");
+  convert(path("big_legacy.pt"), z, "zstd:legacy");
+  const std::string json = " inspect --json " + z;
+  const long streamed =
+      peak_kib(kCli + json + " > " + path("streamed.json"), path("streamed.peak"));
+  const long buffered = peak_kib(kCli + json + " --read-option stream=0 > " + path("buffered.json"),
+                                 path("buffered.peak"));
+  ASSERT_GT(streamed, 0);
+  EXPECT_LT(streamed + 48 * 1024, buffered)
+      << "streamed " << streamed << " KiB, buffered " << buffered << " KiB";
+  CmdResult same = run("cmp " + path("streamed.json") + " " + path("buffered.json"));
+  EXPECT_EQ(same.status, 0) << same.out;
+  EXPECT_EQ(root(z), root(path("big_legacy.pt")));
+}
+
 TEST_F(CompressRoundTrip, CorruptChunkNamesRecordAndChunk) {
   const std::string good = path("c.zzs");
   convert(path("zip.pt"), good, "torch-zip-zstd");

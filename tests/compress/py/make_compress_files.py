@@ -23,3 +23,8 @@ sd["empty"] = torch.zeros(0)
 ckpt = {"model": sd, "epoch": 7, "lr": 1e-3, "name": "tiny"}
 torch.save(ckpt, out + "/zip.pt")
 torch.save(ckpt, out + "/legacy.pt", _use_new_zipfile_serialization=False)
+
+# big_legacy.pt: 64 MiB in 16 storages, for the test that an inner torch-legacy file is
+# streamed (peak memory well under the decompressed size).
+big = collections.OrderedDict((f"layer.{i}", torch.randn(1 << 20) * 0.02) for i in range(16))
+torch.save(big, out + "/big_legacy.pt", _use_new_zipfile_serialization=False)
