@@ -232,7 +232,7 @@ Result<DecodedFile> read_torch_legacy(const ByteSource& src, const LegacyReadOpt
 
   Status bad;
   for_each_tensor(out.tree.root, [&](const ValuePtr& t, const std::string& path) {
-    if (bad.ok())
+    if (bad.ok() && !tensor_view_fits(t->tensor, out.tree.storages))  // message only if needed
       bad = check_tensor_view(t->tensor, out.tree.storages,
                               src.name() + ": tensor " + (path.empty() ? "<root>" : path));
   });

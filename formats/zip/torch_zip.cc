@@ -168,7 +168,8 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
 
   Status bad;
   for_each_tensor(out.tree.root, [&](const ValuePtr& t, const std::string& path) {
-    if (bad.ok())
+    // The message is built only for a tensor that does not fit (per-tensor cost).
+    if (bad.ok() && !tensor_view_fits(t->tensor, out.tree.storages))
       bad = check_tensor_view(t->tensor, out.tree.storages,
                               src.name() + ": tensor " + (path.empty() ? "<root>" : path));
   });
