@@ -9,7 +9,7 @@
 #include <cstring>
 #include <mutex>
 
-#include "formats/compress/crc32_combine.h"
+#include "formats/zip/crc32_combine.h"
 #include "formats/zip/le.h"
 
 namespace ckptio::compress {

@@ -13,7 +13,7 @@
 
 #include "formats/compress/byte_group.h"
 #include "formats/compress/chunked_zstd.h"
-#include "formats/compress/crc32_combine.h"
+#include "formats/zip/crc32_combine.h"
 #include "formats/compress/zstd_sequential_source.h"
 #include "formats/compress/zstd_stream.h"
 #include "formats/io.h"

@@ -174,6 +174,34 @@ TEST(ZipWriter, PythonZipfileAcceptsOutput) {
   EXPECT_EQ(recs, order.size() * files.size());
 }
 
+TEST(ZipWriter, LargeWritesGetTheSameCrcAsSmallOnes) {
+  // Writes of 4 MiB and more are checksummed on a second thread and combined; the record's
+  // CRC must be the CRC of its bytes whatever the mix of large and small writes.
+  const std::string data = random_bytes(13u << 20, 7);
+  const uint32_t want = crc32_update(0, data.data(), data.size());
+  for (const std::vector<size_t>& pieces :
+       {std::vector<size_t>{data.size()}, {100, 5u << 20, 1000, data.size() - (5u << 20) - 1100},
+        {4u << 20, 4u << 20, data.size() - (8u << 20)}}) {
+    StringSink out;
+    ZipWriter w(out, "archive");
+    ASSERT_TRUE(w.begin("data/0", data.size()).ok());
+    size_t at = 0;
+    for (size_t n : pieces) {
+      ASSERT_TRUE(w.write(data.data() + at, n).ok());
+      at += n;
+    }
+    ASSERT_TRUE(w.end().ok());
+    ASSERT_TRUE(w.finish().ok());
+    MemorySource src(out.out.data(), out.out.size(), "big.zip");
+    Result<ZipReader> zip = ZipReader::open(src);
+    ASSERT_TRUE(zip.ok());
+    const ZipEntry* e = zip->find("data/0");
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->crc32, want) << pieces.size() << " pieces";
+    EXPECT_TRUE(zip->verify_crc(*e).ok());
+  }
+}
+
 TEST(ZipWriter, EncodedRecordsCarryMethodSizeAndCrc) {
   // add_encoded() (torch-zip-zstd's method-93 records): the directory and the data
   // descriptor say the method, the decoded size and the CRC given, the data is the encoded

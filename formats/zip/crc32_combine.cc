@@ -1,6 +1,6 @@
-#include "formats/compress/crc32_combine.h"
+#include "formats/zip/crc32_combine.h"
 
-namespace ckptio::compress {
+namespace ckptio {
 namespace {
 
 // Polynomials mod P in CRC-32's bit-reflected form: bit 31 is the coefficient of x^0,
@@ -38,4 +38,4 @@ uint32_t crc32_combine(uint32_t crc_a, uint32_t crc_b, uint64_t length_b) {
   return multiply(x_to_8n(length_b), crc_a) ^ crc_b;
 }
 
-}  // namespace ckptio::compress
+}  // namespace ckptio
