@@ -43,8 +43,9 @@ void populate_for_write(uint8_t* p, uint64_t n) {
 
 std::shared_ptr<uint8_t> allocate_storage(uint64_t nbytes) {
   if (nbytes >= kHugeThreshold) {
-    // No MADV_HUGEPAGE: with the usual defrag=madvise setting, huge-page faults stall on
-    // direct compaction (measured: 0.4 s to 4 s for the same 1 GiB load). Pages are instead
+    // No MADV_HUGEPAGE: huge pages halve the fault cost once memory is warm, but on the
+    // development VM (free page reporting) the first 1 GiB of them in a process took
+    // 0.8-2.2 s against 0.2 s with 4 KiB pages (README, Benchmarks). Pages are instead
     // populated chunk by chunk by the reading threads (populate_for_write), in parallel.
     void* p = mmap(nullptr, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
