@@ -108,6 +108,25 @@ ValuePtr Value::get(const std::string& key) const {
   return nullptr;
 }
 
+namespace {
+
+// Bytes a non-empty view with non-negative sizes, strides and offset addresses:
+// (offset + sum((size-1)*stride) + 1) * element size; false when that overflows 64 bits.
+bool view_bytes_needed(const TensorMeta& t, uint64_t* need) {
+  uint64_t last = static_cast<uint64_t>(t.storage_offset);
+  for (size_t d = 0; d < t.shape.size(); ++d) {
+    uint64_t term;
+    if (__builtin_mul_overflow(static_cast<uint64_t>(t.shape[d] - 1),
+                               static_cast<uint64_t>(t.strides[d]), &term) ||
+        __builtin_add_overflow(last, term, &last))
+      return false;
+  }
+  return !__builtin_add_overflow(last, 1u, need) &&
+         !__builtin_mul_overflow(*need, static_cast<uint64_t>(dtype_size(t.dtype)), need);
+}
+
+}  // namespace
+
 Status check_tensor_view(const TensorMeta& t, const std::vector<StorageInfo>& storages,
                          const std::string& where) {
   if (t.storage >= storages.size())
@@ -133,18 +152,8 @@ Status check_tensor_view(const TensorMeta& t, const std::vector<StorageInfo>& st
     if (t.shape[d] == 0) empty = true;
   }
   if (empty) return Status::Ok();  // addresses no element, as in torch's set_()
-  // last = offset + sum((size-1)*stride); bytes needed = (last+1)*elem_size.
-  uint64_t last = static_cast<uint64_t>(t.storage_offset);
-  for (size_t d = 0; d < t.shape.size(); ++d) {
-    uint64_t term;
-    if (__builtin_mul_overflow(static_cast<uint64_t>(t.shape[d] - 1),
-                               static_cast<uint64_t>(t.strides[d]), &term) ||
-        __builtin_add_overflow(last, term, &last))
-      return Status(Code::kCorrupt, where + ": shape x stride overflows 64 bits");
-  }
   uint64_t need;
-  if (__builtin_add_overflow(last, 1u, &need) ||
-      __builtin_mul_overflow(need, static_cast<uint64_t>(dtype_size(t.dtype)), &need))
+  if (!view_bytes_needed(t, &need))
     return Status(Code::kCorrupt, where + ": shape x stride overflows 64 bits");
   if (need > s.nbytes)
     return Status(Code::kCorrupt,
@@ -162,19 +171,8 @@ bool tensor_view_fits(const TensorMeta& t, uint64_t storage_nbytes) {
     if (t.shape[d] == 0) empty = true;
   }
   if (empty) return true;
-  uint64_t last = static_cast<uint64_t>(t.storage_offset);
-  for (size_t d = 0; d < t.shape.size(); ++d) {
-    uint64_t term;
-    if (__builtin_mul_overflow(static_cast<uint64_t>(t.shape[d] - 1),
-                               static_cast<uint64_t>(t.strides[d]), &term) ||
-        __builtin_add_overflow(last, term, &last))
-      return false;
-  }
   uint64_t need;
-  if (__builtin_add_overflow(last, 1u, &need) ||
-      __builtin_mul_overflow(need, static_cast<uint64_t>(dtype_size(t.dtype)), &need))
-    return false;
-  return need <= storage_nbytes;
+  return view_bytes_needed(t, &need) && need <= storage_nbytes;
 }
 
 bool tensor_view_fits(const TensorMeta& t, const std::vector<StorageInfo>& storages) {
