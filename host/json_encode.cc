@@ -1,6 +1,7 @@
 #include "host/json_encode.h"
 
-#include <openssl/evp.h>
+#include "host/sha256.h"
+
 
 #include <cmath>
 #include <map>
@@ -183,8 +184,7 @@ std::string tensor_sha256(const Checkpoint& ckpt, const TensorMeta& t) {
   if (t.storage >= ckpt.storages.size() || !ckpt.storages[t.storage].data) return "";
   const uint8_t* base = ckpt.storages[t.storage].data;
   const size_t elem = static_cast<size_t>(dtype_size(t.dtype));
-  std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX*)> ctx(EVP_MD_CTX_new(), EVP_MD_CTX_free);
-  EVP_DigestInit_ex(ctx.get(), EVP_sha256(), nullptr);
+  Sha256 sha;
   int64_t numel = t.numel();
   if (numel > 0) {
     // Contiguous tensors hash in one call; others walk the index space, gathering elements
@@ -196,7 +196,7 @@ std::string tensor_sha256(const Checkpoint& ckpt, const TensorMeta& t) {
       expect *= t.shape[d];
     }
     if (contiguous) {
-      EVP_DigestUpdate(ctx.get(), base + t.storage_offset * elem, numel * elem);
+      sha.update(base + t.storage_offset * elem, numel * elem);
     } else {
       std::vector<int64_t> idx(t.shape.size(), 0);
       std::vector<uint8_t> buf;
@@ -207,7 +207,7 @@ std::string tensor_sha256(const Checkpoint& ckpt, const TensorMeta& t) {
         const uint8_t* p = base + off * elem;
         buf.insert(buf.end(), p, p + elem);
         if (buf.size() >= (1 << 16)) {
-          EVP_DigestUpdate(ctx.get(), buf.data(), buf.size());
+          sha.update(buf.data(), buf.size());
           buf.clear();
         }
         for (size_t d = idx.size(); d-- > 0;) {
@@ -215,19 +215,10 @@ std::string tensor_sha256(const Checkpoint& ckpt, const TensorMeta& t) {
           idx[d] = 0;
         }
       }
-      EVP_DigestUpdate(ctx.get(), buf.data(), buf.size());
+      sha.update(buf.data(), buf.size());
     }
   }
-  unsigned char md[32];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx.get(), md, &len);
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned i = 0; i < len; ++i) {
-    hex += kHex[md[i] >> 4];
-    hex += kHex[md[i] & 15];
-  }
-  return hex;
+  return to_hex(sha.finish());
 }
 
 std::string inspect_json(const Checkpoint& ckpt, bool pretty) {
