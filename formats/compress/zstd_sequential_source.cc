@@ -9,6 +9,8 @@
 #include <cstring>
 #include <mutex>
 
+#include "formats/compress/zstd_stream.h"
+
 namespace ckptio::compress {
 namespace {
 
@@ -141,6 +143,13 @@ Result<std::unique_ptr<ZstdSequentialSource>> ZstdSequentialSource::open(
     if (declared == ZSTD_CONTENTSIZE_ERROR)
       return Status(Code::kCorrupt,
                     compressed.name() + ": not a valid zstd stream (bad or truncated frame)");
+  }
+  // Our writer cannot declare the size in the frame (it streams); it appends it in a
+  // trailing skippable frame. A lying trailer only makes reads fail cleanly: reads stop at
+  // the declared size, and a stream that ends early is a kCorrupt error.
+  if (declared == ZSTD_CONTENTSIZE_UNKNOWN) {
+    const uint64_t trailer = declared_size_from_trailer(compressed);
+    if (trailer != UINT64_MAX) declared = trailer;
   }
   if (declared != ZSTD_CONTENTSIZE_UNKNOWN) {
     if (declared > max_size)

@@ -50,6 +50,8 @@ struct ZstdCompressSink::Impl {
   std::vector<uint8_t> buf;
   Status error;
   bool finished = false;
+  bool size_trailer = true;
+  uint64_t received = 0;  // uncompressed bytes written
   explicit Impl(ByteSink& o) : out(o) {}
   ~Impl() { ZSTD_freeCCtx(cctx); }
 
@@ -82,6 +84,7 @@ ZstdCompressSink::ZstdCompressSink(ByteSink& out, const ZstdWriteOptions& o)
                                                  ", " + std::to_string(ZSTD_maxCLevel()) + "]");
     return;
   }
+  m.size_trailer = o.size_trailer;
   ZSTD_CCtx_setParameter(m.cctx, ZSTD_c_compressionLevel, o.level);
   ZSTD_CCtx_setParameter(m.cctx, ZSTD_c_checksumFlag, 1);
   if (o.threads > 1) ZSTD_CCtx_setParameter(m.cctx, ZSTD_c_nbWorkers, int(o.threads));
@@ -103,6 +106,7 @@ Status ZstdCompressSink::write(const void* data, uint64_t n) {
   if (m.finished) return m.error = Status(Code::kInternal, "zstd sink: write after finish");
   Status st = m.drain(data, n, ZSTD_e_continue);
   if (!st.ok()) m.error = st;
+  m.received += n;
   return st;
 }
 
@@ -111,8 +115,27 @@ Status ZstdCompressSink::finish() {
   CKPTIO_RETURN_IF_ERROR(m.error);
   m.finished = true;
   Status st = m.drain(nullptr, 0, ZSTD_e_end);
+  if (st.ok() && m.size_trailer) {
+    std::string frame;
+    le::put32(frame, kSizeTrailerMagic);
+    le::put32(frame, uint32_t(sizeof kSizeMarker - 1 + 8));
+    frame += kSizeMarker;
+    le::put64(frame, m.received);
+    st = m.out.write(frame.data(), frame.size());
+  }
   if (!st.ok()) m.error = st;
   return st;
+}
+
+uint64_t declared_size_from_trailer(const ByteSource& src) {
+  if (src.size() < kSizeTrailerBytes) return UINT64_MAX;
+  uint8_t t[kSizeTrailerBytes];
+  if (!src.read_at(src.size() - kSizeTrailerBytes, t, sizeof t).ok()) return UINT64_MAX;
+  const size_t mlen = sizeof kSizeMarker - 1;
+  if (get32(t) != kSizeTrailerMagic || get32(t + 4) != mlen + 8 ||
+      std::memcmp(t + 8, kSizeMarker, mlen) != 0)
+    return UINT64_MAX;
+  return le::u64(t + 8 + mlen);
 }
 
 Buffer::~Buffer() {

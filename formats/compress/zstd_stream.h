@@ -18,6 +18,14 @@ namespace ckptio::compress {
 constexpr uint32_t kZstdMagic = 0xFD2FB528u;
 constexpr uint32_t kSkippableMagic = 0x184D2A50u;  // 0x184D2A50..5F
 constexpr const char kInnerMarker[] = "ckptio-inner=";
+// A trailing skippable frame our writer adds: "ckptio-size=" and the u64 number of bytes the
+// stream decodes to (the frame itself cannot declare it: the size is unknown when it
+// starts). Lets a streaming reader know the size without a counting pass.
+constexpr uint32_t kSizeTrailerMagic = 0x184D2A51u;
+constexpr const char kSizeMarker[] = "ckptio-size=";
+constexpr size_t kSizeTrailerBytes = 8 + (sizeof kSizeMarker - 1) + 8;
+// The decoded size the trailer at the end of src declares, or UINT64_MAX when there is none.
+uint64_t declared_size_from_trailer(const ByteSource& src);
 
 // True when the head starts a zstd frame or a skippable frame followed by one.
 bool looks_like_zstd(const uint8_t* head, size_t n);
@@ -26,6 +34,7 @@ std::string inner_format_from_head(const uint8_t* head, size_t n);
 
 struct ZstdWriteOptions {
   int level = 3;
+  bool size_trailer = true;  // append the ckptio-size skippable frame
   unsigned threads = 1;     // zstd's own worker threads (0 or 1: none)
   std::string inner;        // written into the leading skippable frame when non-empty
 };

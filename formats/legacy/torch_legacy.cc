@@ -208,6 +208,17 @@ Result<DecodedFile> read_torch_legacy(const ByteSource& src, const LegacyReadOpt
   out.extents.resize(out.tree.storages.size());
   for (uint32_t i : order) {
     const StorageInfo& s = out.tree.storages[i];
+    if (options.defer_storage_headers) {
+      if (pos > size || size - pos < 8 || size - pos - 8 < s.nbytes)
+        return corrupt(src, "truncated: storage '" + s.key + "' needs 8 + " +
+                                std::to_string(s.nbytes) + " bytes at offset " +
+                                std::to_string(pos) + ", file has " + std::to_string(size));
+      StorageExtent x{pos + 8, s.nbytes, true, false};
+      x.count_prefixed = true;
+      out.extents[i] = x;
+      pos += 8 + s.nbytes;
+      continue;
+    }
     uint8_t count_le[8];
     if (pos > size || size - pos < 8)
       return corrupt(src, "truncated: storage '" + s.key + "' header at offset " +

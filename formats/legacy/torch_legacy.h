@@ -13,6 +13,12 @@ namespace ckptio {
 struct LegacyReadOptions {
   PickleLimits limits;
   bool allow_objects = false;
+  // For sources that are costly to skip through (a zstd stream read front to back): storage
+  // extents come from the sizes the pickle declares, checked against the file's size,
+  // without reading each storage's 8-byte element count; extents are count_prefixed and
+  // read_storage_bytes checks the count when it reads the bytes. Only for callers that
+  // read every storage through read_storage_bytes (the plain offsets skip the check).
+  bool defer_storage_headers = false;
 };
 
 // True when the head looks like the legacy magic pickle (any protocol, incl. protocol 1's

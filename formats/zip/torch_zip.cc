@@ -8,6 +8,7 @@
 
 #include "formats/pickle/pickler.h"
 #include "formats/pickle/storage_table.h"
+#include "formats/zip/le.h"
 #include "formats/zip/zip_writer.h"
 
 namespace ckptio {
@@ -180,8 +181,25 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
   return out;
 }
 
+Status check_count_prefix(const ByteSource& src, const StorageExtent& extent, DType dtype) {
+  if (!extent.count_prefixed) return Status::Ok();
+  uint8_t count_le[8];
+  if (extent.offset < 8) return corrupt(src, "storage header before offset 0");
+  CKPTIO_RETURN_IF_ERROR(src.read_at(extent.offset - 8, count_le, 8));
+  const uint64_t count = le::u64(count_le);
+  uint64_t nbytes;
+  if (__builtin_mul_overflow(count, uint64_t(dtype_size(dtype)), &nbytes) ||
+      nbytes != extent.length)
+    return corrupt(src, "storage at offset " + std::to_string(extent.offset) +
+                            " has wrong byte size: the file holds " + std::to_string(count) +
+                            " elements of " + std::string(dtype_name(dtype)) +
+                            ", the object declares " + std::to_string(extent.length) + " bytes");
+  return Status::Ok();
+}
+
 Status read_storage_bytes(const ByteSource& src, const StorageExtent& extent, DType dtype,
                           void* dst) {
+  CKPTIO_RETURN_IF_ERROR(check_count_prefix(src, extent, dtype));
   uint8_t* out = static_cast<uint8_t*>(dst);
   if (extent.method == 0) {
     CKPTIO_RETURN_IF_ERROR(src.read_at(extent.offset, out, extent.length));

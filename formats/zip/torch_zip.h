@@ -26,6 +26,9 @@ struct StorageExtent {
   // deflated bytes at `offset` that inflate to `length` bytes (plain is then false).
   uint16_t method = 0;
   uint64_t compressed_length = 0;
+  // torch-legacy read with deferred storage headers: the 8-byte element count just before
+  // `offset` was not read when the file was opened; it is checked when the bytes are read.
+  bool count_prefixed = false;
 };
 
 struct DecodedFile {
@@ -54,6 +57,9 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
 // Copies one storage's bytes (swapping when extent.byteswap) into dst (extent.length bytes).
 Status read_storage_bytes(const ByteSource& src, const StorageExtent& extent, DType dtype,
                           void* dst);
+// For a count_prefixed extent: reads the element count before it and checks it against the
+// extent's length (kCorrupt naming the file and offset); Ok for any other extent.
+Status check_count_prefix(const ByteSource& src, const StorageExtent& extent, DType dtype);
 
 // Writes bytes of storage `index` (all tree.storages[index].nbytes of them) into `out`.
 using StorageWriter = std::function<Status(uint32_t index, ByteSink& out)>;

@@ -24,6 +24,7 @@ ckptio_status decoded_open(const ckptio_host_api* host, const DecodeFn& decode,
     opts.limits = limits_from_options(options);
     opts.allow_objects = sdk::option_flag(options, "allow_objects");
     opts.verify = sdk::option_flag(options, "verify");
+    opts.defer_storage_headers = sdk::option_flag(options, "defer_storage_headers");
     auto decoded = decode(*reader->source, opts);
     if (!decoded.ok()) return to_c(host, decoded.status());
     reader->file = std::move(decoded).value();
@@ -45,6 +46,11 @@ ckptio_status decoded_read_storage(const ckptio_host_api* host, ckptio_reader* r
       return host->make_status(CKPTIO_INVALID_ARGUMENT, "read_storage: range out of bounds");
     if (offset == 0 && n == e.length)
       return to_c(host, read_storage_bytes(*reader->source, e, storages[index].dtype, dst));
+    if (e.method == 0 && !e.byteswap) {  // stored bytes: read the range alone
+      Status st = check_count_prefix(*reader->source, e, storages[index].dtype);
+      if (st.ok()) st = reader->source->read_at(e.offset + offset, dst, n);
+      return to_c(host, st);
+    }
     // A partial range of a storage that needs decoding: decode it whole, copy the range.
     std::vector<uint8_t> whole(e.length);
     Status st = read_storage_bytes(*reader->source, e, storages[index].dtype, whole.data());

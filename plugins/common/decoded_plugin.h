@@ -17,6 +17,7 @@ struct DecodedPluginOptions {
   PickleLimits limits;
   bool allow_objects = false;
   bool verify = false;
+  bool defer_storage_headers = false;  // torch-legacy inside a zstd stream (LegacyReadOptions)
 };
 
 using DecodeFn =

@@ -248,8 +248,16 @@ ckptio_status open_zstd(const ckptio_source* source, const ckptio_options* optio
   b.tensor = BuilderShim::tensor;
   b.share = BuilderShim::share;
   b.ref = BuilderShim::ref;
+  // A streamed torch-legacy file: the reader takes storage positions from the pickle's
+  // sizes instead of skipping through the stream to read each storage's count at open
+  // (counts are checked as each storage is read; every read comes through us, since the
+  // shim reports the storages as not plain). One pass over the stream instead of two.
+  std::vector<ckptio_option> items(options ? options->items : nullptr,
+                                   options ? options->items + options->count : nullptr);
+  if (stream && inner == "torch-legacy") items.push_back({"defer_storage_headers", "1"});
+  const ckptio_options inner_options{items.size(), items.data()};
   ckptio_reader* inner_reader = nullptr;
-  ckptio_status cst = r->inner->open(index, &s, options, &b, &inner_reader);
+  ckptio_status cst = r->inner->open(index, &s, &inner_options, &b, &inner_reader);
   if (cst) {
     if (inner_reader) r->inner->close(inner_reader);
     return cst;

@@ -31,6 +31,7 @@ Result<DecodedFile> decode(const ByteSource& src, const DecodedPluginOptions& o)
   LegacyReadOptions opts;
   opts.limits = o.limits;
   opts.allow_objects = o.allow_objects;
+  opts.defer_storage_headers = o.defer_storage_headers;
   return read_torch_legacy(src, opts);
 }
 

@@ -302,10 +302,11 @@ class UnmappedSource final : public ByteSource {
   const ByteSource& s_;
 };
 
-std::string zstd_of(const std::vector<uint8_t>& data) {
+std::string zstd_of(const std::vector<uint8_t>& data, bool size_trailer = true) {
   StringSink out;
   ZstdWriteOptions o;
   o.inner = "torch-legacy";
+  o.size_trailer = size_trailer;
   ZstdCompressSink z(out, o);
   EXPECT_TRUE(z.write(data.data(), data.size()).ok());
   EXPECT_TRUE(z.finish().ok());
@@ -315,10 +316,15 @@ std::string zstd_of(const std::vector<uint8_t>& data) {
 TEST(ZstdSequential, ReadsForwardAndRestartsOnlyWhenGoingBack) {
   auto data = weights(3000000, false, 20);  // 12 MB: several zstd blocks and windows
   const std::string z = zstd_of(data);
-  MemorySource mem(z.data(), z.size(), "s.pt.zst");
-  UnmappedSource unmapped(mem);  // sizes not addressable: found by a counting pass
+  const std::string bare = zstd_of(data, false);  // no size trailer
+  MemorySource mem(z.data(), z.size(), "s.pt.zst"), bare_mem(bare.data(), bare.size(), "b.zst");
+  UnmappedSource unmapped(mem);
+  UnmappedSource bare_unmapped(bare_mem);  // size known only by a counting pass
+  EXPECT_EQ(declared_size_from_trailer(mem), data.size());
+  EXPECT_EQ(declared_size_from_trailer(bare_mem), UINT64_MAX);
   for (const ByteSource* src :
-       {static_cast<const ByteSource*>(&mem), static_cast<const ByteSource*>(&unmapped)}) {
+       {static_cast<const ByteSource*>(&mem), static_cast<const ByteSource*>(&unmapped),
+        static_cast<const ByteSource*>(&bare_unmapped)}) {
     auto seq = ZstdSequentialSource::open(*src, 1ull << 30);
     ASSERT_TRUE(seq.ok()) << seq.status().message();
     ZstdSequentialSource& s = **seq;
@@ -341,6 +347,16 @@ TEST(ZstdSequential, ReadsForwardAndRestartsOnlyWhenGoingBack) {
   }
   // The limit holds with and without declared sizes; a cut stream is a clean error.
   EXPECT_EQ(ZstdSequentialSource::open(unmapped, 1 << 20).status().code(), Code::kLimit);
+  EXPECT_EQ(ZstdSequentialSource::open(bare_unmapped, 1 << 20).status().code(), Code::kLimit);
+  // A trailer that claims more than the stream holds: reads past the real end fail cleanly.
+  std::string liar = z;
+  const uint64_t more = data.size() + 1000;
+  std::memcpy(&liar[liar.size() - 8], &more, 8);
+  MemorySource liar_src(liar.data(), liar.size(), "liar.zst");
+  auto l = ZstdSequentialSource::open(liar_src, 1ull << 30);
+  ASSERT_TRUE(l.ok());
+  std::vector<uint8_t> tail(2000);
+  EXPECT_EQ((*l)->read_at(data.size() - 1000, tail.data(), tail.size()).code(), Code::kCorrupt);
   MemorySource cut(z.data(), z.size() / 2, "cut.pt.zst");
   UnmappedSource cut_unmapped(cut);
   EXPECT_EQ(ZstdSequentialSource::open(cut_unmapped, 1ull << 30).status().code(), Code::kCorrupt);

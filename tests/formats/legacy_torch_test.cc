@@ -3,6 +3,7 @@
 // read window), hostile variants (truncation at every length, bad magic, wrong protocol
 // version, wrong counts, unknown keys, tar), and our output loaded by torch.load.
 #include <cstring>
+#include <vector>
 
 #include "formats/legacy/torch_legacy.h"
 #include "tests/formats/zip_test_helpers.h"
@@ -134,6 +135,46 @@ TEST(TorchLegacy, BlobCountsAndKeysAreChecked) {
 
   // Trailing bytes after the last blob are ignored, as torch does.
   EXPECT_TRUE(read_bytes(orig + "junk", "t.pt").ok());
+}
+
+TEST(TorchLegacy, DeferredStorageHeadersAreCheckedWhenRead) {
+  // defer_storage_headers (a zstd-streamed legacy file): open reads no storage header, the
+  // extents match the eager ones, a bad element count fails when that storage is read,
+  // and truncation still fails at open.
+  CKPTIO_REQUIRE_TORCH_FIXTURES();
+  const std::string orig = fixture("sd_legacy.pt");
+  LegacyReadOptions deferred;
+  deferred.defer_storage_headers = true;
+  MemorySource src(orig.data(), orig.size(), "sd_legacy.pt");
+  Result<DecodedFile> eager = read_torch_legacy(src, {});
+  Result<DecodedFile> lazy = read_torch_legacy(src, deferred);
+  ASSERT_TRUE(eager.ok() && lazy.ok()) << lazy.status().message();
+  ASSERT_EQ(eager->extents.size(), lazy->extents.size());
+  for (size_t i = 0; i < eager->extents.size(); ++i) {
+    EXPECT_EQ(eager->extents[i].offset, lazy->extents[i].offset) << i;
+    EXPECT_TRUE(lazy->extents[i].count_prefixed);
+    std::vector<uint8_t> a(eager->extents[i].length), b(a.size());
+    const DType dt = eager->tree.storages[i].dtype;
+    ASSERT_TRUE(read_storage_bytes(src, eager->extents[i], dt, a.data()).ok());
+    ASSERT_TRUE(read_storage_bytes(src, lazy->extents[i], dt, b.data()).ok());
+    EXPECT_EQ(a, b);
+  }
+  uint64_t first_blob = UINT64_MAX;
+  size_t first = 0;
+  for (size_t i = 0; i < lazy->extents.size(); ++i)
+    if (lazy->extents[i].offset < first_blob) first_blob = lazy->extents[i].offset, first = i;
+  std::string bad = orig;
+  bad[first_blob - 8] += 1;
+  MemorySource bsrc(bad.data(), bad.size(), "c.pt");
+  Result<DecodedFile> opened = read_torch_legacy(bsrc, deferred);
+  ASSERT_TRUE(opened.ok()) << opened.status().message();
+  std::vector<uint8_t> out(opened->extents[first].length);
+  Status st = read_storage_bytes(bsrc, opened->extents[first], opened->tree.storages[first].dtype,
+                                 out.data());
+  EXPECT_EQ(st.code(), Code::kCorrupt);
+  EXPECT_NE(st.message().find("has wrong byte size"), std::string::npos) << st.message();
+  MemorySource cut(orig.data(), orig.size() - 1, "cut.pt");
+  EXPECT_EQ(read_torch_legacy(cut, deferred).status().code(), Code::kCorrupt);
 }
 
 TEST(TorchLegacy, WrittenFileLoadsInTorchAndBack) {
