@@ -46,14 +46,13 @@ struct ZstdSequentialSource::Impl {
     return Status(Code::kCorrupt, src->name() + ": " + what);
   }
 
-  Status reset() {
+  void reset() {
     ZSTD_DCtx_reset(dctx.get(), ZSTD_reset_session_only);
     ib = ZSTD_inBuffer{in.data(), 0, 0};
     in_off = 0;
     pos = 0;
     last_hint = 0;
     ended = false;
-    return Status::Ok();
   }
 
   // Decodes the next n bytes of the stream into dst (or discards them when dst is null).
@@ -117,7 +116,8 @@ Status ZstdSequentialSource::init(const ByteSource& compressed, uint64_t max_siz
   ZSTD_DCtx_setParameter(m.dctx.get(), ZSTD_d_windowLogMax, window_log);
   m.in.resize(kInputBuffer);
   m.discard.resize(kDiscardBuffer);
-  return m.reset();
+  m.reset();
+  return Status::Ok();
 }
 
 Result<std::string> ZstdSequentialSource::decode_head(const ByteSource& compressed, size_t n,
@@ -196,7 +196,7 @@ Status ZstdSequentialSource::read_at(uint64_t offset, void* dst, uint64_t n) con
     m.moved.wait_for(lock, kOrderWait, [&] { return !m.read_pending_before(offset); });
   if (offset < m.pos) {
     ++m.restarts;
-    CKPTIO_RETURN_IF_ERROR(m.reset());
+    m.reset();
   }
   Status st = m.produce(nullptr, offset - m.pos);
   if (st.ok()) st = m.produce(static_cast<uint8_t*>(dst), n);

@@ -103,6 +103,7 @@ struct ZstdReader final : Reader {
   Buffer buffer;                               // buffered mode
   std::unique_ptr<ByteSource> decoded;         // what the inner plugin reads
   ZstdSequentialSource* sequential = nullptr;  // streamed mode: decoded, as its type
+  std::vector<uint32_t> to_inner;              // host storage index -> inner plugin's
   ckptio_source inner_source{};
   const ckptio_plugin_api* inner = nullptr;
   ckptio_reader* inner_reader = nullptr;
@@ -136,32 +137,83 @@ ckptio_status open_chunked(const ckptio_source* source, const ckptio_options* op
   return nullptr;
 }
 
-// The inner plugin describes storages whose plain offsets point into our decompressed
-// buffer, not into the host's file: report them as not plain so the host asks us.
+// Between the inner plugin and the host's builder:
+//  - storages the inner plugin describes as plain point into the decompressed bytes, not
+//    into the host's file: they are reported as not plain, so the host asks us for them;
+//  - storages are handed to the host in the order of their bytes in the inner file (the
+//    host loads in storage order; a legacy file stores storages by key sorted as strings,
+//    not in the order the pickle first uses them), so that a streamed inner file is read
+//    front to back. Storages come first from the inner plugin (emit_tree): they are held
+//    until the first tree event, then passed on sorted, and tensors' storage indices are
+//    renumbered to match.
 struct BuilderShim {
-  const ckptio_builder* outer;
-  std::vector<uint64_t> offsets;  // where the inner plugin's storages start in its bytes
+  const ckptio_builder* outer = nullptr;
+  struct Held {
+    ckptio_storage_desc desc;
+    std::string key, device;
+  };
+  std::vector<Held> held;
+  bool flushed = false;
+  std::vector<uint32_t> to_host;   // inner storage index -> host storage index
+  std::vector<uint32_t> to_inner;  // host storage index -> inner storage index
+  std::vector<uint64_t> offsets;   // where the inner plugin's storages start in its bytes
+
+  ckptio_status pass_on(const Held& h, uint32_t inner_index) {
+    ckptio_storage_desc copy = h.desc;
+    copy.key = h.key.c_str();
+    copy.device = h.device.c_str();
+    copy.file_offset = CKPTIO_NOT_PLAIN;
+    if (inner_index >= to_host.size()) to_host.resize(inner_index + 1, UINT32_MAX);
+    to_host[inner_index] = uint32_t(to_inner.size());
+    to_inner.push_back(inner_index);
+    return outer->add_storage(outer->ctx, &copy);
+  }
+  ckptio_status flush() {
+    if (flushed) return nullptr;
+    flushed = true;
+    std::vector<uint32_t> order(held.size());
+    for (uint32_t i = 0; i < order.size(); ++i) order[i] = i;
+    std::stable_sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+      return held[a].desc.file_offset < held[b].desc.file_offset;  // NOT_PLAIN (max) last
+    });
+    for (uint32_t i : order)
+      if (ckptio_status st = pass_on(held[i], i)) return st;
+    held.clear();
+    return nullptr;
+  }
   static ckptio_status add_storage(void* ctx, const ckptio_storage_desc* d) {
     auto* self = static_cast<BuilderShim*>(ctx);
     if (d->file_offset != CKPTIO_NOT_PLAIN) self->offsets.push_back(d->file_offset);
-    ckptio_storage_desc copy = *d;
-    copy.file_offset = CKPTIO_NOT_PLAIN;
-    return self->outer->add_storage(self->outer->ctx, &copy);
+    Held h{*d, d->key ? d->key : "", d->device ? d->device : ""};
+    const uint32_t inner_index = uint32_t(self->held.size() + self->to_inner.size());
+    if (self->flushed) return self->pass_on(h, inner_index);
+    self->held.push_back(std::move(h));
+    return nullptr;
   }
-#define CKPTIO_FORWARD(fn, params, args)         \
-  static ckptio_status fn params {               \
-    auto* self = static_cast<BuilderShim*>(ctx); \
-    return self->outer->fn args;                 \
+#define CKPTIO_FORWARD(fn, params, args)             \
+  static ckptio_status fn params {                   \
+    auto* self = static_cast<BuilderShim*>(ctx);     \
+    if (ckptio_status st = self->flush()) return st; \
+    return self->outer->fn args;                     \
   }
   CKPTIO_FORWARD(scalar, (void* ctx, int32_t k, int64_t i, double f, const char* t, size_t n),
                  (self->outer->ctx, k, i, f, t, n))
   CKPTIO_FORWARD(begin, (void* ctx, int32_t k, uint64_t c, const char* nm, size_t nl, uint32_t fl),
                  (self->outer->ctx, k, c, nm, nl, fl))
   CKPTIO_FORWARD(end, (void* ctx), (self->outer->ctx))
-  CKPTIO_FORWARD(tensor, (void* ctx, const ckptio_tensor_desc* d), (self->outer->ctx, d))
   CKPTIO_FORWARD(share, (void* ctx, uint64_t id), (self->outer->ctx, id))
   CKPTIO_FORWARD(ref, (void* ctx, uint64_t id), (self->outer->ctx, id))
 #undef CKPTIO_FORWARD
+  static ckptio_status tensor(void* ctx, const ckptio_tensor_desc* d) {
+    auto* self = static_cast<BuilderShim*>(ctx);
+    if (ckptio_status st = self->flush()) return st;
+    ckptio_tensor_desc copy = *d;
+    if (d->storage < self->to_host.size() && self->to_host[d->storage] != UINT32_MAX)
+      copy.storage = self->to_host[d->storage];
+    else
+      copy.storage = UINT32_MAX;  // the host refuses an unknown storage, as it would have
+    return self->outer->tensor(self->outer->ctx, &copy);
+  }
 };
 
 ckptio_status decoded_read_at(void* ctx, uint64_t offset, void* dst, uint64_t n) {
@@ -238,7 +290,8 @@ ckptio_status open_zstd(const ckptio_source* source, const ckptio_options* optio
   s.size = r->decoded->size();
   s.data = r->decoded->data();
   s.read_at = decoded_read_at;
-  BuilderShim shim{builder};
+  BuilderShim shim;
+  shim.outer = builder;
   ckptio_builder b = *builder;
   b.ctx = &shim;
   b.add_storage = BuilderShim::add_storage;
@@ -263,6 +316,8 @@ ckptio_status open_zstd(const ckptio_source* source, const ckptio_options* optio
     return cst;
   }
   r->inner_reader = inner_reader;
+  if (ckptio_status fst = shim.flush()) return fst;
+  r->to_inner = std::move(shim.to_inner);
   if (r->sequential) r->sequential->expect_reads_at(std::move(shim.offsets));
   *out = as_c(r.release());
   return nullptr;
@@ -282,7 +337,9 @@ ckptio_status plugin_read_storage(ckptio_reader* reader, uint32_t index, uint64_
     Reader* base = as_reader(reader);
     if (base->format == kZstd) {
       auto* r = static_cast<ZstdReader*>(base);
-      return r->inner->read_storage(r->inner_reader, index, offset, dst, n);
+      if (index >= r->to_inner.size())
+        return g_host->make_status(CKPTIO_INVALID_ARGUMENT, "read_storage: no such storage");
+      return r->inner->read_storage(r->inner_reader, r->to_inner[index], offset, dst, n);
     }
     auto* r = static_cast<ChunkedReader*>(base);
     if (index >= r->file.records.size())
