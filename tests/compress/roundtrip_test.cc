@@ -196,6 +196,20 @@ TEST_F(CompressRoundTrip, InnerTorchLegacyIsStreamedNotBuffered) {
   EXPECT_EQ(root(z), root(path("big_legacy.pt")));
 }
 
+TEST_F(CompressRoundTrip, WriterOptionsLevelAndThreadsAreHonoured) {
+  // torch-zip-zstd's plugin options: a valid level and thread count round-trip the same
+  // tensors; a level outside zstd's range is refused by name.
+  const std::string out = path("opts.zzs");
+  CmdResult c = run(kCli + " convert " + path("zip.pt") + " " + out +
+                    " --format torch-zip-zstd --option level=5 --option threads=1");
+  ASSERT_EQ(c.status, 0) << c.out;
+  EXPECT_EQ(root(out), root(path("zip.pt")));
+  CmdResult bad = run(kCli + " convert " + path("zip.pt") + " " + path("bad.zzs") +
+                      " --format torch-zip-zstd --option level=99");
+  EXPECT_EQ(bad.status, 1) << bad.out;
+  EXPECT_NE(bad.out.find("zstd level 99"), std::string::npos) << bad.out;
+}
+
 TEST_F(CompressRoundTrip, CorruptChunkNamesRecordAndChunk) {
   const std::string good = path("c.zzs");
   convert(path("zip.pt"), good, "torch-zip-zstd");
