@@ -60,11 +60,19 @@ LoadStateDictReport load_state_dict(torch::nn::Module& module, const StateDict& 
   return detail::load_state_dict_into(model, class_name(module), state, options);
 }
 
+LoadStateDictReport load_state_dict(torch::nn::Module& module, const std::string& path,
+                                    const StateDictFileOptions& options) {
+  std::vector<std::pair<std::string, torch::Tensor>> model;
+  collect(module, "", model);
+  return detail::load_state_dict_from_file(model, class_name(module), path, options);
+}
+
 namespace detail {
 
-LoadStateDictReport load_state_dict_into(
+LoadStateDictReport plan_state_dict_load(
     const std::vector<std::pair<std::string, torch::Tensor>>& model,
-    const std::string& module_class, const StateDict& state, const LoadStateDictOptions& options) {
+    const std::string& module_class, const StateDict& state, const LoadStateDictOptions& options,
+    std::vector<PlannedCopy>& plan) {
   std::vector<std::pair<std::regex, std::string>> renames;
   for (const auto& [pattern, rep] : options.renames) {
     try {
@@ -73,17 +81,17 @@ LoadStateDictReport load_state_dict_into(
       throw Error(Code::kInvalidArgument, "rename pattern '" + pattern + "': " + e.what());
     }
   }
-  std::unordered_map<std::string, torch::Tensor> ckpt;
+  std::unordered_map<std::string, size_t> ckpt;  // key after the rules -> index in `state`
   std::vector<std::string> ckpt_order;
-  for (const auto& item : state) {
-    std::string k = transform_key(item.key(), options, renames);
-    if (!ckpt.emplace(k, item.value()).second)
+  for (size_t i = 0; i < state.size(); ++i) {
+    std::string k = transform_key(state[i].key(), options, renames);
+    if (!ckpt.emplace(k, i).second)
       throw Error(Code::kInvalidArgument,
                   "two checkpoint keys map to '" + k + "' after prefix and rename rules");
     ckpt_order.push_back(k);
   }
   LoadStateDictReport report;
-  std::vector<std::pair<torch::Tensor, torch::Tensor>> plan;  // (model tensor, source)
+  plan.clear();
   std::unordered_map<std::string, bool> in_model;
   for (const auto& [key, dst] : model) {
     in_model[key] = true;
@@ -92,7 +100,7 @@ LoadStateDictReport load_state_dict_into(
       report.missing_keys.push_back(key);
       continue;
     }
-    torch::Tensor src = it->second;
+    torch::Tensor src = state[it->second].value();
     // PyTorch's backward-compatibility rule: a 0-dim parameter accepts a 1-element vector.
     if (dst.dim() == 0 && src.dim() == 1 && src.numel() == 1) src = src[0];
     if (src.sizes() != dst.sizes()) {
@@ -109,7 +117,7 @@ LoadStateDictReport load_state_dict_into(
       }
       report.dtype_casts.push_back(key);
     }
-    plan.emplace_back(dst, src);
+    plan.push_back(PlannedCopy{dst, src, it->second, key});
   }
   for (const auto& k : ckpt_order)
     if (!in_model.count(k)) report.unexpected_keys.push_back(k);
@@ -128,18 +136,27 @@ LoadStateDictReport load_state_dict_into(
     for (const auto& m : report.mismatched) msg << "\n\t" << m.message();
     throw Error(Code::kInvalidArgument, msg.str());
   }
+  return report;
+}
 
+void apply_planned_copy(const PlannedCopy& c, bool assign) {
   torch::NoGradGuard no_grad;
-  for (auto& [dst, src] : plan) {
-    if (options.assign) {
-      // Share the checkpoint's storage when it already has the module tensor's dtype and
-      // device (no copy); otherwise convert first.
-      torch::Tensor s = src.to(dst.device(), dst.scalar_type());
-      dst.set_(s);
-    } else {
-      dst.copy_(src);
-    }
+  if (assign) {
+    // Share the checkpoint's storage when it already has the module tensor's dtype and
+    // device (no copy); otherwise convert first.
+    torch::Tensor s = c.src.to(c.dst.device(), c.dst.scalar_type());
+    c.dst.set_(s);
+  } else {
+    c.dst.copy_(c.src);
   }
+}
+
+LoadStateDictReport load_state_dict_into(
+    const std::vector<std::pair<std::string, torch::Tensor>>& model,
+    const std::string& module_class, const StateDict& state, const LoadStateDictOptions& options) {
+  std::vector<PlannedCopy> plan;
+  LoadStateDictReport report = plan_state_dict_load(model, module_class, state, options, plan);
+  for (const PlannedCopy& c : plan) apply_planned_copy(c, options.assign);
   return report;
 }
 

@@ -166,4 +166,13 @@ LoadStateDictReport load_state_dict(torch::jit::Module& module, const StateDict&
   return detail::load_state_dict_into(model, cls, state, options);
 }
 
+LoadStateDictReport load_state_dict(torch::jit::Module& module, const std::string& path,
+                                    const StateDictFileOptions& options) {
+  std::vector<std::pair<std::string, torch::Tensor>> model;
+  collect(module, "", model);
+  std::string cls = "RecursiveScriptModule";
+  if (auto t = module.type(); t && t->name()) cls = t->name()->name();
+  return detail::load_state_dict_from_file(model, cls, path, options);
+}
+
 }  // namespace ckptio

@@ -7,6 +7,7 @@
 #include "ckptio/torch.h"
 #include "cuda_bridge.h"
 #include "dtype_map.h"
+#include "host/torch/torch_checkpoint_impl.h"
 
 namespace ckptio {
 namespace {
@@ -66,58 +67,68 @@ void visit(const ValuePtr& v, const std::string& path, std::unordered_set<const 
 
 }  // namespace
 
-struct TorchCheckpoint::Impl {
-  std::unique_ptr<Reader> reader;
-  TorchLoadOptions options;
-  std::mutex mu;
-  std::unordered_map<uint32_t, c10::Storage> storages;           // per (storage, device)
-  std::unordered_map<const Value*, torch::Tensor> tensors;       // materialized nodes
-  std::unordered_set<const Value*> selected;                     // tensors the filter keeps
-  bool filtered = false;
+bool TorchCheckpoint::Impl::keep(const std::string& path) const {
+  if (!options.filter_glob.empty() && !glob_match(options.filter_glob.c_str(), path.c_str()))
+    return false;
+  if (options.filter && !options.filter(path)) return false;
+  return true;
+}
 
-  bool keep(const std::string& path) const {
-    if (!options.filter_glob.empty() && !glob_match(options.filter_glob.c_str(), path.c_str()))
-      return false;
-    if (options.filter && !options.filter(path)) return false;
-    return true;
-  }
-
-  c10::Storage storage(uint32_t index) {
-    auto it = storages.find(index);
+c10::Storage TorchCheckpoint::Impl::storage(uint32_t index) {
+  auto it = storages.find(index);
+  if (it != storages.end()) return it->second;
+  const StorageInfo& info = reader->tree().storages.at(index);
+  torch::Device device = options.map_location.resolve(info.device);
+  if (device.is_cuda()) {  // lazy tensors too go file -> pinned ring -> device when possible
+    torch_adapter::load_cuda_storages(*reader, {index}, options.map_location, options.base,
+                                      storages);
+    it = storages.find(index);
     if (it != storages.end()) return it->second;
-    const StorageInfo& info = reader->tree().storages.at(index);
-    torch::Device device = options.map_location.resolve(info.device);
-    if (device.is_cuda()) {  // lazy tensors too go file -> pinned ring -> device when possible
-      torch_adapter::load_cuda_storages(*reader, {index}, options.map_location, options.base,
-                                        storages);
-      it = storages.find(index);
-      if (it != storages.end()) return it->second;
-    }
-    StorageBytes bytes = reader->storage(index);
-    auto owner = std::make_shared<StorageBytes>(bytes);
-    auto* holder = new std::shared_ptr<StorageBytes>(owner);
-    torch::Tensor base = torch::from_blob(
-        const_cast<uint8_t*>(bytes.data), {static_cast<int64_t>(bytes.size)},
-        [holder](void*) { delete holder; }, torch::TensorOptions().dtype(torch::kUInt8));
-    if (!device.is_cpu()) base = base.to(device);  // once per storage: sharing survives
-    c10::Storage s = base.storage();
-    storages.emplace(index, s);
-    return s;
   }
+  StorageBytes bytes = reader->storage(index);
+  auto owner = std::make_shared<StorageBytes>(bytes);
+  auto* holder = new std::shared_ptr<StorageBytes>(owner);
+  torch::Tensor base = torch::from_blob(
+      const_cast<uint8_t*>(bytes.data), {static_cast<int64_t>(bytes.size)},
+      [holder](void*) { delete holder; }, torch::TensorOptions().dtype(torch::kUInt8));
+  if (!device.is_cpu()) base = base.to(device);  // once per storage: sharing survives
+  c10::Storage s = base.storage();
+  storages.emplace(index, s);
+  return s;
+}
 
-  torch::Tensor materialize(const ValuePtr& node) {
-    auto it = tensors.find(node.get());
-    if (it != tensors.end()) return it->second;
-    const TensorMeta& m = node->tensor;
-    c10::ScalarType st = torch_adapter::to_scalar_type(m.dtype, reader->path());
-    c10::Storage s = storage(m.storage);
-    torch::Tensor t = torch::empty({0}, torch::TensorOptions().dtype(st).device(s.device()));
-    t.set_(s, m.storage_offset, m.shape, m.strides);
-    if (m.requires_grad && c10::isFloatingType(st)) t.set_requires_grad(true);
-    tensors.emplace(node.get(), t);
-    return t;
-  }
-};
+torch::Tensor TorchCheckpoint::Impl::materialize(const ValuePtr& node) {
+  auto it = tensors.find(node.get());
+  if (it != tensors.end()) return it->second;
+  const TensorMeta& m = node->tensor;
+  c10::ScalarType st = torch_adapter::to_scalar_type(m.dtype, reader->path());
+  c10::Storage s = storage(m.storage);
+  torch::Tensor t = torch::empty({0}, torch::TensorOptions().dtype(st).device(s.device()));
+  t.set_(s, m.storage_offset, m.shape, m.strides);
+  if (m.requires_grad && c10::isFloatingType(st)) t.set_requires_grad(true);
+  tensors.emplace(node.get(), t);
+  return t;
+}
+
+std::vector<std::pair<std::string, ValuePtr>> TorchCheckpoint::Impl::entries(
+    const ValuePtr& root) const {
+  std::vector<std::pair<std::string, ValuePtr>> found;
+  // A state_dict lists tied tensors under each name: visit per entry, not per node.
+  std::function<void(const ValuePtr&, const std::string&, int)> go =
+      [&](const ValuePtr& v, const std::string& path, int depth) {
+        if (!v || depth > 10000) return;
+        if (v->kind == Kind::kTensor) {
+          found.emplace_back(path, v);
+        } else if (v->kind == Kind::kDict) {
+          for (const auto& [k, val] : v->entries) go(val, join(path, key_text(*k)), depth + 1);
+        } else if (v->kind == Kind::kList || v->kind == Kind::kTuple) {
+          for (size_t i = 0; i < v->items.size(); ++i)
+            go(v->items[i], join(path, std::to_string(i)), depth + 1);
+        }
+      };
+  go(root, "", 0);
+  return found;
+}
 
 TorchCheckpoint::TorchCheckpoint(std::shared_ptr<Impl> impl) : impl_(std::move(impl)) {}
 
@@ -217,22 +228,9 @@ StateDict TorchCheckpoint::state_dict(const std::string& dotted_path) {
   if (!root)
     throw Error(Code::kNotFound, impl_->reader->path() + ": nothing at '" + dotted_path + "'");
   StateDict sd;
-  std::unordered_set<const Value*> seen_nodes;
   std::vector<std::pair<std::string, ValuePtr>> found;
-  // A state_dict lists tied tensors under each name: visit per entry, not per node.
-  std::function<void(const ValuePtr&, const std::string&, int)> go =
-      [&](const ValuePtr& v, const std::string& path, int depth) {
-        if (!v || depth > 10000) return;
-        if (v->kind == Kind::kTensor) {
-          if (!impl_->filtered || impl_->selected.count(v.get())) found.emplace_back(path, v);
-        } else if (v->kind == Kind::kDict) {
-          for (const auto& [k, val] : v->entries) go(val, join(path, key_text(*k)), depth + 1);
-        } else if (v->kind == Kind::kList || v->kind == Kind::kTuple) {
-          for (size_t i = 0; i < v->items.size(); ++i)
-            go(v->items[i], join(path, std::to_string(i)), depth + 1);
-        }
-      };
-  go(root, "", 0);
+  for (auto& [path, node] : impl_->entries(root))
+    if (!impl_->filtered || impl_->selected.count(node.get())) found.emplace_back(path, node);
   for (auto& [path, node] : found) sd.insert(path, tensor(node));
   return sd;
 }

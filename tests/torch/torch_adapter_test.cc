@@ -152,6 +152,158 @@ TEST_F(TorchAdapter, PrefixRenameDtypeAndAssignOptions) {
   EXPECT_EQ(net->fc1->weight.data_ptr(), sd["fc1.weight"].data_ptr());
 }
 
+// ---- load_state_dict straight from a file ---------------------------------------------------
+
+TEST_F(TorchAdapter, StateDictFileIsReadIntoTheModulesOwnMemory) {
+  TutorialNet ref;
+  load_state_dict(*ref, load(file("cnn.pt"), cpu()).state_dict("model_state_dict"));
+  TorchCheckpoint io = load(file("io.pt"), cpu());
+  for (std::string name : {"cnn.pt", "cnn_legacy.pt"}) {
+    TutorialNet net;
+    std::vector<torch::Tensor> params = net->parameters();
+    std::vector<void*> memory;
+    std::vector<int64_t> versions;
+    for (const auto& p : params) {
+      memory.push_back(p.data_ptr());
+      versions.push_back(p._version());
+    }
+    StateDictFileOptions o;
+    if (name == "cnn.pt") o.state_dict_path = "model_state_dict";  // a training checkpoint
+    LoadStateDictReport r = load_state_dict(*net, file(name), o);
+    EXPECT_TRUE(r.ok()) << name;
+    EXPECT_TRUE(r.dtype_casts.empty()) << name;
+    EXPECT_EQ(r.read_in_place.size(), 10u) << name;  // every tensor, no checkpoint copy
+    std::vector<torch::Tensor> expected = ref->parameters();
+    ASSERT_EQ(params.size(), expected.size());
+    for (size_t i = 0; i < params.size(); ++i) {
+      EXPECT_TRUE(torch::equal(params[i], expected[i])) << name << " #" << i;
+      EXPECT_EQ(params[i].data_ptr(), memory[i]) << name << " #" << i;  // read in place
+      EXPECT_GT(params[i]._version(), versions[i]) << name << " #" << i;  // as copy_ would
+    }
+    net->eval();
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(torch::allclose(net->forward(io.tensor("input")), io.tensor("output"), 1e-5, 1e-6))
+        << name;
+  }
+}
+
+TEST_F(TorchAdapter, StateDictFileReadsLargeTensorsInPiecesOnAnyThreadCount) {
+  TorchCheckpoint big = load(file("big.pt"), cpu());  // 21 MB: two 16 MiB pieces and a bias
+  for (int threads : {1, 2, 3}) {
+    torch::nn::Linear lin(2500, 2100);
+    StateDictFileOptions o;
+    o.load.base.threads = threads;
+    LoadStateDictReport r = load_state_dict(*lin, file("big.pt"), o);
+    EXPECT_TRUE(r.ok()) << threads;
+    EXPECT_EQ(r.read_in_place, (std::vector<std::string>{"weight", "bias"})) << threads;
+    EXPECT_TRUE(torch::equal(lin->weight, big.tensor("weight"))) << threads;
+    EXPECT_TRUE(torch::equal(lin->bias, big.tensor("bias"))) << threads;
+  }
+}
+
+TEST_F(TorchAdapter, StateDictFileConvertsWhatCannotBeReadInPlace) {
+  // A transposed (column-major) view is copied through a checkpoint tensor; a dense slice at
+  // a storage offset is still read in place.
+  TorchCheckpoint views = load(file("views.pt"), cpu());
+  torch::nn::Linear lin(400, 120);
+  void* bias_memory = lin->bias.data_ptr();
+  LoadStateDictReport r = load_state_dict(*lin, file("views.pt"));
+  EXPECT_TRUE(r.ok());
+  EXPECT_EQ(r.read_in_place, std::vector<std::string>{"bias"});
+  EXPECT_TRUE(torch::equal(lin->weight, views.tensor("weight")));
+  EXPECT_TRUE(torch::equal(lin->bias, views.tensor("bias")));
+  EXPECT_EQ(lin->bias.data_ptr(), bias_memory);
+
+  // Casts (a float64 file) and compressed storages (torch-zip-zstd) go the same way.
+  StateDict sd = load(file("cnn.pt"), cpu()).state_dict("model_state_dict");
+  StateDict f64;
+  for (const auto& item : sd) f64.insert(item.key(), item.value().to(torch::kFloat64));
+  ckptio::save(file("cnn_f64.pt"), f64);
+  SaveOptions zstd;
+  zstd.format = "torch-zip-zstd";
+  ckptio::save(file("cnn.zst.pt"), sd, zstd);
+  for (std::string name : {"cnn_f64.pt", "cnn.zst.pt"}) {
+    TutorialNet net;
+    r = load_state_dict(*net, file(name));
+    EXPECT_TRUE(r.ok()) << name;
+    EXPECT_TRUE(r.read_in_place.empty()) << name;
+    EXPECT_EQ(r.dtype_casts.size(), name == "cnn_f64.pt" ? 10u : 0u) << name;
+    EXPECT_EQ(net->fc1->weight.scalar_type(), torch::kFloat32);
+    EXPECT_TRUE(torch::allclose(net->fc1->weight, sd["fc1.weight"])) << name;
+    EXPECT_TRUE(torch::equal(net->fc3->bias, sd["fc3.bias"])) << name;
+  }
+  StateDictFileOptions refuse;
+  refuse.load_state_dict.dtype_policy = DTypePolicy::kRefuse;
+  TutorialNet net;
+  EXPECT_THROW(load_state_dict(*net, file("cnn_f64.pt"), refuse), Error);
+
+  // assign: the module takes the checkpoint's (here: mapped) storages.
+  StateDictFileOptions assign;
+  assign.state_dict_path = "model_state_dict";
+  assign.load_state_dict.assign = true;
+  assign.load.base.zero_copy = true;
+  void* before = net->fc1->weight.data_ptr();
+  r = load_state_dict(*net, file("cnn.pt"), assign);
+  EXPECT_TRUE(r.ok());
+  EXPECT_TRUE(r.read_in_place.empty());
+  EXPECT_NE(net->fc1->weight.data_ptr(), before);
+  EXPECT_TRUE(torch::equal(net->fc1->weight, sd["fc1.weight"]));
+}
+
+TEST_F(TorchAdapter, StateDictFileIsCheckedBeforeAnythingIsWritten) {
+  TutorialNet net;
+  torch::Tensor before = net->conv1->weight.clone();
+  try {
+    load_state_dict(*net, file("dp.pt"));  // keys carry DataParallel's "module." prefix
+    FAIL() << "strict load must fail";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_NE(m.find("Error(s) in loading state_dict for TutorialNetImpl"), std::string::npos) << m;
+    EXPECT_NE(m.find("Missing key(s) in state_dict: \"conv1.weight\""), std::string::npos) << m;
+    EXPECT_NE(m.find("Unexpected key(s) in state_dict: \"module.conv1.weight\""),
+              std::string::npos)
+        << m;
+  }
+  EXPECT_TRUE(torch::equal(before, net->conv1->weight));
+
+  // Prefix rules and the file filter: only fc* is taken, the rest is reported missing.
+  StateDictFileOptions o;
+  o.load_state_dict.strip_prefixes = {"module."};
+  o.load_state_dict.strict = false;
+  o.load.filter_glob = "module.fc*";
+  LoadStateDictReport r = load_state_dict(*net, file("dp.pt"), o);
+  EXPECT_EQ(r.missing_keys, (std::vector<std::string>{"conv1.weight", "conv1.bias",
+                                                      "conv2.weight", "conv2.bias"}));
+  EXPECT_TRUE(r.unexpected_keys.empty());
+  EXPECT_TRUE(torch::equal(before, net->conv1->weight));
+  EXPECT_TRUE(torch::equal(net->fc1->weight, load(file("dp.pt"), cpu()).tensor("module.fc1.weight")));
+
+  auto error_of = [&](const std::string& path, const StateDictFileOptions& opts) {
+    try {
+      load_state_dict(*net, path, opts);
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  StateDictFileOptions missing;
+  missing.state_dict_path = "model";
+  std::string m = error_of(file("cnn.pt"), missing);
+  EXPECT_NE(m.find(file("cnn.pt") + ": nothing at 'model'"), std::string::npos) << m;
+  StateDictFileOptions scalar;
+  scalar.state_dict_path = "epoch";
+  m = error_of(file("cnn.pt"), scalar);
+  EXPECT_NE(m.find("'epoch' is a"), std::string::npos) << m;
+  EXPECT_NE(m.find("not a state_dict"), std::string::npos) << m;
+
+  // A file cut short: refused with its name, whether at open or while reading.
+  std::string cut = file("cut.pt");
+  fs::copy_file(file("cnn_legacy.pt"), cut, fs::copy_options::overwrite_existing);
+  fs::resize_file(cut, fs::file_size(cut) - 1000);
+  m = error_of(cut, StateDictFileOptions{});
+  EXPECT_NE(m.find(cut), std::string::npos) << m;
+}
+
 TEST_F(TorchAdapter, MapLocationFollowsTorchLoad) {
   // Saved tag cuda:1, no CUDA here: the default keeps the tag and fails, naming it and the fix.
   try {

@@ -239,6 +239,18 @@ TEST(WeightSwap, NewCheckpointIntoScriptedModule) {
   EXPECT_NE(r.out.find("again"), std::string::npos) << r.out;
 }
 
+TEST(WeightSwap, NewCheckpointFileReadIntoScriptedModule) {
+  torch::jit::Module m = ckptio::load_script_module(w("scripted.pt"));
+  torch::Tensor weight = ckptio::script_state_dict(m)["head.weight"];
+  void* before = weight.data_ptr();
+  EXPECT_TRUE(ckptio::load_state_dict(m, w("new_sd.pt")).ok());
+  EXPECT_EQ(ckptio::script_state_dict(m)["head.weight"].data_ptr(), before);  // in place
+  torch::NoGradGuard ng;
+  m.eval();
+  torch::Tensor got = m.forward({input()}).toTensor();
+  EXPECT_TRUE(torch::allclose(got, read_f32(w("new_expected.f32"), {5, 2}), 1e-6, 1e-6));
+}
+
 TEST(WeightSwap, SharedValidation) {
   torch::jit::Module m = ckptio::load_script_module(w("scripted.pt"));
   ckptio::TorchLoadOptions lo;

@@ -6,6 +6,9 @@ dp.pt        the CNN state_dict with DataParallel's "module." prefix
 cuda_tag.pt  a state_dict whose storages are tagged 'cuda:1' (torch.save's location_tag
              patched: this machine has no GPU, the bytes are ordinary)
 tied.pt      {"a": w, "b": w (same tensor), "c": w[1:] (view), "d": other}
+cnn_legacy.pt  the CNN state_dict in the legacy (pre-1.6) format
+big.pt       nn.Linear(2500, 2100).state_dict() (21 MB: read in several 16 MiB pieces)
+views.pt     {"w": a column-major view of a 120x400 tensor, "b": a slice at offset 5}
 """
 import collections
 import os
@@ -38,6 +41,14 @@ def main():
     finally:
         torch.serialization.location_tag = orig
     torch.save(lin.state_dict(), os.path.join(out, "linear.pt"))
+
+    torch.save(net.state_dict(), os.path.join(out, "cnn_legacy.pt"),
+               _use_new_zipfile_serialization=False)
+    torch.manual_seed(1)
+    torch.save(nn.Linear(2500, 2100).state_dict(), os.path.join(out, "big.pt"))
+    # fc1's shapes, stored as views that cannot be read straight into a dense tensor.
+    torch.save({"weight": torch.randn(400, 120).t(), "bias": torch.randn(125)[5:]},
+               os.path.join(out, "views.pt"))
 
     w = torch.arange(12.0).reshape(3, 4)
     torch.save({"a": w, "b": w, "c": w[1:], "d": torch.ones(2)}, os.path.join(out, "tied.pt"))

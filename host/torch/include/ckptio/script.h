@@ -62,5 +62,8 @@ StateDict script_state_dict(const torch::jit::Module& module);
 // stripping, renames, dtype policy, assign).
 LoadStateDictReport load_state_dict(torch::jit::Module& module, const StateDict& state,
                                     const LoadStateDictOptions& options = {});
+// ... and straight from a checkpoint file, reading in place as the torch::nn::Module overload.
+LoadStateDictReport load_state_dict(torch::jit::Module& module, const std::string& path,
+                                    const StateDictFileOptions& options = {});
 
 }  // namespace ckptio

@@ -128,6 +128,9 @@ struct LoadStateDictReport {
   std::vector<std::string> unexpected_keys;
   std::vector<Mismatch> mismatched;        // skipped (strict: reported in the error)
   std::vector<std::string> dtype_casts;  // keys whose values were cast
+  // Loading from a file: keys whose bytes were read straight into the module's memory (the
+  // others went through a checkpoint tensor: casts, views, compressed storages, CUDA, assign).
+  std::vector<std::string> read_in_place;
   bool ok() const { return missing_keys.empty() && unexpected_keys.empty() && mismatched.empty(); }
 };
 
@@ -137,6 +140,29 @@ struct LoadStateDictReport {
 // already); non-strict loads what matches and returns the report.
 LoadStateDictReport load_state_dict(torch::nn::Module& module, const StateDict& state,
                                     const LoadStateDictOptions& options = {});
+
+struct StateDictFileOptions {
+  // Where the state_dict sits in the file, as a dotted path: "" for a file that is one (what
+  // torch.save(model.state_dict()) writes), "model_state_dict" inside a training checkpoint.
+  std::string state_dict_path;
+  LoadStateDictOptions load_state_dict;  // strict, key rules, dtype policy, assign
+  // format, threads, verify, registry, filter (on paths from the file's root). lazy does not
+  // apply; map_location only applies with assign (otherwise the module's devices decide).
+  TorchLoadOptions load;
+};
+
+// load_state_dict straight from a checkpoint file, with the same rules, report and messages
+// as load_state_dict(module, state). The file's structure is checked against the module
+// first (strict: nothing is written on a mismatch). Then each CPU module tensor that
+// already has the checkpoint's dtype and a dense layout is filled by reading its bytes from
+// the file directly into the module's memory, on `load.base.threads` threads: no
+// intermediate tensors, so peak memory is the model's, and the copy runs at file read()
+// speed. Other tensors (casts, CUDA modules, compressed storages, assign) are read into
+// checkpoint tensors first and copied. A read error after validation (e.g. a file
+// truncated under us) throws naming the tensor and leaves the module partly loaded, as
+// PyTorch's load_state_dict does when a copy fails.
+LoadStateDictReport load_state_dict(torch::nn::Module& module, const std::string& path,
+                                    const StateDictFileOptions& options = {});
 
 // The module's state_dict as Python writes it: keys in Python's order (each module's
 // parameters, then buffers, then children), detached tensors, and the _metadata entries.

@@ -1,0 +1,162 @@
+// load_state_dict straight from a file: the module is checked against the file's structure
+// (meta tensors stand in for the checkpoint's, so nothing is read yet), then each tensor's
+// bytes go from the file into the module's own memory. Loading a model this way needs no
+// second copy of it in memory, and the module's pages are already faulted in, so the copy
+// runs at read() speed rather than at the kernel's rate of handing out fresh pages.
+#include <algorithm>
+#include <atomic>
+#include <mutex>
+#include <thread>
+
+#include "dtype_map.h"
+#include "host/torch/load_state_dict_core.h"
+#include "host/torch/torch_checkpoint_impl.h"
+
+namespace ckptio::detail {
+namespace {
+
+constexpr uint64_t kPiece = 16u << 20;  // unit of parallel reading (as the host's loader)
+
+std::string join_path(const std::string& a, const std::string& b) {
+  return a.empty() ? b : a + "." + b;
+}
+
+// Whether the view covers numel() consecutive elements in row-major order.
+bool dense_row_major(const TensorMeta& m) {
+  int64_t expected = 1;
+  for (size_t d = m.shape.size(); d-- > 0;) {
+    if (m.shape[d] != 1 && m.strides[d] != expected) return false;
+    expected *= m.shape[d];
+  }
+  return true;
+}
+
+// Whether the checkpoint bytes of `m` can be read straight into `dst` unchanged.
+bool readable_in_place(const torch::Tensor& dst, c10::ScalarType src_type, const TensorMeta& m,
+                       const Reader& reader) {
+  return dst.device().is_cpu() && dst.layout() == torch::kStrided && !dst.is_quantized() &&
+         !dst.is_inference() && dst.is_contiguous() && dst.scalar_type() == src_type &&
+         dst.numel() == m.numel() && !m.conj && !m.neg && dense_row_major(m) &&
+         reader.plain(m.storage);
+}
+
+struct Piece {
+  size_t entry;  // index into the checkpoint entries (for messages)
+  uint32_t storage;
+  uint64_t offset;  // bytes into the storage
+  uint8_t* dst;
+  uint64_t n;
+};
+
+// Reads every piece on `threads` threads; the first failure is thrown naming its tensor.
+void read_pieces(Reader& reader, const std::vector<Piece>& pieces,
+                 const std::vector<std::pair<std::string, ValuePtr>>& entries, int threads) {
+  unsigned n = threads > 0 ? static_cast<unsigned>(threads)
+                           : std::max(1u, std::thread::hardware_concurrency());
+  n = static_cast<unsigned>(std::min<size_t>(n, pieces.size()));
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  Status first;
+  size_t first_entry = 0;
+  auto work = [&] {
+    for (size_t k; (k = next.fetch_add(1)) < pieces.size() && !failed.load();) {
+      const Piece& p = pieces[k];
+      Status st = reader.read_range(p.storage, p.offset, p.dst, p.n);
+      if (st.ok()) continue;
+      std::lock_guard<std::mutex> lock(mu);
+      if (first.ok()) {
+        first = st;
+        first_entry = p.entry;
+      }
+      failed = true;
+    }
+  };
+  std::vector<std::thread> pool;
+  for (unsigned t = 1; t < n; ++t) pool.emplace_back(work);
+  work();
+  for (auto& t : pool) t.join();
+  if (!first.ok())
+    throw Error(first.code(), first.message() + " (reading '" + entries[first_entry].first +
+                                  "' into the module, which may now be partly loaded)");
+}
+
+}  // namespace
+
+LoadStateDictReport load_state_dict_from_file(
+    const std::vector<std::pair<std::string, torch::Tensor>>& model,
+    const std::string& module_class, const std::string& path, const StateDictFileOptions& options) {
+  const LoadStateDictOptions& rules = options.load_state_dict;
+  auto impl = std::make_shared<TorchCheckpoint::Impl>();
+  LoadOptions base = options.load.base;
+  base.load_data = false;
+  impl->reader = Reader::open(path, base);
+  impl->options = options.load;
+  // Without assign, sources only pass through host memory on their way to the module's
+  // tensors, whatever device they were saved from.
+  if (!rules.assign) impl->options.map_location = MapLocation("cpu");
+  TorchCheckpoint checkpoint(impl);
+  const std::string& where = options.state_dict_path;
+  ValuePtr root = checkpoint.find(where);
+  if (!root) throw Error(Code::kNotFound, path + ": nothing at '" + where + "'");
+  if (root->kind != Kind::kDict)
+    throw Error(Code::kInvalidArgument,
+                path + ": '" + where + "' is a " + kind_name(root->kind) + ", not a state_dict");
+  bool filtered = !options.load.filter_glob.empty() || options.load.filter;
+  std::vector<std::pair<std::string, ValuePtr>> entries;
+  for (auto& e : impl->entries(root))
+    if (!filtered || impl->keep(join_path(where, e.first))) entries.push_back(std::move(e));
+
+  // The checkpoint's tensors as meta tensors: shapes and dtypes for the usual rules, no data.
+  StateDict meta;
+  for (const auto& [key, node] : entries) {
+    const TensorMeta& m = node->tensor;
+    c10::ScalarType st = torch_adapter::to_scalar_type(m.dtype, path);
+    meta.insert(key, torch::empty_strided(m.shape, m.strides,
+                                          torch::TensorOptions().dtype(st).device(torch::kMeta)));
+  }
+  std::vector<PlannedCopy> plan;
+  LoadStateDictReport report = plan_state_dict_load(model, module_class, meta, rules, plan);
+
+  std::vector<Piece> pieces;
+  std::vector<torch::Tensor> filled;  // module tensors written in place
+  std::vector<const PlannedCopy*> staged;
+  for (const PlannedCopy& c : plan) {
+    const TensorMeta& m = entries[c.state_index].second->tensor;
+    if (rules.assign || !readable_in_place(c.dst, c.src.scalar_type(), m, *impl->reader)) {
+      staged.push_back(&c);
+      continue;
+    }
+    uint64_t elem = c.dst.element_size();
+    uint64_t n = static_cast<uint64_t>(m.numel()) * elem;
+    auto* dst = static_cast<uint8_t*>(c.dst.data_ptr());
+    for (uint64_t o = 0; o < n; o += kPiece)
+      pieces.push_back(Piece{c.state_index, m.storage,
+                             static_cast<uint64_t>(m.storage_offset) * elem + o, dst + o,
+                             std::min(kPiece, n - o)});
+    filled.push_back(c.dst);
+    report.read_in_place.push_back(c.key);
+  }
+  read_pieces(*impl->reader, pieces, entries, base.threads);
+  // In-place writes bypass copy_, so advance the version counters as copy_ would (autograd
+  // then refuses stale saved tensors).
+  for (torch::Tensor& t : filled) t.unsafeGetTensorImpl()->bump_version();
+
+  if (!staged.empty()) {
+    std::vector<uint32_t> storages;
+    for (const PlannedCopy* c : staged)
+      storages.push_back(entries[c->state_index].second->tensor.storage);
+    std::sort(storages.begin(), storages.end());
+    storages.erase(std::unique(storages.begin(), storages.end()), storages.end());
+    impl->reader->read_storages(storages);  // in parallel
+    std::lock_guard<std::mutex> lock(impl->mu);
+    for (const PlannedCopy* c : staged) {
+      torch::Tensor src = impl->materialize(entries[c->state_index].second);
+      if (c->src.dim() == 0 && src.dim() == 1) src = src[0];  // PyTorch's 0-dim rule
+      apply_planned_copy(PlannedCopy{c->dst, src, c->state_index, c->key}, rules.assign);
+    }
+  }
+  return report;
+}
+
+}  // namespace ckptio::detail
