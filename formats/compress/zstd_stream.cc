@@ -208,6 +208,11 @@ Result<Buffer> zstd_decompress_bounded(const ByteSource& src, uint64_t max_size)
   uint64_t cap = all_declared ? std::max<uint64_t>(declared, 1)
                               : std::min<uint64_t>(max_size, std::max<uint64_t>(
                                                                  src.size() * 4, 1u << 20));
+  // Our writer's size trailer gives the exact size of streamed frames (which declare none).
+  // Only a first capacity: a wrong trailer costs a regrowth, never a wrong result. One spare
+  // byte, since a full buffer is grown before the input left (the trailer frame) is read.
+  if (uint64_t hint = declared_size_from_trailer(src); !all_declared && hint < max_size)
+    cap = hint + 1;
   CKPTIO_RETURN_IF_ERROR(out.reserve(std::max<uint64_t>(cap, 1)));
   std::unique_ptr<ZSTD_DCtx, size_t (*)(ZSTD_DCtx*)> dctx(ZSTD_createDCtx(), ZSTD_freeDCtx);
   if (!dctx) return Status(Code::kLimit, "out of memory creating a zstd context");

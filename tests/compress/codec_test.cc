@@ -390,6 +390,29 @@ TEST(ZstdSequential, ConcurrentReadsOfConsecutiveRangesAreAllCorrect) {
   }
 }
 
+TEST(ZstdStream, BufferedDecodeAllocatesTheTrailersSizeOnce) {
+  auto data = weights(3000000, false, 21);
+  std::string z = zstd_of(data);
+  MemorySource mem(z.data(), z.size(), "s.pt.zst");
+  UnmappedSource unmapped(mem);  // not addressable: the frames' sizes are not summed
+  auto r = zstd_decompress_bounded(unmapped, 1ull << 30);
+  ASSERT_TRUE(r.ok()) << r.status().message();
+  ASSERT_EQ(r->size(), data.size());
+  EXPECT_EQ(std::memcmp(r->data(), data.data(), data.size()), 0);
+  EXPECT_EQ(r->capacity(), (data.size() + 1 + 4095) / 4096 * 4096);  // exact, no regrowth
+
+  // A trailer that lies low only costs regrowth: every byte is still decoded.
+  std::string lying = z;
+  uint64_t small = 1000;
+  std::memcpy(&lying[lying.size() - 8], &small, 8);
+  MemorySource lying_mem(lying.data(), lying.size(), "lying.zst");
+  UnmappedSource lying_unmapped(lying_mem);
+  auto l = zstd_decompress_bounded(lying_unmapped, 1ull << 30);
+  ASSERT_TRUE(l.ok()) << l.status().message();
+  ASSERT_EQ(l->size(), data.size());
+  EXPECT_EQ(std::memcmp(l->data(), data.data(), data.size()), 0);
+}
+
 TEST(ZstdStream, DeclaredSizeOverLimitIsRefusedBeforeAllocation) {
   std::string frame("\x28\xb5\x2f\xfd\xc0\x58", 6);
   uint64_t huge = 1ull << 50;
