@@ -6,6 +6,10 @@
 //
 // Each input (a Python torch.save state_dict) is loaded once with ckptio_torch; its tensors
 // are then written by LibTorch to build/…/<name>.pickle_save.pt and .torch_save.pt.
+//
+// Also: loading the input into an existing model (a module mirroring the state_dict, its
+// memory already touched, as a constructed model's is) with ckptio::load_state_dict(module,
+// file), against ckptio::load followed by load_state_dict(module, state_dict).
 #include <benchmark/benchmark.h>
 #include <torch/script.h>
 #include <torch/serialize.h>
@@ -52,6 +56,25 @@ std::vector<char> read_all(const std::string& path) {
   return std::vector<char>(std::istreambuf_iterator<char>(f), {});
 }
 
+// A module whose parameters mirror a state_dict's keys ("layers.0.attn.q.weight" becomes
+// submodules layers -> 0 -> attn -> q with a parameter "weight"), initialized with copies.
+std::shared_ptr<torch::nn::Module> mirror(const ckptio::StateDict& sd) {
+  auto root = std::make_shared<torch::nn::Module>();
+  for (const auto& item : sd) {
+    torch::nn::Module* m = root.get();
+    std::string key = item.key();
+    for (size_t dot; (dot = key.find('.')) != std::string::npos; key = key.substr(dot + 1)) {
+      std::string name = key.substr(0, dot);
+      auto children = m->named_children();
+      if (!children.contains(name))
+        m->register_module(name, std::make_shared<torch::nn::Module>());
+      m = m->named_children()[name].get();
+    }
+    m->register_parameter(key, item.value().clone());
+  }
+  return root;
+}
+
 void report(benchmark::State& s, const Inputs& in) {
   s.SetBytesProcessed(s.iterations() * in.bytes);
   s.counters["tensors"] = static_cast<double>(in.tensors);
@@ -84,6 +107,30 @@ int main(int argc, char** argv) {
       for (auto _ : s) {
         ckptio::TorchCheckpoint c = ckptio::load(in->pickle_file, o);
         benchmark::DoNotOptimize(c.tree().root);
+      }
+      report(s, *in);
+    });
+    reg("ckptio_load_state_dict_file", [in, path](benchmark::State& s) {
+      ckptio::TorchLoadOptions o;
+      o.map_location = "cpu";
+      auto model = mirror(ckptio::load(path, o).state_dict());
+      for (auto _ : s) {
+        ckptio::LoadStateDictReport r = ckptio::load_state_dict(*model, path);
+        if (r.read_in_place.size() != static_cast<size_t>(in->tensors))
+          s.SkipWithError("not every tensor was read in place");
+      }
+      report(s, *in);
+    });
+    reg("ckptio_load_then_load_state_dict", [in, path](benchmark::State& s) {
+      ckptio::TorchLoadOptions o;
+      o.map_location = "cpu";
+      auto model = mirror(ckptio::load(path, o).state_dict());
+      for (auto _ : s) {
+        ckptio::StateDict sd = ckptio::load(path, o).state_dict();
+        ckptio::load_state_dict(*model, sd);
+        s.PauseTiming();  // freeing the loaded copy is not timed (as in every load here)
+        sd = ckptio::StateDict();
+        s.ResumeTiming();
       }
       report(s, *in);
     });

@@ -2,9 +2,12 @@
 
   torch_peer.py --repeat N FILE...   -> one JSON object per line:
   {"file", "op": "torch.load", "best_s", "median_s", "bytes"}
-Each measurement loads the whole file into memory (map_location='cpu'); the page cache is
+Each measurement loads the whole file into memory (map_location='cpu'); for a state_dict
+file, model.load_state_dict(torch.load(f)) into a module mirroring it is timed too (op
+"torch.load+load_state_dict"); the page cache is
 warm (one untimed load first); freeing the loaded object is not timed. torch.save is timed too, to a temporary file beside the
-input, without fsync (as ckptio's save benchmark).
+input, without fsync (as ckptio's save benchmark): before each save, untimed, the previous
+output is removed and dirty pages are flushed (os.sync).
 """
 import argparse
 import json
@@ -32,10 +35,28 @@ def storage_bytes(obj, seen=None):
     return 0
 
 
-def timed(fn, repeat):
-    """Best and median seconds of fn(); freeing its result is not timed (as in C++)."""
+def mirror(sd):
+    """A module whose parameters mirror a state_dict's keys, initialized with copies (its
+    memory touched, as a constructed model's is)."""
+    root = torch.nn.Module()
+    for key, value in sd.items():
+        *path, leaf = key.split(".")
+        m = root
+        for name in path:
+            if name not in m._modules:
+                m.add_module(name, torch.nn.Module())
+            m = m._modules[name]
+        m.register_parameter(leaf, torch.nn.Parameter(value.clone(), requires_grad=False))
+    return root
+
+
+def timed(fn, repeat, before=None):
+    """Best and median seconds of fn(); freeing its result and before() are not timed (as in
+    C++)."""
     times = []
     for _ in range(repeat):
+        if before:
+            before()
         t0 = time.perf_counter()
         result = fn()
         times.append(time.perf_counter() - t0)
@@ -60,10 +81,27 @@ def main():
             legacy = f.endswith(".legacy.pt")
             with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(f))) as d:
                 out = os.path.join(d, "out.pt")
+
+                def settle():
+                    # A new file into a settled page cache, as ckptio's save benchmark: no
+                    # freeing of the previous output, no throttling behind earlier writeback.
+                    if os.path.exists(out):
+                        os.remove(out)
+                    os.sync()
+
                 best, med = timed(lambda: torch.save(
-                    obj, out, _use_new_zipfile_serialization=not legacy), a.repeat)
+                    obj, out, _use_new_zipfile_serialization=not legacy), a.repeat, settle)
             print(json.dumps({"file": f, "op": "torch.save", "best_s": best, "median_s": med,
                               "bytes": nbytes}), flush=True)
+        # Last: the model's memory, once freed, stays in this process's heap, where later
+        # allocations reuse it without page faults (bench/run.py runs one process per file).
+        if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+            model = mirror(obj)
+            best, med = timed(lambda: model.load_state_dict(torch.load(f, map_location="cpu")),
+                              a.repeat)
+            print(json.dumps({"file": f, "op": "torch.load+load_state_dict", "best_s": best,
+                              "median_s": med, "bytes": nbytes}), flush=True)
+            del model
         del obj
 
 
