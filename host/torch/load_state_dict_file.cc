@@ -7,6 +7,7 @@
 #include <atomic>
 #include <mutex>
 #include <thread>
+#include <unordered_set>
 
 #include "dtype_map.h"
 #include "host/torch/load_state_dict_core.h"
@@ -121,9 +122,15 @@ LoadStateDictReport load_state_dict_from_file(
   std::vector<Piece> pieces;
   std::vector<torch::Tensor> filled;  // module tensors written in place
   std::vector<const PlannedCopy*> staged;
+  // Module tensors sharing memory (tied weights) are loaded one after another in the plan's
+  // order, as PyTorch's copies are (the last one wins): only the first may be read in place,
+  // in parallel with everything else; the rest are staged, and staged copies run after.
+  std::unordered_set<const void*> memory_seen;
   for (const PlannedCopy& c : plan) {
     const TensorMeta& m = entries[c.state_index].second->tensor;
-    if (rules.assign || !readable_in_place(c.dst, c.src.scalar_type(), m, *impl->reader)) {
+    bool shared = c.dst.has_storage() && !memory_seen.insert(c.dst.storage().data()).second;
+    if (rules.assign || shared ||
+        !readable_in_place(c.dst, c.src.scalar_type(), m, *impl->reader)) {
       staged.push_back(&c);
       continue;
     }

@@ -250,6 +250,36 @@ TEST_F(TorchAdapter, StateDictFileConvertsWhatCannotBeReadInPlace) {
   EXPECT_TRUE(torch::equal(net->fc1->weight, sd["fc1.weight"]));
 }
 
+TEST_F(TorchAdapter, StateDictFileKeepsPyTorchsOrderForTiedModuleTensors) {
+  // Two submodules share one weight; the file holds different values under both names. As
+  // with PyTorch's sequential copies, the last name wins, and both paths agree.
+  auto tied = [] {
+    auto root = std::make_shared<torch::nn::Module>();
+    torch::Tensor w = torch::zeros({64, 64});
+    for (const char* name : {"a", "b"}) {
+      auto m = root->register_module(name, std::make_shared<torch::nn::Module>());
+      m->register_parameter("weight", w);
+    }
+    return root;
+  };
+  StateDict sd;
+  sd.insert("a.weight", torch::full({64, 64}, 1.0f));
+  sd.insert("b.weight", torch::full({64, 64}, 2.0f));
+  ckptio::save(file("tied_module.pt"), sd);
+  auto from_memory = tied();
+  load_state_dict(*from_memory, sd);
+  for (int threads : {1, 2}) {
+    auto from_file = tied();
+    StateDictFileOptions o;
+    o.load.base.threads = threads;
+    LoadStateDictReport r = load_state_dict(*from_file, file("tied_module.pt"), o);
+    EXPECT_EQ(r.read_in_place, std::vector<std::string>{"a.weight"});
+    EXPECT_TRUE(torch::equal(from_file->named_parameters()["a.weight"],
+                             from_memory->named_parameters()["a.weight"]));
+    EXPECT_EQ(from_file->named_parameters()["a.weight"][0][0].item<float>(), 2.0f);
+  }
+}
+
 TEST_F(TorchAdapter, StateDictFileIsCheckedBeforeAnythingIsWritten) {
   TutorialNet net;
   torch::Tensor before = net->conv1->weight.clone();
