@@ -157,22 +157,26 @@ StateDict script_state_dict(const torch::jit::Module& module) {
   return sd;
 }
 
+namespace {
+// PyTorch's name for the module in "Error(s) in loading state_dict for <class>".
+std::string script_class_name(const torch::jit::Module& module) {
+  if (auto t = module.type(); t && t->name()) return t->name()->name();
+  return "RecursiveScriptModule";
+}
+}  // namespace
+
 LoadStateDictReport load_state_dict(torch::jit::Module& module, const StateDict& state,
                                     const LoadStateDictOptions& options) {
   std::vector<std::pair<std::string, torch::Tensor>> model;
   collect(module, "", model);
-  std::string cls = "RecursiveScriptModule";
-  if (auto t = module.type(); t && t->name()) cls = t->name()->name();
-  return detail::load_state_dict_into(model, cls, state, options);
+  return detail::load_state_dict_into(model, script_class_name(module), state, options);
 }
 
 LoadStateDictReport load_state_dict(torch::jit::Module& module, const std::string& path,
                                     const StateDictFileOptions& options) {
   std::vector<std::pair<std::string, torch::Tensor>> model;
   collect(module, "", model);
-  std::string cls = "RecursiveScriptModule";
-  if (auto t = module.type(); t && t->name()) cls = t->name()->name();
-  return detail::load_state_dict_from_file(model, cls, path, options);
+  return detail::load_state_dict_from_file(model, script_class_name(module), path, options);
 }
 
 }  // namespace ckptio
