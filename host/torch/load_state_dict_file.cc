@@ -150,12 +150,18 @@ LoadStateDictReport load_state_dict_from_file(
   for (torch::Tensor& t : filled) t.unsafeGetTensorImpl()->bump_version();
 
   if (!staged.empty()) {
+    // Host-bound storages are read up front, in parallel. Those map_location sends to a
+    // device (assign only) are left to materialize, which reads them straight there; reading
+    // them here too would read them twice.
     std::vector<uint32_t> storages;
-    for (const PlannedCopy* c : staged)
-      storages.push_back(entries[c->state_index].second->tensor.storage);
+    for (const PlannedCopy* c : staged) {
+      uint32_t index = entries[c->state_index].second->tensor.storage;
+      const std::string& tag = impl->reader->tree().storages.at(index).device;
+      if (impl->options.map_location.resolve(tag).is_cpu()) storages.push_back(index);
+    }
     std::sort(storages.begin(), storages.end());
     storages.erase(std::unique(storages.begin(), storages.end()), storages.end());
-    impl->reader->read_storages(storages);  // in parallel
+    impl->reader->read_storages(storages);
     std::lock_guard<std::mutex> lock(impl->mu);
     for (const PlannedCopy* c : staged) {
       torch::Tensor src = impl->materialize(entries[c->state_index].second);
