@@ -68,6 +68,17 @@ void load_file(benchmark::State& state, const std::string& path, bool zero_copy,
   report(state, f);
 }
 
+// Untimed, before each write of `out`: every save writes a new file into a settled page
+// cache, as the Python peer does. The previous output is removed and dirty pages are
+// flushed, so no side pays for the kernel freeing the old file or throttling behind
+// writeback of earlier runs (on this VM those alone varied a 1 GiB save from 0.2 s to 2 s).
+void settle_before_write(benchmark::State& state, const std::string& out) {
+  state.PauseTiming();
+  std::filesystem::remove(out);
+  ::sync();
+  state.ResumeTiming();
+}
+
 void save_file(benchmark::State& state, const std::string& path, const std::string& format) {
   FileFacts f = facts(path);
   LoadOptions lo;
@@ -78,14 +89,7 @@ void save_file(benchmark::State& state, const std::string& path, const std::stri
   so.format = format;
   so.fsync = false;  // fsync is reported separately (disk, not ckptio)
   for (auto _ : state) {
-    // Each save writes a new file into a settled page cache, as the Python peer does: the
-    // previous output is removed and dirty pages are flushed untimed, so neither side pays
-    // for the kernel freeing the old file or throttling behind writeback of earlier runs
-    // (on this VM those alone varied a 1 GiB save from 0.2 s to 2 s).
-    state.PauseTiming();
-    std::filesystem::remove(out);
-    ::sync();
-    state.ResumeTiming();
+    settle_before_write(state, out);
     save(out, c, so);
   }
   std::filesystem::remove(out);
@@ -119,10 +123,7 @@ void write_limit(benchmark::State& state, const std::string& path) {
   std::vector<char> buf(f.storage_bytes, 1);  // pre-faulted
   std::string out = path + ".bench-write";
   for (auto _ : state) {
-    state.PauseTiming();
-    std::filesystem::remove(out);
-    ::sync();
-    state.ResumeTiming();
+    settle_before_write(state, out);
     int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) {
       state.SkipWithError("cannot create the output file");
