@@ -81,7 +81,7 @@ TEST_P(Truncated, EveryBoundaryFailsCleanly) {
     size_t at = cuts[i][0];
     std::string path = dir + "/cut_" + std::to_string(at) + ".pt";
     write_file(path, whole.substr(0, at));
-    std::string out_dir = scratch("truncated_out");
+    std::string out_dir = scratch("truncated_out_" + fmt);  // per format: ctest runs both at once
     RunResult r =
         run({cli(), "convert", path, out_dir + "/out.pt", "--format", "torch-zip"}, kTimeoutS);
     EXPECT_TRUE(fails_cleanly(r, path)) << "cut at " << at;
