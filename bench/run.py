@@ -84,7 +84,7 @@ def main():
                      get("limit_memcpy"), get("limit_read"), get("torch.save"),
                      get("ckptio_save_torch_legacy" if n.endswith(".legacy.pt")
                          else "ckptio_save_torch_zip"), get("limit_write"),
-                     get("limit_fresh_copy_t2")))
+                     get("limit_fresh_copy_t2"), get("limit_write_no_prealloc")))
 
     gbps = lambda nbytes, s: nbytes / s / 1e9 if s and s == s and s > 0 else float("nan")
     lines = [
@@ -96,15 +96,15 @@ def main():
         "| file | MiB | tensors | torch.load s | ckptio load s (1 thr / 2 thr / zero-copy) | "
         "speedup vs torch.load (2 thr) | ckptio GB/s | memcpy GB/s | read() GB/s | "
         "copy load / memcpy | fresh-memory limit s | copy load / that limit | zero-copy / torch.load | torch.save s | ckptio save s | save speedup | "
-        "write() s | save / write() |",
-        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "write() s (preallocated / not) | save / write() |",
+        "|---|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
-    for (n, nbytes, tensors, tl, c1, c2, zc, mc, rd, ts, cs, wr, fr) in rows:
+    for (n, nbytes, tensors, tl, c1, c2, zc, mc, rd, ts, cs, wr, fr, wn) in rows:
         lines.append(
             f"| {n} | {nbytes / 2**20:.0f} | {int(tensors)} | {tl:.3f} | {c1:.3f} / {c2:.3f} / {zc:.4f} | "
             f"**{tl / c2:.1f}x** | {gbps(nbytes, c2):.2f} | {gbps(nbytes, mc):.2f} | "
             f"{gbps(nbytes, rd):.2f} | {mc / c2:.2f} | {fr:.3f} | {fr / c2:.2f} | {zc / tl * 100:.1f}% | {ts:.3f} | "
-            f"{cs:.3f} | {ts / cs:.1f}x | {wr:.3f} | {wr / cs:.2f} |")
+            f"{cs:.3f} | {ts / cs:.1f}x | {wr:.3f} / {wn:.3f} | {wr / cs:.2f} |")
     # LibTorch's own loaders on the same tensors (files LibTorch itself wrote).
     lt_bin = os.path.join(os.path.dirname(a.bench), "libtorch_peer_bench")
     if os.path.exists(lt_bin):

@@ -90,6 +90,7 @@ Status AtomicFileSink::write_fully(const void* data, uint64_t n) {
     if (w == 0) return Status(Code::kIo, path_ + ": write made no progress");
     p += w;
     n -= static_cast<uint64_t>(w);
+    written_ += static_cast<uint64_t>(w);
   }
   return Status::Ok();
 }
@@ -112,8 +113,24 @@ Status AtomicFileSink::write(const void* data, uint64_t n) {
   return write_fully(data, n);
 }
 
+void AtomicFileSink::reserve(uint64_t bytes) {
+  if (fd_ < 0 || committed_ || bytes <= written_ + buffer_.size() || bytes > uint64_t(INT64_MAX))
+    return;
+  // The fallocate system call, not posix_fallocate: where the file system cannot preallocate,
+  // glibc's fallback writes zeros, which costs what preallocation was meant to save.
+  // KEEP_SIZE: until commit the file is exactly what was written. Errors (EOPNOTSUPP, ENOSPC
+  // for a hint larger than a compressed output needs) leave ordinary writes to do the work;
+  // a failed call may still have allocated some blocks, so commit trims either way.
+  reserved_ = bytes;
+  (void)::fallocate(fd_, FALLOC_FL_KEEP_SIZE, 0, off_t(bytes));
+}
+
 Status AtomicFileSink::commit() {
   CKPTIO_RETURN_IF_ERROR(flush_buffer());
+  // Blocks preallocated past the end stay allocated until a truncate, even one to the same
+  // size; a save whose output came out smaller than the hint (compression) frees them here.
+  if (reserved_ > written_ && ::ftruncate(fd_, off_t(written_)) != 0)
+    return Status(Code::kIo, path_ + ": cannot trim preallocated space: " + std::strerror(errno));
   if (fsync_ && ::fsync(fd_) != 0)
     return Status(Code::kIo, path_ + ": fsync failed: " + std::strerror(errno));
   if (::close(fd_) != 0) {

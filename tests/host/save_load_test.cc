@@ -1,6 +1,7 @@
 // Saving and loading through the plugins from C++: round trips, sharing, zero copy,
 // buffers, and atomic replacement when a save fails.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 
 #include <filesystem>
 
@@ -105,6 +106,17 @@ TEST_P(SaveLoad, FailedSaveLeavesOldFileAndNoTemporary) {
   }
   EXPECT_EQ(testing::read_file(path("a.pt")), before);
   EXPECT_TRUE(leftovers().empty());
+}
+
+// save() preallocates the storages' bytes plus a margin; the file must not keep the margin.
+TEST_P(SaveLoad, SavedFileKeepsNoPreallocatedSpace) {
+  SaveOptions so;
+  so.format = GetParam();
+  save(path("a.pt"), testing::small_checkpoint(), so);
+  struct stat st {};
+  ASSERT_EQ(::stat(path("a.pt").c_str(), &st), 0);
+  EXPECT_LT(uint64_t(st.st_blocks) * 512, 64u << 10) << "file of " << st.st_size << " bytes";
+  EXPECT_NO_THROW(load(path("a.pt")));
 }
 
 TEST_P(SaveLoad, SaveIntoMissingDirectoryFailsCleanly) {
