@@ -22,8 +22,7 @@ namespace {
 
 // The marker record names the container version; an older or newer one is refused by name
 // rather than failing later on a record it cannot parse.
-Status check_codec_record(const ByteSource& src) {
-  CKPTIO_ASSIGN_OR_RETURN(ZipReader zip, ZipReader::open(src));
+Status check_codec_record(const ByteSource& src, const ZipReader& zip) {
   const ZipEntry* e = zip.find(kCodecRecord);
   if (!e)
     return Status(Code::kCorrupt, src.name() + ": no record '" + zip.prefix() + "/" + kCodecRecord +
@@ -70,7 +69,7 @@ Result<TorchZipZstdFile> read_torch_zip_zstd(const ByteSource& src, const ZipRea
     x.compressed_length = e.compressed_size;
     return x;
   };
-  CKPTIO_RETURN_IF_ERROR(check_codec_record(src));
+  opts.check_archive = [&src](const ZipReader& zip) { return check_codec_record(src, zip); };
   CKPTIO_ASSIGN_OR_RETURN(out.file, read_torch_zip(src, opts));
   if (out.records.size() != out.file.tree.storages.size())
     return Status(Code::kInternal, src.name() + ": record index count mismatch");

@@ -105,6 +105,7 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
                   src.name() +
                       ": is a TorchScript archive (torch.jit.save); read it with the "
                       "torchscript format or torch::jit::load");
+  if (options.check_archive) CKPTIO_RETURN_IF_ERROR(options.check_archive(zip));
   CKPTIO_RETURN_IF_ERROR(read_version(src, zip).status());
   CKPTIO_ASSIGN_OR_RETURN(const bool big, read_big_endian(src, zip));
 

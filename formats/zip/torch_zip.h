@@ -45,6 +45,9 @@ struct ZipReadOptions {
   // of the size and method checks; returns the storage's extent (plain = false).
   std::function<Result<StorageExtent>(const ZipEntry& record, const StorageInfo& storage)>
       locate_record;
+  // Optional: called once the zip directory is parsed, before data.pkl, so that a format
+  // built on this layout checks its own records without parsing the directory again.
+  std::function<Status(const ZipReader& zip)> check_archive;
 };
 
 // True when the archive is a TorchScript archive (has <prefix>/constants.pkl).

@@ -226,6 +226,34 @@ TEST_F(CompressRoundTrip, CorruptChunkNamesRecordAndChunk) {
   EXPECT_NE(r.out.find("record 'archive/data/0' chunk 0 of 1"), std::string::npos) << r.out;
 }
 
+// The marker record names the container version: another version is refused by name, and a
+// file without the record is not taken for torch-zip-zstd.
+TEST_F(CompressRoundTrip, CodecRecordOfAnotherVersionIsRefusedByName) {
+  const std::string good = path("v.zzs");
+  convert(path("zip.pt"), good, "torch-zip-zstd");
+  std::string bytes = read_file(good);
+  const std::string marker = "ckptio-chunked-zstd 2\n";
+  size_t at = bytes.find(marker);
+  ASSERT_NE(at, std::string::npos);
+  bytes[at + marker.size() - 2] = '7';
+  const std::string future = path("v.future.zzs");
+  write_file(future, bytes);
+  CmdResult r = run(kCli + " inspect --json --input-format torch-zip-zstd " + future);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("v.future.zzs: record 'archive/.data/ckptio_codec' says 'ckptio-chunked-zstd 7'; "
+                       "this reader knows 'ckptio-chunked-zstd 2'"),
+            std::string::npos)
+      << r.out;
+
+  const std::string plain = path("v.plain.pt");
+  convert(path("zip.pt"), plain, "torch-zip");
+  r = run(kCli + " inspect --json --input-format torch-zip-zstd " + plain);
+  EXPECT_EQ(r.status, 1) << r.out;
+  EXPECT_NE(r.out.find("no record 'archive/.data/ckptio_codec' (not a torch-zip-zstd file?)"),
+            std::string::npos)
+      << r.out;
+}
+
 TEST_F(CompressRoundTrip, TruncatedZstdIsACleanError) {
   const std::string z = path("trunc.pt.zst");
   convert(path("zip.pt"), z, "zstd");
