@@ -18,10 +18,6 @@ namespace {
 
 constexpr uint64_t kPiece = 16u << 20;  // unit of parallel reading (as the host's loader)
 
-std::string join_path(const std::string& a, const std::string& b) {
-  return a.empty() ? b : a + "." + b;
-}
-
 // Whether the view covers numel() consecutive elements in row-major order.
 bool dense_row_major(const TensorMeta& m) {
   int64_t expected = 1;
@@ -106,7 +102,7 @@ LoadStateDictReport load_state_dict_from_file(
   bool filtered = !options.load.filter_glob.empty() || options.load.filter;
   std::vector<std::pair<std::string, ValuePtr>> entries;
   for (auto& e : impl->entries(root))
-    if (!filtered || impl->keep(join_path(where, e.first))) entries.push_back(std::move(e));
+    if (!filtered || impl->keep(dotted_path(where, e.first))) entries.push_back(std::move(e));
 
   // The checkpoint's tensors as meta tensors: shapes and dtypes for the usual rules, no data.
   StateDict meta;

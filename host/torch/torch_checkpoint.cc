@@ -44,8 +44,6 @@ std::string key_text(const Value& k) {
   }
 }
 
-std::string join(const std::string& a, const std::string& b) { return a.empty() ? b : a + "." + b; }
-
 // Visits tensors under `v` with dotted paths (dict keys and list indices), each node once.
 template <class Fn>
 void visit(const ValuePtr& v, const std::string& path, std::unordered_set<const Value*>& seen,
@@ -56,10 +54,10 @@ void visit(const ValuePtr& v, const std::string& path, std::unordered_set<const 
     case Kind::kList:
     case Kind::kTuple:
       for (size_t i = 0; i < v->items.size(); ++i)
-        visit(v->items[i], join(path, std::to_string(i)), seen, fn, depth + 1);
+        visit(v->items[i], dotted_path(path, std::to_string(i)), seen, fn, depth + 1);
       break;
     case Kind::kDict:
-      for (const auto& [k, val] : v->entries) visit(val, join(path, key_text(*k)), seen, fn, depth + 1);
+      for (const auto& [k, val] : v->entries) visit(val, dotted_path(path, key_text(*k)), seen, fn, depth + 1);
       break;
     default: break;
   }
@@ -120,10 +118,10 @@ std::vector<std::pair<std::string, ValuePtr>> TorchCheckpoint::Impl::entries(
         if (v->kind == Kind::kTensor) {
           found.emplace_back(path, v);
         } else if (v->kind == Kind::kDict) {
-          for (const auto& [k, val] : v->entries) go(val, join(path, key_text(*k)), depth + 1);
+          for (const auto& [k, val] : v->entries) go(val, dotted_path(path, key_text(*k)), depth + 1);
         } else if (v->kind == Kind::kList || v->kind == Kind::kTuple) {
           for (size_t i = 0; i < v->items.size(); ++i)
-            go(v->items[i], join(path, std::to_string(i)), depth + 1);
+            go(v->items[i], dotted_path(path, std::to_string(i)), depth + 1);
         }
       };
   go(root, "", 0);

@@ -14,6 +14,11 @@
 
 namespace ckptio {
 
+// The dotted path of `name` under `prefix` ("" at the root), as state_dict keys are named.
+inline std::string dotted_path(const std::string& prefix, const std::string& name) {
+  return prefix.empty() ? name : prefix + "." + name;
+}
+
 struct TorchCheckpoint::Impl {
   std::unique_ptr<Reader> reader;
   TorchLoadOptions options;
