@@ -57,7 +57,8 @@ void visit(const ValuePtr& v, const std::string& path, std::unordered_set<const 
         visit(v->items[i], dotted_path(path, std::to_string(i)), seen, fn, depth + 1);
       break;
     case Kind::kDict:
-      for (const auto& [k, val] : v->entries) visit(val, dotted_path(path, key_text(*k)), seen, fn, depth + 1);
+      for (const auto& [k, val] : v->entries)
+        visit(val, dotted_path(path, key_text(*k)), seen, fn, depth + 1);
       break;
     default: break;
   }
@@ -118,7 +119,8 @@ std::vector<std::pair<std::string, ValuePtr>> TorchCheckpoint::Impl::entries(
         if (v->kind == Kind::kTensor) {
           found.emplace_back(path, v);
         } else if (v->kind == Kind::kDict) {
-          for (const auto& [k, val] : v->entries) go(val, dotted_path(path, key_text(*k)), depth + 1);
+          for (const auto& [k, val] : v->entries)
+            go(val, dotted_path(path, key_text(*k)), depth + 1);
         } else if (v->kind == Kind::kList || v->kind == Kind::kTuple) {
           for (size_t i = 0; i < v->items.size(); ++i)
             go(v->items[i], dotted_path(path, std::to_string(i)), depth + 1);

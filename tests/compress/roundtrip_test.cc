@@ -240,9 +240,10 @@ TEST_F(CompressRoundTrip, CodecRecordOfAnotherVersionIsRefusedByName) {
   write_file(future, bytes);
   CmdResult r = run(kCli + " inspect --json --input-format torch-zip-zstd " + future);
   EXPECT_EQ(r.status, 1) << r.out;
-  EXPECT_NE(r.out.find("v.future.zzs: record 'archive/.data/ckptio_codec' says 'ckptio-chunked-zstd 7'; "
-                       "this reader knows 'ckptio-chunked-zstd 2'"),
-            std::string::npos)
+  EXPECT_NE(
+      r.out.find("v.future.zzs: record 'archive/.data/ckptio_codec' says 'ckptio-chunked-zstd 7'; "
+                 "this reader knows 'ckptio-chunked-zstd 2'"),
+      std::string::npos)
       << r.out;
 
   const std::string plain = path("v.plain.pt");
