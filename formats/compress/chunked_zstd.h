@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "formats/compress/byte_group.h"
-#include "formats/compress/worker_pool.h"
+#include "formats/worker_pool.h"
 #include "formats/io.h"
 #include "formats/status.h"
 

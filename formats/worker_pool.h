@@ -9,7 +9,7 @@
 #include <thread>
 #include <vector>
 
-namespace ckptio::compress {
+namespace ckptio {
 
 class WorkerPool {
  public:
@@ -40,4 +40,4 @@ class WorkerPool {
   bool stop_ = false;
 };
 
-}  // namespace ckptio::compress
+}  // namespace ckptio

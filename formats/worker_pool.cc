@@ -1,8 +1,8 @@
-#include "formats/compress/worker_pool.h"
+#include "formats/worker_pool.h"
 
 #include <algorithm>
 
-namespace ckptio::compress {
+namespace ckptio {
 
 WorkerPool::WorkerPool(unsigned threads) {
   if (threads == 0) threads = std::max(1u, std::thread::hardware_concurrency());
@@ -70,4 +70,4 @@ void WorkerPool::run(size_t n, const std::function<void(size_t, unsigned)>& fn) 
   fn_ = nullptr;
 }
 
-}  // namespace ckptio::compress
+}  // namespace ckptio
