@@ -5,6 +5,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,8 @@
 #include "formats/status.h"
 
 namespace ckptio {
+
+class WorkerPool;
 
 // Where one record's local header, extras and data go: PyTorch's detail::getOffset /
 // getPadding (spec 2.3). Exposed so tests can check the ZIP64 cases without writing 4 GiB.
@@ -28,6 +31,7 @@ ZipLocalLayout zip_local_layout(uint64_t header_offset, uint64_t full_name_len, 
 class ZipWriter {
  public:
   ZipWriter(ByteSink& sink, std::string prefix, uint32_t alignment = 64);
+  ~ZipWriter();
 
   // Writes a whole record "<prefix>/<name>".
   Status add(const std::string& name, const void* data, uint64_t size);
@@ -61,6 +65,7 @@ class ZipWriter {
   Status begin_record(const std::string& name, uint64_t size, const Coding* coding);
   Status emit(const void* data, uint64_t n);
   Status fail(Code code, const std::string& what);
+  WorkerPool* crc_pool();
 
   ByteSink& sink_;
   std::string prefix_;
@@ -72,7 +77,9 @@ class ZipWriter {
   uint32_t open_crc_ = 0;
   bool open_encoded_ = false;  // CRC given by add_encoded(), not computed
   bool finished_ = false;
-  Status error_;  // the first failure; every later call returns it
+  Status error_;                          // the first failure; every later call returns it
+  std::unique_ptr<WorkerPool> crc_pool_;  // 2 threads: the caller writes, the other checksums
+  bool no_crc_thread_ = false;            // none could be started: checksum inline
 };
 
 }  // namespace ckptio

@@ -9,6 +9,8 @@
 #include <chrono>
 #include <map>
 #include <random>
+#include <set>
+#include <thread>
 
 #include "formats/zip/zip_reader.h"
 #include "tests/formats/zip_test_helpers.h"
@@ -174,15 +176,29 @@ TEST(ZipWriter, PythonZipfileAcceptsOutput) {
   EXPECT_EQ(recs, order.size() * files.size());
 }
 
+// A sink that keeps the bytes and notes every thread that wrote to it.
+struct ThreadNotingSink final : ByteSink {
+  Status write(const void* data, uint64_t n) override {
+    out.append(static_cast<const char*>(data), n);
+    threads.insert(std::this_thread::get_id());
+    return Status::Ok();
+  }
+  std::string out;
+  std::set<std::thread::id> threads;
+};
+
 TEST(ZipWriter, LargeWritesGetTheSameCrcAsSmallOnes) {
-  // Writes of 4 MiB and more are checksummed on a second thread and combined; the record's
-  // CRC must be the CRC of its bytes whatever the mix of large and small writes.
+  // Writes of 256 KiB and more are checksummed on a second thread and combined; the record's
+  // CRC must be the CRC of its bytes whatever the mix of large and small writes, and every
+  // write reaches the sink from the calling thread.
   const std::string data = random_bytes(13u << 20, 7);
   const uint32_t want = crc32_update(0, data.data(), data.size());
+  const size_t k = 256u << 10;
   for (const std::vector<size_t>& pieces :
-       {std::vector<size_t>{data.size()}, {100, 5u << 20, 1000, data.size() - (5u << 20) - 1100},
-        {4u << 20, 4u << 20, data.size() - (8u << 20)}}) {
-    StringSink out;
+       {std::vector<size_t>{data.size()},
+        {100, 5u << 20, 1000, data.size() - (5u << 20) - 1100},
+        {k - 1, k, k + 1, 4u << 20, data.size() - (4u << 20) - 3 * k}}) {
+    ThreadNotingSink out;
     ZipWriter w(out, "archive");
     ASSERT_TRUE(w.begin("data/0", data.size()).ok());
     size_t at = 0;
@@ -192,6 +208,7 @@ TEST(ZipWriter, LargeWritesGetTheSameCrcAsSmallOnes) {
     }
     ASSERT_TRUE(w.end().ok());
     ASSERT_TRUE(w.finish().ok());
+    EXPECT_EQ(out.threads, std::set<std::thread::id>{std::this_thread::get_id()});
     MemorySource src(out.out.data(), out.out.size(), "big.zip");
     Result<ZipReader> zip = ZipReader::open(src);
     ASSERT_TRUE(zip.ok());
@@ -199,6 +216,29 @@ TEST(ZipWriter, LargeWritesGetTheSameCrcAsSmallOnes) {
     ASSERT_NE(e, nullptr);
     EXPECT_EQ(e->crc32, want) << pieces.size() << " pieces";
     EXPECT_TRUE(zip->verify_crc(*e).ok());
+  }
+}
+
+// Many records of about the parallel threshold, as a bf16 transformer's: each record's CRC
+// is its own, with the one background thread reused across records.
+TEST(ZipWriter, ManyMidSizedRecordsEachGetTheirOwnCrc) {
+  ThreadNotingSink out;
+  ZipWriter w(out, "archive");
+  std::vector<std::string> records;
+  for (int i = 0; i < 40; ++i) {
+    records.push_back(random_bytes((192u << 10) + i * (16u << 10), 100 + i));
+    ASSERT_TRUE(
+        w.add("data/" + std::to_string(i), records.back().data(), records.back().size()).ok());
+  }
+  ASSERT_TRUE(w.finish().ok());
+  EXPECT_EQ(out.threads.size(), 1u);
+  MemorySource src(out.out.data(), out.out.size(), "many.zip");
+  Result<ZipReader> zip = ZipReader::open(src);
+  ASSERT_TRUE(zip.ok());
+  for (int i = 0; i < 40; ++i) {
+    const ZipEntry* e = zip->find("data/" + std::to_string(i));
+    ASSERT_NE(e, nullptr);
+    EXPECT_EQ(e->crc32, crc32_update(0, records[i].data(), records[i].size())) << i;
   }
 }
 
