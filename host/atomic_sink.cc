@@ -8,14 +8,15 @@
 
 #include <cerrno>
 #include <cstdlib>
-#include <ctime>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <random>
 
 namespace ckptio::host {
 namespace {
-constexpr size_t kBufferSize = 4u << 20;  // small writes (headers, pickles) are batched
+constexpr size_t kBufferSize = 1u << 20;       // small writes (headers, pickles) are batched
+constexpr size_t kDirectWriteMin = 64u << 10;  // larger ones are written as they come
 constexpr time_t kStaleAfterS = 300;
 
 // Removes temporaries of the same destination left by processes that died without cleaning
@@ -32,8 +33,7 @@ void remove_stale_temps(const std::string& dir, const std::string& name) {
     if (f.compare(0, prefix.size(), prefix) != 0) continue;
     const std::string rest = f.substr(prefix.size());
     const size_t dash = rest.find('-');
-    if (dash == 0 || dash == std::string::npos ||
-        rest.find_first_not_of("0123456789") != dash)
+    if (dash == 0 || dash == std::string::npos || rest.find_first_not_of("0123456789") != dash)
       continue;
     const long pid = std::strtol(rest.substr(0, dash).c_str(), nullptr, 10);
     if (pid <= 0 || pid == ::getpid() || ::kill(pid_t(pid), 0) == 0 || errno != ESRCH) continue;
@@ -104,13 +104,16 @@ Status AtomicFileSink::flush_buffer() {
 
 Status AtomicFileSink::write(const void* data, uint64_t n) {
   if (fd_ < 0 || committed_) return Status(Code::kInternal, path_ + ": write after commit");
-  if (buffer_.size() + n <= kBufferSize) {
-    const auto* p = static_cast<const uint8_t*>(data);
-    buffer_.insert(buffer_.end(), p, p + n);
-    return Status::Ok();
+  // Storage bytes go straight to write(2): copying a 1 MiB record through the buffer first
+  // cost a bf16 save (320 MiB in such records) a tenth of its time.
+  if (n >= kDirectWriteMin) {
+    CKPTIO_RETURN_IF_ERROR(flush_buffer());
+    return write_fully(data, n);
   }
-  CKPTIO_RETURN_IF_ERROR(flush_buffer());
-  return write_fully(data, n);
+  if (buffer_.size() + n > kBufferSize) CKPTIO_RETURN_IF_ERROR(flush_buffer());
+  const auto* p = static_cast<const uint8_t*>(data);
+  buffer_.insert(buffer_.end(), p, p + n);
+  return Status::Ok();
 }
 
 void AtomicFileSink::reserve(uint64_t bytes) {
