@@ -105,6 +105,18 @@ def main():
             f"**{tl / c2:.1f}x** | {gbps(nbytes, c2):.2f} | {gbps(nbytes, mc):.2f} | "
             f"{gbps(nbytes, rd):.2f} | {mc / c2:.2f} | {fr:.3f} | {fr / c2:.2f} | {zc / tl * 100:.1f}% | {ts:.3f} | "
             f"{cs:.3f} | {ts / cs:.1f}x | {wr:.3f} / {wn:.3f} | {wr / cs:.2f} |")
+    # The durable saves, fsync included, apart: the disk's time, not either library's.
+    lines += ["", "Durable saves (fsync included; ckptio's also renames its temporary over the "
+              "output and fsyncs the directory), best of " + str(a.repeat) + ":", "",
+              "| file | torch.save + fsync s | ckptio save + fsync s | speedup | "
+              "of which fsync, ckptio s |", "|---|---:|---:|---:|---:|"]
+    for f in files:
+        n = os.path.basename(f)
+        get = lambda op: best.get((op, n), (float("nan"), 0, 0))[0]
+        page_cache = get("ckptio_save_torch_legacy" if n.endswith(".legacy.pt")
+                         else "ckptio_save_torch_zip")
+        ts, cs = get("torch.save+fsync"), get("ckptio_save_fsync")
+        lines.append(f"| {n} | {ts:.3f} | {cs:.3f} | {ts / cs:.1f}x | {cs - page_cache:.3f} |")
     # LibTorch's own loaders on the same tensors (files LibTorch itself wrote).
     lt_bin = os.path.join(os.path.dirname(a.bench), "libtorch_peer_bench")
     if os.path.exists(lt_bin):

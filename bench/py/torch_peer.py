@@ -91,8 +91,20 @@ def main():
 
                 best, med = timed(lambda: torch.save(
                     obj, out, _use_new_zipfile_serialization=not legacy), a.repeat, settle)
-            print(json.dumps({"file": f, "op": "torch.save", "best_s": best, "median_s": med,
-                              "bytes": nbytes}), flush=True)
+                print(json.dumps({"file": f, "op": "torch.save", "best_s": best,
+                                  "median_s": med, "bytes": nbytes}), flush=True)
+
+                def save_fsync():
+                    # torch.save to the path (its C++ file writer, as above), then fsync of
+                    # the file: the durable save, reported apart from the page-cache one.
+                    torch.save(obj, out, _use_new_zipfile_serialization=not legacy)
+                    fd = os.open(out, os.O_RDONLY)
+                    os.fsync(fd)
+                    os.close(fd)
+
+                best, med = timed(save_fsync, a.repeat, settle)
+                print(json.dumps({"file": f, "op": "torch.save+fsync", "best_s": best,
+                                  "median_s": med, "bytes": nbytes}), flush=True)
         # Last: the model's memory, once freed, stays in this process's heap, where later
         # allocations reuse it without page faults (bench/run.py runs one process per file).
         if isinstance(obj, dict) and obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
