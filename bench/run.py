@@ -73,17 +73,21 @@ def main():
         key = (p["op"], os.path.basename(p["file"]))
         best[key] = (p["best_s"], p["bytes"], 0)
 
+    # Best seconds of `op` on file `n` (NaN when it did not run), and the page-cache save of
+    # that file's own format.
+    secs_of = lambda op, n: best.get((op, n), (float("nan"), 0, 0))[0]
+    save_op = lambda n: ("ckptio_save_torch_legacy" if n.endswith(".legacy.pt")
+                         else "ckptio_save_torch_zip")
     rows = []
     for f in files:
         n = os.path.basename(f)
-        get = lambda op: best.get((op, n), (float("nan"), 0, 0))[0]
+        get = lambda op: secs_of(op, n)
         nbytes = best.get(("torch.load", n), (0, 0, 0))[1]
         tensors = best.get(("ckptio_load_copy_t2", n), (0, 0, 0))[2]
         rows.append((n, nbytes, tensors, get("torch.load"), get("ckptio_load_copy_t1"),
                      get("ckptio_load_copy_t2"), get("ckptio_load_zero_copy"),
                      get("limit_memcpy"), get("limit_read"), get("torch.save"),
-                     get("ckptio_save_torch_legacy" if n.endswith(".legacy.pt")
-                         else "ckptio_save_torch_zip"), get("limit_write"),
+                     get(save_op(n)), get("limit_write"),
                      get("limit_fresh_copy_t2"), get("limit_write_no_prealloc")))
 
     gbps = lambda nbytes, s: nbytes / s / 1e9 if s and s == s and s > 0 else float("nan")
@@ -112,10 +116,8 @@ def main():
               "of which fsync, ckptio s |", "|---|---:|---:|---:|---:|"]
     for f in files:
         n = os.path.basename(f)
-        get = lambda op: best.get((op, n), (float("nan"), 0, 0))[0]
-        page_cache = get("ckptio_save_torch_legacy" if n.endswith(".legacy.pt")
-                         else "ckptio_save_torch_zip")
-        ts, cs = get("torch.save+fsync"), get("ckptio_save_fsync")
+        page_cache = secs_of(save_op(n), n)
+        ts, cs = secs_of("torch.save+fsync", n), secs_of("ckptio_save_fsync", n)
         lines.append(f"| {n} | {ts:.3f} | {cs:.3f} | {ts / cs:.1f}x | {cs - page_cache:.3f} |")
     # LibTorch's own loaders on the same tensors (files LibTorch itself wrote).
     lt_bin = os.path.join(os.path.dirname(a.bench), "libtorch_peer_bench")
@@ -141,8 +143,8 @@ def main():
                 lines.append(f"| {op} | {lbest[op]:.3f} | {gbps(nbytes, lbest[op]):.2f} |")
         # Into an existing model: the copy a user of load_state_dict actually makes.
         f0 = os.path.basename(files[0])
-        py_s = best.get(("torch.load+load_state_dict", f0), (float("nan"), 0, 0))[0]
-        mc_s = best.get(("limit_memcpy", f0), (float("nan"), 0, 0))[0]
+        py_s = secs_of("torch.load+load_state_dict", f0)
+        mc_s = secs_of("limit_memcpy", f0)
         rows_model = [
             ("Python `model.load_state_dict(torch.load(f))`", py_s),
             ("ckptio `load` + `load_state_dict(module, state_dict)`",
