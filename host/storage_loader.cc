@@ -9,6 +9,7 @@
 #include <thread>
 
 #include "ckptio/plugin.h"
+#include "host/fresh_page_fill.h"
 
 namespace ckptio::host {
 namespace {
@@ -104,6 +105,18 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
   }
   if (chunks.empty()) return Status::Ok();
 
+  // Plain storages with a mapping of their own are filled without the kernel zeroing their
+  // pages first, where userfaultfd is allowed (fresh_page_fill.h).
+  std::unique_ptr<FreshPageFiller> filler;
+  std::vector<bool> adopted(storages.size(), false);
+  for (uint32_t i = 0; i < storages.size(); ++i) {
+    if (file_offsets[i] == CKPTIO_NOT_PLAIN || out[i].mapped ||
+        storages[i].nbytes < kHugeThreshold)
+      continue;
+    if (!filler && !(filler = FreshPageFiller::open())) break;
+    adopted[i] = filler->adopt(const_cast<uint8_t*>(out[i].data), storages[i].nbytes);
+  }
+
   unsigned threads = options.threads > 0 ? static_cast<unsigned>(options.threads)
                                          : std::max(1u, std::thread::hardware_concurrency());
   threads = std::min<unsigned>(threads, static_cast<unsigned>(chunks.size()));
@@ -112,16 +125,32 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
   std::atomic<bool> failed{false};
   std::mutex err_mu;
   Status first_error;
+  std::vector<size_t> refused;  // chunks userfaultfd did not fill
   auto work = [&](bool reporter) {
     for (;;) {
       size_t k = next.fetch_add(1);
       if (k >= chunks.size() || failed.load()) return;
       const Chunk& c = chunks[k];
       auto* dst = const_cast<uint8_t*>(out[c.index].data) + c.offset;
-      populate_for_write(dst, c.length);
-      Status st = file_offsets[c.index] != CKPTIO_NOT_PLAIN
-                      ? src.read_at(file_offsets[c.index] + c.offset, dst, c.length)
-                      : read_plugin(c.index, c.offset, dst, c.length);
+      Status st;
+      if (adopted[c.index]) {
+        uint64_t at = file_offsets[c.index] + c.offset;
+        bool filled = false;
+        st = filler->fill(
+            dst, c.length,
+            [&](uint64_t o, void* buf, uint64_t n) { return src.read_at(at + o, buf, n); },
+            filled);
+        if (st.ok() && !filled) {  // the kernel refused: read it again once the filler is gone
+          std::lock_guard<std::mutex> lock(err_mu);
+          refused.push_back(k);
+          continue;
+        }
+      } else {
+        populate_for_write(dst, c.length);
+        st = file_offsets[c.index] != CKPTIO_NOT_PLAIN
+                 ? src.read_at(file_offsets[c.index] + c.offset, dst, c.length)
+                 : read_plugin(c.index, c.offset, dst, c.length);
+      }
       if (!st.ok()) {
         std::lock_guard<std::mutex> lock(err_mu);
         if (first_error.ok()) first_error = st;
@@ -136,7 +165,14 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
   for (unsigned t = 1; t < threads; ++t) pool.emplace_back(work, false);
   work(true);
   for (auto& t : pool) t.join();
+  filler.reset();  // every page is an ordinary page again
   if (!first_error.ok()) return first_error;
+  for (size_t k : refused) {
+    const Chunk& c = chunks[k];
+    auto* dst = const_cast<uint8_t*>(out[c.index].data) + c.offset;
+    if (Status st = src.read_at(file_offsets[c.index] + c.offset, dst, c.length); !st.ok())
+      return st;
+  }
   if (options.progress) options.progress(total, total);
   return Status::Ok();
 }

@@ -12,7 +12,8 @@
 
 namespace ckptio::host {
 
-// A 64-byte aligned buffer; large ones come from mmap with transparent huge pages.
+// A 64-byte aligned buffer; those of 4 MiB and more are anonymous mappings of their own
+// (page-aligned, fresh: load_storages fills them through fresh_page_fill.h).
 std::shared_ptr<uint8_t> allocate_storage(uint64_t nbytes);
 
 struct StorageJob {

@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
+#include <cstdlib>
+#include <cstring>
 #include <filesystem>
 
 #include "ckptio/ckptio.h"
@@ -61,7 +63,9 @@ TEST_P(SaveLoad, ZeroCopyAliasesTheMappingOnlyWhenAligned) {
   lo.zero_copy = true;
   Checkpoint c = load(path("a.pt"), lo);
   // torch-zip aligns data to 64 bytes, so it maps; the legacy stream has no alignment.
-  if (GetParam() == "torch-zip") EXPECT_TRUE(c.storages[0].mapped);
+  if (GetParam() == "torch-zip") {
+    EXPECT_TRUE(c.storages[0].mapped);
+  }
   const float* f = reinterpret_cast<const float*>(c.storages[0].data);
   EXPECT_EQ(f[5], 5.0f);
 }
@@ -117,6 +121,56 @@ TEST_P(SaveLoad, SavedFileKeepsNoPreallocatedSpace) {
   ASSERT_EQ(::stat(path("a.pt").c_str(), &st), 0);
   EXPECT_LT(uint64_t(st.st_blocks) * 512, 64u << 10) << "file of " << st.st_size << " bytes";
   EXPECT_NO_THROW(load(path("a.pt")));
+}
+
+// Storages of 4 MiB and more are read into mappings of their own, filled through userfaultfd
+// where allowed (host/fresh_page_fill.h): a storage over several 16 MiB chunks with an odd
+// tail, one just over the threshold, and a small one, loaded both ways and from a buffer.
+TEST_P(SaveLoad, LargeStoragesLoadTheSameWithAndWithoutUserfaultfd) {
+  const std::vector<uint64_t> sizes = {(37u << 20) + 333, (4u << 20) + 4, 1000};
+  Checkpoint c;
+  auto root = Value::dict(true);
+  for (size_t i = 0; i < sizes.size(); ++i) {
+    uint64_t n = sizes[i] / 4 * 4;
+    c.tree.storages.push_back(StorageInfo{std::to_string(i), DType::kFloat32, n, "cpu"});
+    auto bytes = std::shared_ptr<uint8_t>(new uint8_t[n], std::default_delete<uint8_t[]>());
+    for (uint64_t j = 0; j < n; ++j) bytes.get()[j] = static_cast<uint8_t>(((j + 1) * 0x9E3779B97F4A7C15ull) >> 56) ^ i;
+    c.storages.push_back(StorageBytes{bytes.get(), n, bytes, false});
+    TensorMeta t;
+    t.dtype = DType::kFloat32;
+    t.shape = {int64_t(n / 4)};
+    t.strides = {1};
+    t.storage = static_cast<uint32_t>(i);
+    root->entries.emplace_back(Value::str("t" + std::to_string(i)), Value::make_tensor(t));
+  }
+  c.tree.root = root;
+  SaveOptions so;
+  so.format = GetParam();
+  save(path("big.pt"), c, so);
+
+  auto expect_same = [&](const Checkpoint& got, const std::string& how) {
+    ASSERT_EQ(got.storages.size(), c.storages.size()) << how;
+    for (size_t i = 0; i < c.storages.size(); ++i) {
+      ASSERT_EQ(got.storages[i].size, c.storages[i].size) << how << ", storage " << i;
+      EXPECT_EQ(std::memcmp(got.storages[i].data, c.storages[i].data, c.storages[i].size), 0)
+          << how << ", storage " << i;
+    }
+  };
+  expect_same(load(path("big.pt")), "default");
+  setenv("CKPTIO_USERFAULTFD", "0", 1);
+  expect_same(load(path("big.pt")), "CKPTIO_USERFAULTFD=0");
+  unsetenv("CKPTIO_USERFAULTFD");
+  std::string bytes = testing::read_file(path("big.pt"));
+  expect_same(load_buffer(bytes.data(), bytes.size(), "buffer"), "from a buffer");
+  LoadOptions one_thread;
+  one_thread.threads = 1;
+  Checkpoint loaded = load(path("big.pt"), one_thread);
+  expect_same(loaded, "1 thread");
+  // The new pages are ordinary memory: writable, and they outlive the file.
+  fs::remove(path("big.pt"));
+  auto* p = const_cast<uint8_t*>(loaded.storages[0].data);
+  p[loaded.storages[0].size - 1] ^= 0xff;
+  EXPECT_NE(p[loaded.storages[0].size - 1], c.storages[0].data[c.storages[0].size - 1]);
 }
 
 TEST_P(SaveLoad, SaveIntoMissingDirectoryFailsCleanly) {
