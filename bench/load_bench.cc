@@ -179,8 +179,8 @@ void fresh_copy_limit(benchmark::State& state, const std::string& path, bool no_
                    MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     auto* dst = static_cast<uint8_t*>(p);
     std::unique_ptr<host::FreshPageFiller> filler;
-    if (no_zeroing && (!(filler = host::FreshPageFiller::open()) ||
-                       !filler->adopt(dst, f.storage_bytes))) {
+    if (no_zeroing &&
+        (!(filler = host::FreshPageFiller::open()) || !filler->adopt(dst, f.storage_bytes))) {
       state.SkipWithError("userfaultfd refused the mapping");
       munmap(p, f.storage_bytes);
       break;
@@ -254,8 +254,7 @@ int main(int argc, char** argv) {
     reg("ckptio_save_fsync", [path](benchmark::State& s) { save_file(s, path, "", true); });
     reg("limit_read", [path](benchmark::State& s) { read_limit(s, path); });
     reg("limit_memcpy", [path](benchmark::State& s) { memcpy_limit(s, path); });
-    reg("limit_fresh_copy_t2",
-        [path](benchmark::State& s) { fresh_copy_limit(s, path, false); });
+    reg("limit_fresh_copy_t2", [path](benchmark::State& s) { fresh_copy_limit(s, path, false); });
     reg("limit_fresh_copy_uffd_t2",
         [path](benchmark::State& s) { fresh_copy_limit(s, path, true); });
     reg("limit_write", [path](benchmark::State& s) { write_limit(s, path, true); });

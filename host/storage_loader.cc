@@ -110,8 +110,7 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
   std::unique_ptr<FreshPageFiller> filler;
   std::vector<bool> adopted(storages.size(), false);
   for (uint32_t i = 0; i < storages.size(); ++i) {
-    if (file_offsets[i] == CKPTIO_NOT_PLAIN || out[i].mapped ||
-        storages[i].nbytes < kHugeThreshold)
+    if (file_offsets[i] == CKPTIO_NOT_PLAIN || out[i].mapped || storages[i].nbytes < kHugeThreshold)
       continue;
     if (!filler && !(filler = FreshPageFiller::open())) break;
     adopted[i] = filler->adopt(const_cast<uint8_t*>(out[i].data), storages[i].nbytes);
@@ -138,8 +137,7 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
         bool filled = false;
         st = filler->fill(
             dst, c.length,
-            [&](uint64_t o, void* buf, uint64_t n) { return src.read_at(at + o, buf, n); },
-            filled);
+            [&](uint64_t o, void* buf, uint64_t n) { return src.read_at(at + o, buf, n); }, filled);
         if (st.ok() && !filled) {  // the kernel refused: read it again once the filler is gone
           std::lock_guard<std::mutex> lock(err_mu);
           refused.push_back(k);

@@ -134,7 +134,8 @@ TEST_P(SaveLoad, LargeStoragesLoadTheSameWithAndWithoutUserfaultfd) {
     uint64_t n = sizes[i] / 4 * 4;
     c.tree.storages.push_back(StorageInfo{std::to_string(i), DType::kFloat32, n, "cpu"});
     auto bytes = std::shared_ptr<uint8_t>(new uint8_t[n], std::default_delete<uint8_t[]>());
-    for (uint64_t j = 0; j < n; ++j) bytes.get()[j] = static_cast<uint8_t>(((j + 1) * 0x9E3779B97F4A7C15ull) >> 56) ^ i;
+    for (uint64_t j = 0; j < n; ++j)
+      bytes.get()[j] = static_cast<uint8_t>(((j + 1) * 0x9E3779B97F4A7C15ull) >> 56) ^ i;
     c.storages.push_back(StorageBytes{bytes.get(), n, bytes, false});
     TensorMeta t;
     t.dtype = DType::kFloat32;
