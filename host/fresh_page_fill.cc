@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -61,11 +62,31 @@ bool copy_pages(int fd, uint8_t* dst, const uint8_t* src, uint64_t len) {
   return true;
 }
 
+// Whether this process runs without a seccomp filter. A filter may kill the process for a
+// system call it does not list (systemd's SystemCallFilter= does by default), and allow-lists
+// written for ordinary services need not list userfaultfd; so under any filter, or when /proc
+// cannot tell, userfaultfd is not tried at all. Read each time: a filter can be installed at any
+// point (and a fork's child may have one its parent did not).
+bool no_seccomp_filter() {
+  std::FILE* f = std::fopen("/proc/self/status", "re");
+  if (!f) return false;
+  char line[256];
+  bool none = false;
+  while (std::fgets(line, sizeof line, f))
+    if (std::strncmp(line, "Seccomp:", 8) == 0) {
+      none = std::strtol(line + 8, nullptr, 10) == 0;
+      break;
+    }
+  std::fclose(f);
+  return none;
+}
+
 }  // namespace
 
 std::unique_ptr<FreshPageFiller> FreshPageFiller::open() {
   if (const char* env = std::getenv("CKPTIO_USERFAULTFD"); env && std::strcmp(env, "0") == 0)
     return nullptr;
+  if (!no_seccomp_filter()) return nullptr;
   // User-mode-only faults need no privilege (Linux 5.11+); older kernels reject the flag
   // and then allow userfaultfd to privileged processes only.
   int fd = static_cast<int>(syscall(SYS_userfaultfd, O_CLOEXEC | O_NONBLOCK | UFFD_USER_MODE_ONLY));

@@ -1,14 +1,22 @@
 // FreshPageFiller: new pages get exactly the bytes read (the rest of the last page zero),
 // from several threads at once; a failing read or a copy the kernel refuses leaves memory
-// that is ordinary again once the filler is gone; CKPTIO_USERFAULTFD=0 turns it off. The
-// loader's use of it is covered in save_load_test.cc (LargeStoragesWithAndWithoutUserfaultfd).
+// that is ordinary again once the filler is gone; it is not tried under a seccomp filter,
+// and CKPTIO_USERFAULTFD=0 turns it off. The loader's use of it is covered in
+// save_load_test.cc (LargeStoragesLoadTheSameWithAndWithoutUserfaultfd).
 #include "host/fresh_page_fill.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
+#include <cstddef>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -145,6 +153,42 @@ TEST(FreshPageFill, RefusesWhatItCannotTakeOver) {
   ASSERT_NE(file_map, MAP_FAILED);
   EXPECT_FALSE(filler->adopt(file_map, kPage));
   munmap(file_map, kPage);
+}
+
+// A seccomp filter that kills the process on userfaultfd, as an allow-list without it does.
+void install_filter_killing_userfaultfd() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_userfaultfd, 0, 1),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+  };
+  sock_fprog prog{static_cast<unsigned short>(sizeof filter / sizeof filter[0]), filter};
+  if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+      prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+    _exit(3);
+}
+
+// Runs `child` in a forked process under that filter; returns its wait status.
+template <typename Fn>
+int run_under_filter(Fn child) {
+  pid_t pid = fork();
+  if (pid == 0) {
+    install_filter_killing_userfaultfd();
+    _exit(child());
+  }
+  int status = 0;
+  waitpid(pid, &status, 0);
+  return status;
+}
+
+TEST(FreshPageFill, NotTriedUnderASeccompFilter) {
+  // The filter does kill a process calling userfaultfd ...
+  int direct = run_under_filter([] { return int(syscall(SYS_userfaultfd, O_CLOEXEC) < 0); });
+  ASSERT_TRUE(WIFSIGNALED(direct) && WTERMSIG(direct) == SIGSYS) << "status " << direct;
+  // ... and open() does not call it there: it returns null and the process lives on.
+  int guarded = run_under_filter([] { return FreshPageFiller::open() ? 1 : 0; });
+  EXPECT_TRUE(WIFEXITED(guarded) && WEXITSTATUS(guarded) == 0) << "status " << guarded;
 }
 
 TEST(FreshPageFill, EnvironmentVariableTurnsItOff) {
