@@ -1,6 +1,7 @@
 #include "host/storage_loader.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,7 +15,7 @@
 namespace ckptio::host {
 namespace {
 
-constexpr uint64_t kChunk = 16u << 20;       // unit of parallel work
+constexpr uint64_t kChunk = 16u << 20;         // unit of parallel work
 constexpr uint64_t kHugeThreshold = 4u << 20;  // mmap'ed (page-aligned) above this size
 constexpr uint64_t kAlign = 64;
 constexpr uint64_t kSmallStorage = 64u << 10;  // below this, storages share an arena
@@ -29,11 +30,11 @@ struct Chunk {
 #define MADV_POPULATE_WRITE 23  // Linux 5.14
 #endif
 
-// Faults in a destination range in one system call rather than one fault per 4 KiB page;
+// Faults in a destination range in one system call rather than one fault per page;
 // done by each reading thread for its own chunk, so it runs in parallel. Advisory: on older
 // kernels (EINVAL) the copy simply faults the pages in.
 void populate_for_write(uint8_t* p, uint64_t n) {
-  constexpr uintptr_t kPage = 4096;
+  static const auto kPage = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   if (n < (1u << 20)) return;
   uintptr_t start = (reinterpret_cast<uintptr_t>(p) + kPage - 1) & ~(kPage - 1);
   uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
@@ -85,8 +86,8 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
     uint64_t off = file_offsets[i];
     bool plain = off != CKPTIO_NOT_PLAIN;
     if (plain && (off > src.size() || n > src.size() - off))
-      return Status(Code::kCorrupt, src.name() + ": storage '" + storages[i].key +
-                                        "' lies outside the file");
+      return Status(Code::kCorrupt,
+                    src.name() + ": storage '" + storages[i].key + "' lies outside the file");
     if (plain && options.zero_copy && src.data() && mapping_owner && off % kAlign == 0) {
       out[i] = StorageBytes{src.data() + off, n, mapping_owner, true};
       continue;

@@ -26,7 +26,7 @@
 namespace ckptio::host {
 namespace {
 
-constexpr uint64_t kPage = 4096;
+const uint64_t kPage = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
 
 // A fresh anonymous mapping, unmapped at the end of the test.
 struct Mapping {
