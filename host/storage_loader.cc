@@ -126,29 +126,33 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
   std::mutex err_mu;
   Status first_error;
   std::vector<size_t> refused;  // chunks userfaultfd did not fill
+  // Reads a chunk into pages faulted in (and zeroed) by the kernel.
+  auto read_faulting = [&](const Chunk& c) {
+    auto* dst = const_cast<uint8_t*>(out[c.index].data) + c.offset;
+    populate_for_write(dst, c.length);
+    return file_offsets[c.index] != CKPTIO_NOT_PLAIN
+               ? src.read_at(file_offsets[c.index] + c.offset, dst, c.length)
+               : read_plugin(c.index, c.offset, dst, c.length);
+  };
   auto work = [&](bool reporter) {
     for (;;) {
       size_t k = next.fetch_add(1);
       if (k >= chunks.size() || failed.load()) return;
       const Chunk& c = chunks[k];
-      auto* dst = const_cast<uint8_t*>(out[c.index].data) + c.offset;
       Status st;
       if (adopted[c.index]) {
         uint64_t at = file_offsets[c.index] + c.offset;
+        auto read = [&](uint64_t o, void* buf, uint64_t n) { return src.read_at(at + o, buf, n); };
         bool filled = false;
-        st = filler->fill(
-            dst, c.length,
-            [&](uint64_t o, void* buf, uint64_t n) { return src.read_at(at + o, buf, n); }, filled);
+        st = filler->fill(const_cast<uint8_t*>(out[c.index].data) + c.offset, c.length, read,
+                          filled);
         if (st.ok() && !filled) {  // the kernel refused: read it again once the filler is gone
           std::lock_guard<std::mutex> lock(err_mu);
           refused.push_back(k);
           continue;
         }
       } else {
-        populate_for_write(dst, c.length);
-        st = file_offsets[c.index] != CKPTIO_NOT_PLAIN
-                 ? src.read_at(file_offsets[c.index] + c.offset, dst, c.length)
-                 : read_plugin(c.index, c.offset, dst, c.length);
+        st = read_faulting(c);
       }
       if (!st.ok()) {
         std::lock_guard<std::mutex> lock(err_mu);
@@ -166,12 +170,8 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
   for (auto& t : pool) t.join();
   filler.reset();  // every page is an ordinary page again
   if (!first_error.ok()) return first_error;
-  for (size_t k : refused) {
-    const Chunk& c = chunks[k];
-    auto* dst = const_cast<uint8_t*>(out[c.index].data) + c.offset;
-    if (Status st = src.read_at(file_offsets[c.index] + c.offset, dst, c.length); !st.ok())
-      return st;
-  }
+  for (size_t k : refused)
+    if (Status st = read_faulting(chunks[k]); !st.ok()) return st;
   if (options.progress) options.progress(total, total);
   return Status::Ok();
 }
