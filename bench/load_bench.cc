@@ -184,17 +184,18 @@ void fresh_copy_limit(benchmark::State& state, const std::string& path, bool no_
     auto work = [&] {
       for (uint64_t o; (o = next.fetch_add(kChunk)) < f.storage_bytes;) {
         uint64_t n = std::min(kChunk, f.storage_bytes - o);
-        bool filled = false;
+        bool chunk_ok = false;
         if (filler) {
           auto read = [&](uint64_t at, void* buf, uint64_t len) {
             return pread_all(o + at, buf, len);
           };
-          filled = filler->fill(dst + o, n, read, filled).ok() && filled;
+          bool filled = false;
+          chunk_ok = filler->fill(dst + o, n, read, filled).ok() && filled;
         } else {
           madvise(dst + o, n, 23 /* MADV_POPULATE_WRITE */);
-          filled = pread_all(o, dst + o, n).ok();
+          chunk_ok = pread_all(o, dst + o, n).ok();
         }
-        if (!filled) ok = false;
+        if (!chunk_ok) ok = false;
       }
     };
     std::thread other(work);
