@@ -18,6 +18,7 @@
 #include <fstream>
 
 #include "ckptio/torch.h"
+#include "mirror_module.h"
 
 namespace {
 
@@ -54,25 +55,6 @@ Inputs prepare(const std::string& path) {
 std::vector<char> read_all(const std::string& path) {
   std::ifstream f(path, std::ios::binary);
   return std::vector<char>(std::istreambuf_iterator<char>(f), {});
-}
-
-// A module whose parameters mirror a state_dict's keys ("layers.0.attn.q.weight" becomes
-// submodules layers -> 0 -> attn -> q with a parameter "weight"), initialized with copies.
-std::shared_ptr<torch::nn::Module> mirror(const ckptio::StateDict& sd) {
-  auto root = std::make_shared<torch::nn::Module>();
-  for (const auto& item : sd) {
-    torch::nn::Module* m = root.get();
-    std::string key = item.key();
-    for (size_t dot; (dot = key.find('.')) != std::string::npos; key = key.substr(dot + 1)) {
-      std::string name = key.substr(0, dot);
-      auto children = m->named_children();
-      if (!children.contains(name))
-        m->register_module(name, std::make_shared<torch::nn::Module>());
-      m = m->named_children()[name].get();
-    }
-    m->register_parameter(key, item.value().clone());
-  }
-  return root;
 }
 
 void report(benchmark::State& s, const Inputs& in) {
@@ -113,7 +95,7 @@ int main(int argc, char** argv) {
     reg("ckptio_load_state_dict_file", [in, path](benchmark::State& s) {
       ckptio::TorchLoadOptions o;
       o.map_location = "cpu";
-      auto model = mirror(ckptio::load(path, o).state_dict());
+      auto model = ckptio_bench::mirror_module(ckptio::load(path, o).state_dict());
       for (auto _ : s) {
         ckptio::LoadStateDictReport r = ckptio::load_state_dict(*model, path);
         if (r.read_in_place.size() != static_cast<size_t>(in->tensors))
@@ -124,7 +106,7 @@ int main(int argc, char** argv) {
     reg("ckptio_load_then_load_state_dict", [in, path](benchmark::State& s) {
       ckptio::TorchLoadOptions o;
       o.map_location = "cpu";
-      auto model = mirror(ckptio::load(path, o).state_dict());
+      auto model = ckptio_bench::mirror_module(ckptio::load(path, o).state_dict());
       for (auto _ : s) {
         ckptio::StateDict sd = ckptio::load(path, o).state_dict();
         ckptio::load_state_dict(*model, sd);

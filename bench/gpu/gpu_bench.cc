@@ -1,7 +1,9 @@
 // GPU benchmark: in one process, cudaMemcpy's host<->device bandwidth from pinned and from
 // pageable memory (the limits), then for each checkpoint file: loading it to cuda:0 through
 // libckptio_cuda (file -> pinned ring -> device) and through libckptio_torch with
-// map_location "cuda:0", and saving it back from cuda:0. Writes a markdown table.
+// map_location "cuda:0", and into an existing model on cuda:0 (load_state_dict(module, file),
+// which reads whole storages straight into the parameters), and saving it back from cuda:0.
+// Writes a markdown table.
 //
 //   gpu_bench [--reps N] [--out results.md] [--tmp DIR] NAME=PATH ...
 //
@@ -28,6 +30,7 @@
 #ifdef CKPTIO_BENCH_TORCH
 #include <torch/cuda.h>
 
+#include "../mirror_module.h"
 #include "ckptio/torch.h"
 #endif
 
@@ -91,7 +94,9 @@ Limits measure_limits(uint64_t bytes, int reps) {
 struct Row {
   std::string name, format;
   uint64_t bytes = 0;
-  double load = 0, load_torch = 0, save = 0, save_torch = 0;  // GB/s; 0: not measured
+  // GB/s; 0: not measured
+  double load = 0, load_torch = 0, load_module = 0, save = 0, save_torch = 0;
+  bool module_in_place = true;  // every tensor read straight into the module's memory
 };
 
 std::vector<uint32_t> all_storages(const ckptio::Reader& r) {
@@ -191,6 +196,16 @@ int main(int argc, char** argv) {
         row.save_torch = gb / best_of(reps, [&] { ckptio::save(save_path, sd, so); });
         std::cerr << "gpu_bench: " << name << " torch adapter load " << fmt(row.load_torch)
                   << " GB/s, save " << fmt(row.save_torch) << " GB/s\n";
+        auto model = ckptio_bench::mirror_module(sd);
+        sd = ckptio::StateDict();
+        row.load_module = gb / best_of(reps, [&] {
+                            ckptio::LoadStateDictReport r = ckptio::load_state_dict(*model, path);
+                            torch::cuda::synchronize(0);
+                            if (r.read_in_place.size() != model->parameters().size())
+                              row.module_in_place = false;
+                          });
+        std::cerr << "gpu_bench: " << name << " into a cuda:0 model " << fmt(row.load_module)
+                  << " GB/s" << (row.module_in_place ? "" : " (not all read in place)") << "\n";
       }
 #endif
       std::remove(save_path.c_str());
@@ -206,17 +221,19 @@ int main(int argc, char** argv) {
        << " GB/s pageable; device->host " << fmt(lim.d2h_pinned) << " GB/s pinned, "
        << fmt(lim.d2h_pageable) << " GB/s pageable.\n\n";
     md << "| file | format | GiB | load to cuda:0 GB/s | x pinned H2D | x pageable H2D | "
-          "load via libckptio_torch GB/s | save from cuda:0 GB/s | save via libckptio_torch GB/s |\n";
-    md << "|---|---|---:|---:|---:|---:|---:|---:|---:|\n";
+          "load via libckptio_torch GB/s | into a cuda:0 model GB/s | x pinned H2D | "
+          "save from cuda:0 GB/s | save via libckptio_torch GB/s |\n";
+    md << "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for (const Row& r : rows) {
       auto opt = [](double v) { return v > 0 ? fmt(v) : std::string("n/a"); };
       md << "| " << r.name << " | " << r.format << " | " << fmt(r.bytes / double(1ull << 30))
          << " | " << fmt(r.load) << " | " << fmt(r.load / lim.h2d_pinned) << " | "
          << fmt(r.load / lim.h2d_pageable) << " | " << opt(r.load_torch) << " | "
+         << opt(r.load_module) << (r.module_in_place ? "" : " (staged)") << " | "
+         << (r.load_module > 0 ? fmt(r.load_module / lim.h2d_pinned) : std::string("n/a")) << " | "
          << fmt(r.save) << " | " << opt(r.save_torch) << " |\n";
     }
-    if (!torch_cuda)
-      md << "\nlibckptio_torch columns: n/a (this build's LibTorch has no CUDA).\n";
+    if (!torch_cuda) md << "\nlibckptio_torch columns: n/a (this build's LibTorch has no CUDA).\n";
     std::ofstream f(out);
     f << md.str();
     std::cout << md.str();

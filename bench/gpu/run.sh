@@ -5,7 +5,8 @@
 #   3. makes ~2 GiB checkpoints with the host's torch (torch-zip and torch-legacy; also
 #      torch-zip-zstd with GPU_BENCH_ZSTD=1);
 #   4. runs bench/gpu/gpu_bench (cudaMemcpy pinned and pageable bandwidth, ckptio load to and
-#      save from cuda:0) and Python's torch.load/torch.save to and from cuda:0 on the same files;
+#      save from cuda:0, load_state_dict into a model on cuda:0) and Python's torch.load and
+#      torch.save to and from cuda:0 (and into a model there) on the same files;
 #   5. writes bench/results/gpu.md.
 #
 #   bench/gpu/run.sh            (from the repository root or anywhere)
@@ -146,10 +147,19 @@ for spec in files:
         box["sd"] = torch.load(path, map_location="cuda:0", weights_only=True)
     tl = best(load)
     nbytes = sum(t.untyped_storage().nbytes() for t in box["sd"].values())
+    # An existing model on cuda:0: what model.load_state_dict(torch.load(...)) moves.
+    model = {k: v.clone() for k, v in box["sd"].items()}
+    def into_model():
+        sd = torch.load(path, map_location="cuda:0", weights_only=True)
+        with torch.no_grad():
+            for k, v in sd.items():
+                model[k].copy_(v)
+    tm = best(into_model)
+    del model
     out = os.path.join(data, "peer_save.pt")
     ts = best(lambda: torch.save(box["sd"], out, _use_new_zipfile_serialization=not name.endswith("legacy")))
     os.remove(out)
-    rows.append(f"| {name} | {nbytes / tl / 1e9:.2f} | {nbytes / ts / 1e9:.2f} |")
+    rows.append(f"| {name} | {nbytes / tl / 1e9:.2f} | {nbytes / tm / 1e9:.2f} | {nbytes / ts / 1e9:.2f} |")
 print("\n".join(rows))
 PY
 ) || { log "Python peer failed (table left out)"; PEER=""; }
@@ -169,8 +179,8 @@ PY
   if [ -n "$PEER" ]; then
     echo "## Python torch on the same files"
     echo
-    echo "| file | torch.load(map_location=\"cuda:0\") GB/s | torch.save from cuda:0 GB/s |"
-    echo "|---|---:|---:|"
+    echo "| file | torch.load(map_location=\"cuda:0\") GB/s | that + copy_ into a cuda:0 model GB/s | torch.save from cuda:0 GB/s |"
+    echo "|---|---:|---:|---:|"
     echo "$PEER"
     echo
   fi

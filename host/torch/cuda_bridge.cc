@@ -29,7 +29,7 @@ std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint3
 #else
   if (indices.empty() || !cuda_path_available()) return indices;
   std::vector<uint32_t> host;
-  std::map<int, std::vector<uint32_t>> by_device;  // device index -> storages
+  std::map<int, std::vector<uint32_t> > by_device;  // device index -> storages
   const auto& infos = reader.tree().storages;
   for (uint32_t i : indices) {
     if (out.count(i)) continue;
@@ -62,6 +62,33 @@ std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint3
     for (size_t k = 0; k < list.size(); ++k) out.emplace(list[k], bufs[k].storage());
   }
   return host;
+#endif
+}
+
+void read_storages_into_cuda(Reader& reader, const std::vector<uint32_t>& storages,
+                             const std::vector<torch::Tensor>& dst, const LoadOptions& base) {
+#ifndef CKPTIO_HAVE_CUDA
+  (void)storages, (void)dst, (void)base;
+  throw Error(Code::kInternal, reader.path() + ": this build has no GPU data path");
+#else
+  std::map<int, std::pair<std::vector<uint32_t>, std::vector<void*> > > by_device;
+  for (size_t k = 0; k < storages.size(); ++k) {
+    auto& [list, ptrs] = by_device[dst[k].device().index()];
+    list.push_back(storages[k]);
+    ptrs.push_back(dst[k].data_ptr());
+  }
+  for (const auto& [dev, work] : by_device) {
+    try {
+      torch::cuda::synchronize(dev);
+    } catch (const c10::Error& e) {
+      throw Error(Code::kIo, reader.path() + ": waiting for cuda:" + std::to_string(dev) +
+                                 " before loading into it failed: " + e.what_without_backtrace());
+    }
+    cuda::CudaLoadOptions copts;
+    copts.threads = base.threads;
+    copts.progress = base.progress;
+    cuda::load_into_device(reader, work.first, work.second, dev, copts);
+  }
 #endif
 }
 

@@ -3,12 +3,16 @@
 // bytes go from the file into the module's own memory. Loading a model this way needs no
 // second copy of it in memory, and the module's pages are already faulted in, so the copy
 // runs at read() speed rather than at the kernel's rate of handing out fresh pages.
+// A CUDA module's tensors get the same treatment through libckptio_cuda (file -> pinned ring
+// -> the parameter's device memory) when each covers a whole storage, as a module's own
+// state_dict does; without it they would be read into host tensors and copied up.
 #include <algorithm>
 #include <atomic>
 #include <mutex>
 #include <thread>
 #include <unordered_set>
 
+#include "cuda_bridge.h"
 #include "dtype_map.h"
 #include "host/torch/load_state_dict_core.h"
 #include "host/torch/torch_checkpoint_impl.h"
@@ -28,13 +32,23 @@ bool dense_row_major(const TensorMeta& m) {
   return true;
 }
 
-// Whether the checkpoint bytes of `m` can be read straight into `dst` unchanged.
-bool readable_in_place(const torch::Tensor& dst, c10::ScalarType src_type, const TensorMeta& m,
+enum class InPlace { kNo, kHost, kCuda };
+
+// Whether the checkpoint bytes of `m` can be read straight into `dst` unchanged, and how.
+InPlace in_place_route(const torch::Tensor& dst, c10::ScalarType src_type, const TensorMeta& m,
                        const Reader& reader) {
-  return dst.device().is_cpu() && dst.layout() == torch::kStrided && !dst.is_quantized() &&
-         !dst.is_inference() && dst.is_contiguous() && dst.scalar_type() == src_type &&
-         dst.numel() == m.numel() && !m.conj && !m.neg && dense_row_major(m) &&
-         reader.plain(m.storage);
+  bool same_bytes = dst.layout() == torch::kStrided && !dst.is_quantized() && !dst.is_inference() &&
+                    dst.is_contiguous() && dst.scalar_type() == src_type &&
+                    dst.numel() == m.numel() && !m.conj && !m.neg && dense_row_major(m) &&
+                    reader.plain(m.storage);
+  if (!same_bytes) return InPlace::kNo;
+  if (dst.device().is_cpu()) return InPlace::kHost;
+  // The GPU path moves whole storages.
+  uint64_t nbytes = static_cast<uint64_t>(m.numel()) * dst.element_size();
+  if (dst.is_cuda() && m.storage_offset == 0 &&
+      reader.tree().storages.at(m.storage).nbytes == nbytes && torch_adapter::cuda_path_available())
+    return InPlace::kCuda;
+  return InPlace::kNo;
 }
 
 struct Piece {
@@ -116,7 +130,9 @@ LoadStateDictReport load_state_dict_from_file(
   LoadStateDictReport report = plan_state_dict_load(model, module_class, meta, rules, plan);
 
   std::vector<Piece> pieces;
-  std::vector<torch::Tensor> filled;  // module tensors written in place
+  std::vector<uint32_t> cuda_storages;      // read whole into ...
+  std::vector<torch::Tensor> cuda_targets;  // ... these CUDA tensors of the module
+  std::vector<torch::Tensor> filled;        // module tensors written in place
   std::vector<const PlannedCopy*> staged;
   // Module tensors sharing memory (tied weights) are loaded one after another in the plan's
   // order, as PyTorch's copies are (the last one wins): only the first may be read in place,
@@ -125,9 +141,18 @@ LoadStateDictReport load_state_dict_from_file(
   for (const PlannedCopy& c : plan) {
     const TensorMeta& m = entries[c.state_index].second->tensor;
     bool shared = c.dst.has_storage() && !memory_seen.insert(c.dst.storage().data()).second;
-    if (rules.assign || shared ||
-        !readable_in_place(c.dst, c.src.scalar_type(), m, *impl->reader)) {
+    InPlace route = rules.assign || shared
+                        ? InPlace::kNo
+                        : in_place_route(c.dst, c.src.scalar_type(), m, *impl->reader);
+    if (route == InPlace::kNo) {
       staged.push_back(&c);
+      continue;
+    }
+    filled.push_back(c.dst);
+    report.read_in_place.push_back(c.key);
+    if (route == InPlace::kCuda) {
+      cuda_storages.push_back(m.storage);
+      cuda_targets.push_back(c.dst);
       continue;
     }
     uint64_t elem = c.dst.element_size();
@@ -137,10 +162,17 @@ LoadStateDictReport load_state_dict_from_file(
       pieces.push_back(Piece{c.state_index, m.storage,
                              static_cast<uint64_t>(m.storage_offset) * elem + o, dst + o,
                              std::min(kPiece, n - o)});
-    filled.push_back(c.dst);
-    report.read_in_place.push_back(c.key);
   }
   read_pieces(*impl->reader, pieces, entries, base.threads);
+  if (!cuda_storages.empty()) {
+    try {
+      torch_adapter::read_storages_into_cuda(*impl->reader, cuda_storages, cuda_targets, base);
+    } catch (const Error& e) {
+      throw Error(e.code(),
+                  std::string(e.what()) +
+                      " (reading into the module's CUDA tensors, which may now be partly loaded)");
+    }
+  }
   // In-place writes bypass copy_, so advance the version counters as copy_ would (autograd
   // then refuses stale saved tensors).
   for (torch::Tensor& t : filled) t.unsafeGetTensorImpl()->bump_version();

@@ -3,6 +3,7 @@
 // tensors save. Skips, saying why, unless LibTorch has CUDA and a device is present.
 #include <gtest/gtest.h>
 #include <torch/cuda.h>
+#include <torch/nn/modules/linear.h>
 
 #include <filesystem>
 
@@ -12,11 +13,11 @@
 namespace ckptio {
 namespace {
 
-#define SKIP_WITHOUT_TORCH_CUDA()                                                    \
-  do {                                                                               \
-    std::string why;                                                                 \
-    if (!cuda::cuda_device_available(&why)) GTEST_SKIP() << why;                     \
-    if (!torch::cuda::is_available()) GTEST_SKIP() << "this LibTorch has no CUDA";  \
+#define SKIP_WITHOUT_TORCH_CUDA()                                                  \
+  do {                                                                             \
+    std::string why;                                                               \
+    if (!cuda::cuda_device_available(&why)) GTEST_SKIP() << why;                   \
+    if (!torch::cuda::is_available()) GTEST_SKIP() << "this LibTorch has no CUDA"; \
   } while (0)
 
 class TempDir {
@@ -67,7 +68,8 @@ TEST_P(TorchCuda, LoadsToCudaLikeToCpu) {
       EXPECT_EQ(t.device().index(), 0);
       EXPECT_TRUE(torch::equal(t.cpu(), item.value())) << item.key() << " lazy=" << lazy;
     }
-    EXPECT_EQ(got["w"].storage().unsafeGetStorageImpl(), got["w_t"].storage().unsafeGetStorageImpl())
+    EXPECT_EQ(got["w"].storage().unsafeGetStorageImpl(),
+              got["w_t"].storage().unsafeGetStorageImpl())
         << "sharing lost";
     got["w"].add_(1);  // memory is ordinary LibTorch CUDA memory
     EXPECT_TRUE(torch::equal(got["w_t"].cpu(), sd["w"].t() + 1));
@@ -87,7 +89,53 @@ TEST_P(TorchCuda, SavesCudaTensors) {
   TorchLoadOptions o;
   o.map_location = "cpu";
   StateDict back = load(dir.file("g.pt"), o).state_dict();
-  for (const auto& item : sd) EXPECT_TRUE(torch::equal(back[item.key()], item.value())) << item.key();
+  for (const auto& item : sd)
+    EXPECT_TRUE(torch::equal(back[item.key()], item.value())) << item.key();
+}
+
+// load_state_dict(module, file) into a CUDA module: whole-storage tensors go from the file
+// into the parameters' own device memory; a transposed view goes through a checkpoint tensor.
+TEST_P(TorchCuda, StateDictFileReadsIntoCudaModuleInPlace) {
+  SKIP_WITHOUT_TORCH_CUDA();
+  TempDir dir;
+  torch::manual_seed(1);
+  torch::nn::Linear ref(2500, 2100);  // 21 MB of weight: several ring slots
+  SaveOptions so;
+  so.format = GetParam();
+  so.fsync = false;
+  StateDict whole;
+  whole.insert("weight", ref->weight.detach());
+  whole.insert("bias", ref->bias.detach());
+  save(dir.file("whole.pt"), whole, so);
+  StateDict views;
+  torch::Tensor w_t = ref->weight.detach().t().contiguous();
+  views.insert("weight", w_t.t());  // column-major: not readable in place
+  views.insert("bias", ref->bias.detach());
+  save(dir.file("views.pt"), views, so);
+
+  for (const auto& [name, expected_in_place] :
+       std::vector<std::pair<std::string, std::vector<std::string>>>{
+           {"whole.pt", {"weight", "bias"}}, {"views.pt", {"bias"}}}) {
+    torch::nn::Linear lin(2500, 2100);
+    lin->to(torch::kCUDA);
+    void* weight_memory = lin->weight.data_ptr();
+    {
+      // Queued on LibTorch's stream, ~0.1-1 s of matmuls and then a write of the weight: the
+      // load must land after it, or that write would overwrite the loaded bytes.
+      torch::NoGradGuard no_grad;
+      torch::Tensor a = torch::randn({8192, 8192}, torch::kCUDA);
+      for (int i = 0; i < 10; ++i) a = torch::tanh(a.matmul(a));
+      lin->weight.copy_(a.narrow(0, 0, 2100).narrow(1, 0, 2500));
+    }
+    int64_t version = lin->weight._version();
+    LoadStateDictReport r = load_state_dict(*lin, dir.file(name));
+    EXPECT_TRUE(r.ok()) << name;
+    EXPECT_EQ(r.read_in_place, expected_in_place) << name;
+    EXPECT_EQ(lin->weight.data_ptr(), weight_memory) << name;
+    EXPECT_GT(lin->weight._version(), version) << name;
+    EXPECT_TRUE(torch::equal(lin->weight.cpu(), ref->weight.detach())) << name;
+    EXPECT_TRUE(torch::equal(lin->bias.cpu(), ref->bias.detach())) << name;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Formats, TorchCuda, ::testing::Values("torch-zip", "torch-legacy"),

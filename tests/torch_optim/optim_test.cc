@@ -195,8 +195,10 @@ double compare_with(const torch::nn::Sequential& model, const std::string& ref_f
     }
     torch::Tensor a = p.value().detach(), b = *w;
     double d = ((a - b).abs() / (b.abs() + kAtol / kRtol)).max().item<double>();
-    if (expect_close)
-      EXPECT_TRUE(torch::allclose(a, b, kRtol, kAtol)) << ref_file << ": " << p.key() << " differs, max rel " << d;
+    if (expect_close) {
+      EXPECT_TRUE(torch::allclose(a, b, kRtol, kAtol))
+          << ref_file << ": " << p.key() << " differs, max rel " << d;
+    }
     worst = std::max(worst, d);
   }
   return worst;

@@ -33,10 +33,10 @@ namespace ckptio {
 // through a table, or ask a callback (returning nullopt keeps the saved tag).
 class MapLocation {
  public:
-  MapLocation() = default;  // keep saved tags
+  MapLocation() = default;                                               // keep saved tags
   MapLocation(const char* device) : MapLocation(std::string(device)) {}  // NOLINT
-  MapLocation(const std::string& device);                                 // NOLINT
-  MapLocation(torch::Device device);                                      // NOLINT
+  MapLocation(const std::string& device);                                // NOLINT
+  MapLocation(torch::Device device);                                     // NOLINT
   static MapLocation remap(std::map<std::string, std::string> table);
   static MapLocation callback(
       std::function<std::optional<torch::Device>(const std::string& saved_tag)> fn);
@@ -126,10 +126,11 @@ struct Mismatch {
 struct LoadStateDictReport {
   std::vector<std::string> missing_keys;
   std::vector<std::string> unexpected_keys;
-  std::vector<Mismatch> mismatched;        // skipped (strict: reported in the error)
+  std::vector<Mismatch> mismatched;      // skipped (strict: reported in the error)
   std::vector<std::string> dtype_casts;  // keys whose values were cast
-  // Loading from a file: keys whose bytes were read straight into the module's memory (the
-  // others went through a checkpoint tensor: casts, views, compressed storages, CUDA, assign).
+  // Loading from a file: keys whose bytes were read straight into the module's memory, CPU or
+  // CUDA (the others went through a checkpoint tensor: casts, views, compressed storages,
+  // assign, and on CUDA also slices of a larger storage or a build without the GPU path).
   std::vector<std::string> read_in_place;
   bool ok() const { return missing_keys.empty() && unexpected_keys.empty() && mismatched.empty(); }
 };
@@ -178,9 +179,9 @@ class CheckpointBuilder {
   CheckpointBuilder();
   ~CheckpointBuilder();
   ValuePtr tensor(const torch::Tensor& t, bool as_parameter = false);
-  ValuePtr state_dict(const StateDict& sd);           // OrderedDict of detached tensors
-  ValuePtr module(const torch::nn::Module& module);    // like module_state_dict_value
-  ValuePtr ivalue(const c10::IValue& v);               // generic IValues (dicts, lists...)
+  ValuePtr state_dict(const StateDict& sd);          // OrderedDict of detached tensors
+  ValuePtr module(const torch::nn::Module& module);  // like module_state_dict_value
+  ValuePtr ivalue(const c10::IValue& v);             // generic IValues (dicts, lists...)
   Checkpoint finish(ValuePtr root);
 
  private:
@@ -188,7 +189,8 @@ class CheckpointBuilder {
   std::unique_ptr<Impl> impl_;
 };
 
-void save(const std::string& path, const torch::nn::Module& module, const SaveOptions& options = {});
+void save(const std::string& path, const torch::nn::Module& module,
+          const SaveOptions& options = {});
 void save(const std::string& path, const StateDict& state, const SaveOptions& options = {});
 void save(const std::string& path, const c10::IValue& value, const SaveOptions& options = {});
 
