@@ -126,6 +126,9 @@ log "gpu_bench (${REPS} runs each)"
   || { cat "$BUILD/gpu_bench.err"; die "gpu_bench"; }
 cat "$BUILD/gpu_bench.err" >&2
 RATIO=$(awk '$1 == "RATIO" && $2 == "torch-zip" {print $3}' "$BUILD/gpu_bench.out")
+log "ckptio bench --device cuda:0 (the command line's quick check)"
+CLI_JSON=$("$BIN/ckptio" bench "$DATA/zip.pt" --device cuda:0 --repeat "$REPS" --json 2>&1) \
+  || log "ckptio bench --device cuda:0 failed: $CLI_JSON"
 
 log "Python torch.load / torch.save to and from cuda:0"
 PEER=$("$PYTHON" - "$REPS" "$DATA" "${FILES[@]}" <<'PY'
@@ -184,6 +187,10 @@ PY
     echo "$PEER"
     echo
   fi
+  echo "## \`ckptio bench zip.pt --device cuda:0 --repeat $REPS --json\`"
+  echo
+  echo "    $CLI_JSON"
+  echo
   echo "## Target"
   echo
   if [ -n "$RATIO" ]; then

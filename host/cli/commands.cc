@@ -95,7 +95,8 @@ void Commands::add_verify(CLI::App& app) {
 void Commands::add_bench(CLI::App& app) {
   bench_ = app.add_subcommand("bench", "Time loading a checkpoint into memory");
   bench_->add_option("file", bench_args_.file, "Checkpoint file")->required();
-  bench_->add_option("--device", bench_args_.device, "Where tensors go (cpu)");
+  bench_->add_option("--device", bench_args_.device,
+                     "Where tensors go: cpu (default), cuda, cuda:N");
   bench_->add_option("--repeat", bench_args_.repeat, "Number of loads (default 5)");
   bench_->add_option("--threads", bench_args_.threads, "Reading threads (default: cores)");
   bench_->add_flag("--zero-copy", bench_args_.zero_copy, "Map aligned storages instead of copying");

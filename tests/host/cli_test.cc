@@ -3,6 +3,7 @@
 
 #include <array>
 #include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
 
@@ -25,7 +26,8 @@ Output run(const std::string& args) {
   return o;
 }
 
-const std::string kExample = std::string(CKPTIO_SOURCE_DIR) + "/examples/data/example_checkpoint.pt";
+const std::string kExample =
+    std::string(CKPTIO_SOURCE_DIR) + "/examples/data/example_checkpoint.pt";
 
 TEST(Cli, PluginsListsBothBundledFormats) {
   Output o = run("plugins");
@@ -79,6 +81,39 @@ TEST(Cli, BenchJsonReportsTimesAndBytes) {
   EXPECT_GE(doc["median_s"].get<double>(), doc["best_s"].get<double>());
   EXPECT_EQ(doc["bytes"], 496048);
   EXPECT_GT(doc["gbps"].get<double>(), 0);
+}
+
+// On a CUDA host the storages land on the device; elsewhere one line says why not. Which
+// outcome is expected follows from the build (CKPTIO_TEST_HAVE_CUDA) and /dev/nvidiactl.
+TEST(Cli, BenchOnCudaLoadsToTheDeviceOrSaysWhyNot) {
+  Output o = run("bench " + kExample + " --device cuda:0 --repeat 2 --json");
+  bool gpu_host = std::ifstream("/dev/nvidiactl").good();
+#ifdef CKPTIO_TEST_HAVE_CUDA
+  bool expect_load = gpu_host;
+#else
+  bool expect_load = false;
+#endif
+  if (expect_load) {
+    ASSERT_EQ(o.status, 0) << o.out;
+    auto doc = nlohmann::json::parse(o.out);
+    EXPECT_EQ(doc["bytes"], 496048);
+    EXPECT_GT(doc["gbps"].get<double>(), 0);
+  } else {
+    EXPECT_EQ(o.status, 1) << o.out;
+    EXPECT_EQ(std::count(o.out.begin(), o.out.end(), '\n'), 1) << o.out;
+    EXPECT_EQ(o.out.rfind("ckptio: --device cuda:0: ", 0), 0u) << o.out;
+#ifndef CKPTIO_TEST_HAVE_CUDA
+    EXPECT_NE(o.out.find("built without the GPU data path"), std::string::npos) << o.out;
+#endif
+  }
+  for (std::string bad : {"tpu", "cuda:", "cuda:x", "cuda:-1", "cuda:123456789"}) {
+    o = run("bench " + kExample + " --device " + bad);
+    EXPECT_EQ(o.status, 1) << bad << ": " << o.out;
+    EXPECT_NE(o.out.find("unknown device"), std::string::npos) << bad << ": " << o.out;
+  }
+  o = run("bench " + kExample + " --device cuda:0 --zero-copy");
+  EXPECT_EQ(o.status, 1) << o.out;
+  EXPECT_NE(o.out.find("--zero-copy"), std::string::npos) << o.out;
 }
 
 TEST(Cli, UsageErrorsExitTwoAndBadInputExitsOneWithOneLine) {
