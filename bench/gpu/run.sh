@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # GPU benchmark and tests, on a CUDA host, in one go (about 5-8 minutes with 16 cores):
 #   1. builds the GPU targets against the host's CUDA toolkit and its Python's LibTorch;
-#   2. runs the GPU tests (cuda_pipeline_test, cuda_test, torch_cuda_test);
+#   2. runs the GPU tests (cuda_pipeline_test, cuda_test, torch_cuda_test, and host_test's
+#      command-line tests, which load to cuda:0 where a device is present);
 #   3. makes ~2 GiB checkpoints with the host's torch (torch-zip and torch-legacy; also
 #      torch-zip-zstd with GPU_BENCH_ZSTD=1);
 #   4. runs bench/gpu/gpu_bench (cudaMemcpy pinned and pageable bandwidth, ckptio load to and
@@ -58,7 +59,7 @@ cmake -S . -B "$BUILD" -G "$GEN" -DCMAKE_BUILD_TYPE=Release \
   -DCKPTIO_WITH_CUDA=ON -DCKPTIO_WITH_TORCH=ON ${BUNDLE_CMAKE_ARGS:-} >"$BUILD.configure.log" 2>&1 \
   || { tail -40 "$BUILD.configure.log"; die "configure (log: $BUILD.configure.log)"; }
 grep -q "GPU data path on" "$BUILD.configure.log" || die "CMake did not find the CUDA toolkit"
-TARGETS="ckptio_cli torch-zip torch-legacy compressed cuda_pipeline_test cuda_test torch_cuda_test gpu_bench"
+TARGETS="ckptio_cli torch-zip torch-legacy compressed cuda_pipeline_test cuda_test torch_cuda_test host_test gpu_bench"
 log "build ($JOBS jobs): $TARGETS"
 # shellcheck disable=SC2086
 cmake --build "$BUILD" -j "$JOBS" --target $TARGETS >"$BUILD.build.log" 2>&1 \
@@ -67,9 +68,16 @@ BIN=$BUILD/bin
 
 # ---- 2. tests -------------------------------------------------------------------------------
 TESTS_MD=""
-for t in cuda_pipeline_test cuda_test torch_cuda_test; do
-  log "test: $t"
-  if "$BIN/$t" --gtest_brief=1 >"$BUILD/$t.log" 2>&1; then status=passed; else status=FAILED; fi
+# binary[:gtest filter]; host_test's Cli tests include `ckptio bench --device cuda:0`.
+for spec in cuda_pipeline_test cuda_test torch_cuda_test 'host_test:Cli.*'; do
+  t=${spec%%:*}
+  filter='*'; [ "$spec" != "$t" ] && filter=${spec#*:}
+  log "test: $t ($filter)"
+  if "$BIN/$t" --gtest_brief=1 --gtest_filter="$filter" >"$BUILD/$t.log" 2>&1; then
+    status=passed
+  else
+    status=FAILED
+  fi
   summary=$(grep -E "^\[  (PASSED|FAILED|SKIPPED) " "$BUILD/$t.log" | tr '\n' ' ')
   log "$t: $status; $summary"
   [ "$status" = FAILED ] && grep -E "Failure|FAILED|error" "$BUILD/$t.log" | head -20 >&2
