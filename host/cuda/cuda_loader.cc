@@ -25,8 +25,8 @@ uint64_t align_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 
 Status cuda_status(cudaError_t err, const std::string& what) {
   if (err == cudaSuccess) return Status::Ok();
-  return Status(Code::kIo, what + " failed: " + cudaGetErrorString(err) + " (" +
-                               cudaGetErrorName(err) + ")");
+  return Status(Code::kIo,
+                what + " failed: " + cudaGetErrorString(err) + " (" + cudaGetErrorName(err) + ")");
 }
 
 [[noreturn]] void fail(const Status& st) { throw Error(st); }
@@ -161,7 +161,9 @@ LeasedRing lease_ring(const std::vector<Batch>& batches, uint64_t ring_bytes, ui
   return r;
 }
 
-uint64_t clamp_chunk(uint64_t chunk) { return std::max<uint64_t>(align_up(chunk, kDeviceAlign), 64 * 1024); }
+uint64_t clamp_chunk(uint64_t chunk) {
+  return std::max<uint64_t>(align_up(chunk, kDeviceAlign), 64 * 1024);
+}
 
 }  // namespace
 
@@ -209,8 +211,8 @@ void load_into_device(Reader& reader, const std::vector<uint32_t>& indices,
       fail(Status(Code::kInvalidArgument,
                   reader.path() + ": no storage #" + std::to_string(indices[k])));
     if (infos[indices[k]].nbytes && !dst[k])
-      fail(Status(Code::kInvalidArgument, reader.path() + ": no destination for storage '" +
-                                              infos[indices[k]].key + "'"));
+      fail(Status(Code::kInvalidArgument,
+                  reader.path() + ": no destination for storage '" + infos[indices[k]].key + "'"));
     sizes.emplace_back(static_cast<uint32_t>(k), infos[indices[k]].nbytes);
   }
   uint64_t chunk = clamp_chunk(options.chunk);
@@ -226,7 +228,8 @@ void load_into_device(Reader& reader, const std::vector<uint32_t>& indices,
       [&](const Piece& p, void* slot) { return source.fill(p, slot); },
       [&](const Piece& p) { return static_cast<uint8_t*>(dst[p.storage]) + p.offset; },
       options.progress);
-  if (!st.ok()) fail(st.message().rfind(reader.path(), 0) == 0 ? st : st.with_context(reader.path()));
+  if (!st.ok())
+    fail(st.message().rfind(reader.path(), 0) == 0 ? st : st.with_context(reader.path()));
 }
 
 std::vector<DeviceStorage> load_to_device(Reader& reader, const std::vector<uint32_t>& indices,
@@ -271,16 +274,51 @@ std::vector<DeviceStorage> load_to_device(Reader& reader, const std::vector<uint
   return out;
 }
 
+void copy_to_host(const std::vector<DeviceStorage>& storages, const std::vector<void*>& dst,
+                  const CudaSaveOptions& options) {
+  if (dst.size() != storages.size())
+    fail(Status(Code::kInvalidArgument, std::to_string(storages.size()) + " device storages but " +
+                                            std::to_string(dst.size()) + " host destinations"));
+  std::unordered_map<int, std::vector<std::pair<uint32_t, uint64_t>>> by_device;
+  for (uint32_t i = 0; i < storages.size(); ++i) {
+    const DeviceStorage& d = storages[i];
+    if (d.size == 0) continue;
+    if (!d.ptr || !dst[i])
+      fail(Status(Code::kInvalidArgument, "device storage #" + std::to_string(i) + " of " +
+                                              std::to_string(d.size) + " bytes has no " +
+                                              (d.ptr ? "host destination" : "device memory")));
+    by_device[d.device].emplace_back(i, d.size);
+  }
+  uint64_t chunk = clamp_chunk(options.chunk);
+  for (auto& [device, sizes] : by_device) {
+    std::vector<Batch> batches = cuda_detail::plan_batches(sizes, chunk);
+    DeviceGuard guard(device);
+    // Our streams do not wait for the legacy default stream or LibTorch's: let the writers of
+    // these storages finish first.
+    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize on cuda:" + std::to_string(device));
+    LeasedRing ring = lease_ring(batches, options.ring_bytes, chunk);
+    CudaEngine engine(device, options.streams, ring.ring.slots);
+    Status st = cuda_detail::run_download(
+        batches, ring.ring, engine, options.threads,
+        [&](const Piece& p) { return static_cast<uint8_t*>(storages[p.storage].ptr) + p.offset; },
+        [&](const Piece& p, const void* staged) {
+          std::memcpy(static_cast<uint8_t*>(dst[p.storage]) + p.offset, staged, p.n);
+          return Status::Ok();
+        });
+    if (!st.ok()) fail(st);
+  }
+}
+
 Checkpoint host_checkpoint_from_device(const Tree& tree, const std::vector<DeviceStorage>& storages,
                                        const CudaSaveOptions& options) {
   if (storages.size() != tree.storages.size())
-    fail(Status(Code::kInvalidArgument,
-                "checkpoint has " + std::to_string(tree.storages.size()) +
-                    " storages but device bytes for " + std::to_string(storages.size())));
+    fail(Status(Code::kInvalidArgument, "checkpoint has " + std::to_string(tree.storages.size()) +
+                                            " storages but device bytes for " +
+                                            std::to_string(storages.size())));
   Checkpoint out;
   out.tree = tree;
   out.storages.resize(storages.size());
-  std::unordered_map<int, std::vector<std::pair<uint32_t, uint64_t>>> by_device;
+  std::vector<void*> dst(storages.size(), nullptr);
   for (uint32_t i = 0; i < storages.size(); ++i) {
     const DeviceStorage& d = storages[i];
     if (d.size != tree.storages[i].nbytes)
@@ -294,26 +332,9 @@ Checkpoint host_checkpoint_from_device(const Tree& tree, const std::vector<Devic
                   "storage '" + tree.storages[i].key + "' has no device memory"));
     std::shared_ptr<uint8_t> buf = host::allocate_storage(d.size);
     out.storages[i] = StorageBytes{buf.get(), d.size, buf, false};
-    by_device[d.device].emplace_back(i, d.size);
+    dst[i] = buf.get();
   }
-  uint64_t chunk = clamp_chunk(options.chunk);
-  for (auto& [device, sizes] : by_device) {
-    std::vector<Batch> batches = cuda_detail::plan_batches(sizes, chunk);
-    DeviceGuard guard(device);
-    // Our streams do not wait for the legacy default stream: let the writers of these
-    // storages finish first.
-    check(cudaDeviceSynchronize(), "cudaDeviceSynchronize on cuda:" + std::to_string(device));
-    LeasedRing ring = lease_ring(batches, options.ring_bytes, chunk);
-    CudaEngine engine(device, options.streams, ring.ring.slots);
-    Status st = cuda_detail::run_download(
-        batches, ring.ring, engine, options.threads,
-        [&](const Piece& p) { return static_cast<uint8_t*>(storages[p.storage].ptr) + p.offset; },
-        [&](const Piece& p, const void* staged) {
-          std::memcpy(const_cast<uint8_t*>(out.storages[p.storage].data) + p.offset, staged, p.n);
-          return Status::Ok();
-        });
-    if (!st.ok()) fail(st);
-  }
+  copy_to_host(storages, dst, options);
   return out;
 }
 

@@ -2,6 +2,7 @@
 #include <unordered_map>
 
 #include "ckptio/torch.h"
+#include "cuda_bridge.h"
 #include "dtype_map.h"
 
 namespace ckptio {
@@ -9,6 +10,9 @@ namespace ckptio {
 struct CheckpointBuilder::Impl {
   Checkpoint ckpt;
   std::unordered_map<const c10::StorageImpl*, uint32_t> index;  // one entry per storage
+  // CUDA storages whose host copies are taken together, through the pinned ring, at finish().
+  std::vector<c10::Storage> cuda_sources;
+  std::vector<void*> cuda_copies;
 
   uint32_t storage_of(const torch::Tensor& t) {
     const c10::Storage& s = t.storage();
@@ -20,13 +24,20 @@ struct CheckpointBuilder::Impl {
                                              torch_adapter::from_scalar_type(t.scalar_type()),
                                              nbytes, t.device().str()});
     // The bytes: CPU storages are aliased (kept alive by the holder); others are copied to
-    // host once, whole, so every view of the storage reads the same copy.
+    // host once, whole, so every view of the storage reads the same copy. CUDA storages go
+    // through libckptio_cuda's pinned ring, all at once, when the checkpoint is finished.
     torch::Tensor whole = torch::empty({0}, t.options().dtype(torch::kUInt8));
     whole.set_(s, 0, {static_cast<int64_t>(nbytes)}, {1});
-    if (!whole.is_cpu()) whole = whole.cpu();
+    if (whole.is_cuda() && nbytes > 0 && torch_adapter::cuda_path_available()) {
+      cuda_sources.push_back(s);
+      whole = torch::empty({static_cast<int64_t>(nbytes)}, torch::kUInt8);
+      cuda_copies.push_back(whole.data_ptr());
+    } else if (!whole.is_cpu()) {
+      whole = whole.cpu();
+    }
     auto holder = std::make_shared<torch::Tensor>(whole);
-    ckpt.storages.push_back(StorageBytes{static_cast<const uint8_t*>(whole.data_ptr()), nbytes,
-                                         holder, false});
+    ckpt.storages.push_back(
+        StorageBytes{static_cast<const uint8_t*>(whole.data_ptr()), nbytes, holder, false});
     index.emplace(s.unsafeGetStorageImpl(), i);
     return i;
   }
@@ -103,13 +114,16 @@ ValuePtr CheckpointBuilder::ivalue(const c10::IValue& v) {
   }
   if (v.isGenericDict()) {
     auto d = Value::dict();
-    for (const auto& e : v.toGenericDict()) d->entries.emplace_back(ivalue(e.key()), ivalue(e.value()));
+    for (const auto& e : v.toGenericDict())
+      d->entries.emplace_back(ivalue(e.key()), ivalue(e.value()));
     return d;
   }
   throw Error(Code::kUnsupported, "cannot save an IValue of type " + v.tagKind());
 }
 
 Checkpoint CheckpointBuilder::finish(ValuePtr root) {
+  if (!impl_->cuda_sources.empty())
+    torch_adapter::copy_cuda_storages_to_host(impl_->cuda_sources, impl_->cuda_copies);
   impl_->ckpt.tree.root = std::move(root);
   Checkpoint out = std::move(impl_->ckpt);
   impl_ = std::make_unique<Impl>();

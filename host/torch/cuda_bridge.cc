@@ -92,4 +92,20 @@ void read_storages_into_cuda(Reader& reader, const std::vector<uint32_t>& storag
 #endif
 }
 
+void copy_cuda_storages_to_host(const std::vector<c10::Storage>& src,
+                                const std::vector<void*>& dst) {
+#ifndef CKPTIO_HAVE_CUDA
+  (void)src, (void)dst;
+  throw Error(Code::kInternal, "this build has no GPU data path");
+#else
+  std::vector<cuda::DeviceStorage> on_device(src.size());
+  for (size_t k = 0; k < src.size(); ++k) {
+    on_device[k].ptr = const_cast<void*>(src[k].data());
+    on_device[k].size = src[k].nbytes();
+    on_device[k].device = src[k].device().index();
+  }
+  cuda::copy_to_host(on_device, dst);
+#endif
+}
+
 }  // namespace ckptio::torch_adapter

@@ -31,6 +31,12 @@ std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint3
 void read_storages_into_cuda(Reader& reader, const std::vector<uint32_t>& storages,
                              const std::vector<torch::Tensor>& dst, const LoadOptions& base);
 
+// Copies whole CUDA storages to host memory through libckptio_cuda's pinned ring (after their
+// devices finish the work queued on them); dst[k] holds src[k].nbytes() bytes. Only when
+// cuda_path_available(); throws ckptio::Error.
+void copy_cuda_storages_to_host(const std::vector<c10::Storage>& src,
+                                const std::vector<void*>& dst);
+
 // Whether load_cuda_storages can move storages to CUDA devices in this process.
 bool cuda_path_available();
 

@@ -57,7 +57,7 @@ struct CudaSaveOptions {
 // True when a CUDA device can be used; otherwise false and, if `why` is set, the reason
 // ("no CUDA-capable device is detected", "CUDA driver version is insufficient ...").
 bool cuda_device_available(std::string* why = nullptr);
-int device_count();  // 0 when no device is usable
+int device_count();    // 0 when no device is usable
 int current_device();  // cudaGetDevice
 
 // Loads storages `indices` of an open Reader to `device`, in one device allocation (each
@@ -78,6 +78,12 @@ void load_into_device(Reader& reader, const std::vector<uint32_t>& indices,
 // DeviceStorage with a null ptr and size 0 is an empty storage.
 Checkpoint host_checkpoint_from_device(const Tree& tree, const std::vector<DeviceStorage>& storages,
                                        const CudaSaveOptions& options = {});
+
+// Copies each device storage to host memory through the pinned ring: storages[k].size bytes
+// into dst[k], after each device involved has finished the work queued on it (our streams do
+// not wait for others). Storages of size 0 are skipped.
+void copy_to_host(const std::vector<DeviceStorage>& storages, const std::vector<void*>& dst,
+                  const CudaSaveOptions& options = {});
 
 // host_checkpoint_from_device, then ckptio::save (atomic replace).
 void save_from_device(const std::string& path, const Tree& tree,

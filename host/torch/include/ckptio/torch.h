@@ -172,8 +172,9 @@ ValuePtr module_state_dict_value(const torch::nn::Module& module);
 // ---- building and saving ------------------------------------------------------------------
 
 // Builds a Checkpoint (value tree + storages) from torch values; tensors sharing a storage
-// stay shared. Storage bytes alias the tensors (CPU) or are copied to host (CUDA), so the
-// tensors must not change until the Checkpoint is saved: use snapshot() for that.
+// stay shared. Storage bytes alias the tensors (CPU) or are copied to host (CUDA: by finish(),
+// all together through libckptio_cuda's pinned ring where LibTorch has CUDA), so the tensors
+// must not change until the Checkpoint is saved: use snapshot() for that.
 class CheckpointBuilder {
  public:
   CheckpointBuilder();
