@@ -71,11 +71,15 @@ void read_storages_into_cuda(Reader& reader, const std::vector<uint32_t>& storag
   (void)storages, (void)dst, (void)base;
   throw Error(Code::kInternal, reader.path() + ": this build has no GPU data path");
 #else
-  std::map<int, std::pair<std::vector<uint32_t>, std::vector<void*> > > by_device;
+  struct DeviceWork {
+    std::vector<uint32_t> storages;
+    std::vector<void*> dst;
+  };
+  std::map<int, DeviceWork> by_device;
   for (size_t k = 0; k < storages.size(); ++k) {
-    auto& [list, ptrs] = by_device[dst[k].device().index()];
-    list.push_back(storages[k]);
-    ptrs.push_back(dst[k].data_ptr());
+    DeviceWork& w = by_device[dst[k].device().index()];
+    w.storages.push_back(storages[k]);
+    w.dst.push_back(dst[k].data_ptr());
   }
   for (const auto& [dev, work] : by_device) {
     try {
@@ -87,7 +91,7 @@ void read_storages_into_cuda(Reader& reader, const std::vector<uint32_t>& storag
     cuda::CudaLoadOptions copts;
     copts.threads = base.threads;
     copts.progress = base.progress;
-    cuda::load_into_device(reader, work.first, work.second, dev, copts);
+    cuda::load_into_device(reader, work.storages, work.dst, dev, copts);
   }
 #endif
 }
