@@ -1,6 +1,8 @@
 // libckptio_cuda on a real device: file -> pinned ring -> device loads for every format, small
 // rings that force slot reuse, device -> host saves. Every test skips, saying why, when no
 // CUDA device is usable (this is the case on build machines and in CI).
+#include "ckptio/cuda.h"
+
 #include <cuda_runtime_api.h>
 #include <gtest/gtest.h>
 
@@ -9,15 +11,14 @@
 #include <random>
 
 #include "ckptio/ckptio.h"
-#include "ckptio/cuda.h"
 
 namespace ckptio::cuda {
 namespace {
 
-#define SKIP_WITHOUT_DEVICE()                                    \
-  do {                                                           \
-    std::string why;                                             \
-    if (!cuda_device_available(&why)) GTEST_SKIP() << why;       \
+#define SKIP_WITHOUT_DEVICE()                              \
+  do {                                                     \
+    std::string why;                                       \
+    if (!cuda_device_available(&why)) GTEST_SKIP() << why; \
   } while (0)
 
 class TempDir {
@@ -39,7 +40,8 @@ Checkpoint byte_checkpoint(const std::vector<uint64_t>& sizes) {
   std::mt19937 rng(11);
   for (uint32_t i = 0; i < sizes.size(); ++i) {
     c.tree.storages.push_back(StorageInfo{std::to_string(i), DType::kUInt8, sizes[i], "cuda:0"});
-    auto bytes = std::shared_ptr<uint8_t>(new uint8_t[sizes[i] + 1], std::default_delete<uint8_t[]>());
+    auto bytes =
+        std::shared_ptr<uint8_t>(new uint8_t[sizes[i] + 1], std::default_delete<uint8_t[]>());
     for (uint64_t k = 0; k < sizes[i]; ++k) bytes.get()[k] = static_cast<uint8_t>(rng());
     c.storages.push_back(StorageBytes{bytes.get(), sizes[i], bytes, false});
     TensorMeta m;
@@ -62,7 +64,8 @@ std::vector<uint8_t> to_host(const DeviceStorage& d) {
 }
 
 bool same(const std::vector<uint8_t>& got, const StorageBytes& want) {
-  return got.size() == want.size && (got.empty() || std::memcmp(got.data(), want.data, got.size()) == 0);
+  return got.size() == want.size &&
+         (got.empty() || std::memcmp(got.data(), want.data, got.size()) == 0);
 }
 
 const std::vector<uint64_t> kSizes{0, 1, 300, 70000, 33u << 20, 4097, 5u << 20};
@@ -160,7 +163,8 @@ TEST(SaveFromDevice, RoundTripsThroughEveryFormat) {
   Checkpoint host = host_checkpoint_from_device(c.tree, dev, small);
   for (size_t i = 0; i < kSizes.size(); ++i)
     EXPECT_TRUE(host.storages[i].size == 0 ||
-                std::memcmp(host.storages[i].data, c.storages[i].data, kSizes[i]) == 0) << i;
+                std::memcmp(host.storages[i].data, c.storages[i].data, kSizes[i]) == 0)
+        << i;
   for (std::string format : {"torch-zip", "torch-legacy"}) {
     SaveOptions so;
     so.format = format;
@@ -169,12 +173,49 @@ TEST(SaveFromDevice, RoundTripsThroughEveryFormat) {
     Checkpoint back = load(dir.file(format));
     for (size_t i = 0; i < kSizes.size(); ++i)
       EXPECT_TRUE(back.storages[i].size == kSizes[i] &&
-                  (kSizes[i] == 0 || std::memcmp(back.storages[i].data, c.storages[i].data, kSizes[i]) == 0))
+                  (kSizes[i] == 0 ||
+                   std::memcmp(back.storages[i].data, c.storages[i].data, kSizes[i]) == 0))
           << format << " storage " << i;
   }
   dev.pop_back();
   EXPECT_THROW(host_checkpoint_from_device(c.tree, dev), Error);
   release_staging_buffers();
+}
+
+// Argument errors are found before any CUDA call, so they are checked on every host.
+TEST(CopyToHost, RefusesMismatchedOrMissingMemory) {
+  uint8_t host[16];
+  DeviceStorage no_memory;
+  no_memory.size = 16;
+  EXPECT_THROW(copy_to_host({no_memory}, {}), Error);      // one storage, no destination
+  EXPECT_THROW(copy_to_host({no_memory}, {host}), Error);  // no device memory
+  DeviceStorage empty;
+  copy_to_host({empty}, {nullptr});  // empty storages need neither
+}
+
+TEST(CopyToHost, CallerHostMemory) {
+  SKIP_WITHOUT_DEVICE();
+  Checkpoint c = byte_checkpoint(kSizes);
+  std::vector<DeviceStorage> dev;
+  std::vector<std::vector<uint8_t>> host;
+  std::vector<void*> dst;
+  for (const StorageBytes& b : c.storages) {
+    DeviceStorage d;
+    d.size = b.size;
+    if (b.size) {
+      ASSERT_EQ(cudaMalloc(&d.ptr, b.size), cudaSuccess);
+      d.owner = std::shared_ptr<void>(d.ptr, [](void* p) { cudaFree(p); });
+      ASSERT_EQ(cudaMemcpy(d.ptr, b.data, b.size, cudaMemcpyHostToDevice), cudaSuccess);
+    }
+    dev.push_back(d);
+    host.emplace_back(b.size);
+    dst.push_back(host.back().data());
+  }
+  CudaSaveOptions small;  // many slots and pieces: small storages share a slot, large span several
+  small.ring_bytes = 1 << 20;
+  small.chunk = 256 << 10;
+  copy_to_host(dev, dst, small);
+  for (size_t i = 0; i < kSizes.size(); ++i) EXPECT_TRUE(same(host[i], c.storages[i])) << i;
 }
 
 }  // namespace
