@@ -1,11 +1,11 @@
 // TorchScript modules through LibTorch (see ckptio/script.h). The only TU of libckptio_torch
 // that includes the JIT serialization headers.
+#include <c10/util/Optional.h>  // c10::optional: only reached through other headers in 2.x
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
-
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/import.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -143,8 +143,8 @@ void save_script_module(const std::string& path, const torch::jit::Module& modul
         /*bytecode_format=*/options.lite);
   } catch (const c10::Error& e) {
     if (!file.error().empty()) throw Error(Code::kIo, file.error());
-    throw Error(Code::kInternal, path + ": saving the TorchScript module failed: " +
-                                     e.what_without_backtrace());
+    throw Error(Code::kInternal,
+                path + ": saving the TorchScript module failed: " + e.what_without_backtrace());
   }
   file.commit();
 }
