@@ -70,6 +70,30 @@ bool same(const std::vector<uint8_t>& got, const StorageBytes& want) {
 
 const std::vector<uint64_t> kSizes{0, 1, 300, 70000, 33u << 20, 4097, 5u << 20};
 
+// Each storage's bytes copied into device memory of its own (freed with its owner).
+std::vector<DeviceStorage> upload(const Checkpoint& c) {
+  std::vector<DeviceStorage> dev;
+  for (const StorageBytes& b : c.storages) {
+    DeviceStorage d;
+    d.size = b.size;
+    if (b.size) {
+      EXPECT_EQ(cudaMalloc(&d.ptr, b.size), cudaSuccess);
+      d.owner = std::shared_ptr<void>(d.ptr, [](void* p) { cudaFree(p); });
+      EXPECT_EQ(cudaMemcpy(d.ptr, b.data, b.size, cudaMemcpyHostToDevice), cudaSuccess);
+    }
+    dev.push_back(d);
+  }
+  return dev;
+}
+
+// A small ring: many slots and pieces; small storages share a slot, large ones span several.
+CudaSaveOptions small_ring() {
+  CudaSaveOptions o;
+  o.ring_bytes = 1 << 20;
+  o.chunk = 256 << 10;
+  return o;
+}
+
 TEST(CudaAvailability, SaysWhyWhenUnavailable) {
   std::string why;
   bool ok = cuda_device_available(&why);
@@ -146,21 +170,8 @@ TEST(SaveFromDevice, RoundTripsThroughEveryFormat) {
   SKIP_WITHOUT_DEVICE();
   TempDir dir;
   Checkpoint c = byte_checkpoint(kSizes);
-  std::vector<DeviceStorage> dev;
-  for (const StorageBytes& b : c.storages) {
-    DeviceStorage d;
-    d.size = b.size;
-    if (b.size) {
-      ASSERT_EQ(cudaMalloc(&d.ptr, b.size), cudaSuccess);
-      d.owner = std::shared_ptr<void>(d.ptr, [](void* p) { cudaFree(p); });
-      ASSERT_EQ(cudaMemcpy(d.ptr, b.data, b.size, cudaMemcpyHostToDevice), cudaSuccess);
-    }
-    dev.push_back(d);
-  }
-  CudaSaveOptions small;
-  small.ring_bytes = 1 << 20;
-  small.chunk = 256 << 10;
-  Checkpoint host = host_checkpoint_from_device(c.tree, dev, small);
+  std::vector<DeviceStorage> dev = upload(c);
+  Checkpoint host = host_checkpoint_from_device(c.tree, dev, small_ring());
   for (size_t i = 0; i < kSizes.size(); ++i)
     EXPECT_TRUE(host.storages[i].size == 0 ||
                 std::memcmp(host.storages[i].data, c.storages[i].data, kSizes[i]) == 0)
@@ -196,25 +207,15 @@ TEST(CopyToHost, RefusesMismatchedOrMissingMemory) {
 TEST(CopyToHost, CallerHostMemory) {
   SKIP_WITHOUT_DEVICE();
   Checkpoint c = byte_checkpoint(kSizes);
-  std::vector<DeviceStorage> dev;
+  std::vector<DeviceStorage> dev = upload(c);
   std::vector<std::vector<uint8_t>> host;
+  host.reserve(c.storages.size());  // dst keeps pointers into it
   std::vector<void*> dst;
   for (const StorageBytes& b : c.storages) {
-    DeviceStorage d;
-    d.size = b.size;
-    if (b.size) {
-      ASSERT_EQ(cudaMalloc(&d.ptr, b.size), cudaSuccess);
-      d.owner = std::shared_ptr<void>(d.ptr, [](void* p) { cudaFree(p); });
-      ASSERT_EQ(cudaMemcpy(d.ptr, b.data, b.size, cudaMemcpyHostToDevice), cudaSuccess);
-    }
-    dev.push_back(d);
     host.emplace_back(b.size);
     dst.push_back(host.back().data());
   }
-  CudaSaveOptions small;  // many slots and pieces: small storages share a slot, large span several
-  small.ring_bytes = 1 << 20;
-  small.chunk = 256 << 10;
-  copy_to_host(dev, dst, small);
+  copy_to_host(dev, dst, small_ring());
   for (size_t i = 0; i < kSizes.size(); ++i) EXPECT_TRUE(same(host[i], c.storages[i])) << i;
 }
 
