@@ -26,7 +26,7 @@ int parse_device(const std::string& d) {
 }
 
 // One timed load of the whole file; returns the storage bytes loaded. What was loaded is
-// freed after `t1` is taken, so freeing is not timed (as in bench/).
+// freed after `seconds` is taken, so freeing is not timed (as in bench/).
 uint64_t load_once(const BenchArgs& a, int device, double& seconds) {
   uint64_t bytes = 0;
   auto t0 = std::chrono::steady_clock::now();
