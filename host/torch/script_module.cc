@@ -1,6 +1,6 @@
 // TorchScript modules through LibTorch (see ckptio/script.h). The only TU of libckptio_torch
 // that includes the JIT serialization headers.
-#include <c10/util/Optional.h>  // c10::optional: only reached through other headers in 2.x
+#include <c10/util/Optional.h>  // c10::optional, which LibTorch 2.x headers no longer include
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <torch/csrc/jit/serialization/export.h>
