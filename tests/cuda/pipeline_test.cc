@@ -54,7 +54,7 @@ class ThreadEngine final : public CopyEngine {
       return Status(Code::kIo, "injected copy failure");
     uint64_t h = fnv(src, n);
     ++pending_copies;
-    push(lane, [=] {
+    push(lane, [this, dst, src, n, h] {
       if (fnv(src, n) != h) ++clobbered;
       std::memcpy(dst, src, n);
       --pending_copies;
