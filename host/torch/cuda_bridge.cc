@@ -2,8 +2,8 @@
 
 #include <torch/cuda.h>
 
-#include <algorithm>
 #include <map>
+#include <unordered_set>
 
 #ifdef CKPTIO_HAVE_CUDA
 #include "ckptio/cuda.h"
@@ -28,8 +28,9 @@ std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint3
   return indices;
 #else
   if (indices.empty() || !cuda_path_available()) return indices;
-  std::vector<uint32_t> host;
-  std::map<int, std::vector<uint32_t> > by_device;  // device index -> storages
+  std::vector<uint32_t> host, to_device;
+  std::vector<torch::Tensor> bufs;
+  std::unordered_set<uint32_t> seen;
   const auto& infos = reader.tree().storages;
   for (uint32_t i : indices) {
     if (out.count(i)) continue;
@@ -38,29 +39,16 @@ std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint3
       host.push_back(i);
       continue;
     }
+    if (!seen.insert(i).second) continue;
     int dev = d.has_index() ? d.index() : cuda::current_device();
-    auto& list = by_device[dev];
-    if (std::find(list.begin(), list.end(), i) == list.end()) list.push_back(i);
-  }
-  for (const auto& [dev, list] : by_device) {
     // Destinations come from LibTorch's caching allocator, so the tensors free and account
-    // like any other. A recycled block may still be in use by queued work on LibTorch's
-    // stream, which our streams do not wait for: let the device finish first.
-    torch::cuda::synchronize(dev);
+    // like any other (a recycled block's queued work is waited for before it is written).
     auto opts = torch::TensorOptions().dtype(torch::kUInt8).device(torch::kCUDA, dev);
-    std::vector<torch::Tensor> bufs;
-    std::vector<void*> dst;
-    bufs.reserve(list.size());
-    for (uint32_t i : list) {
-      bufs.push_back(torch::empty({static_cast<int64_t>(infos[i].nbytes)}, opts));
-      dst.push_back(bufs.back().data_ptr());
-    }
-    cuda::CudaLoadOptions copts;
-    copts.threads = base.threads;
-    copts.progress = base.progress;
-    cuda::load_into_device(reader, list, dst, dev, copts);
-    for (size_t k = 0; k < list.size(); ++k) out.emplace(list[k], bufs[k].storage());
+    bufs.push_back(torch::empty({static_cast<int64_t>(infos[i].nbytes)}, opts));
+    to_device.push_back(i);
   }
+  read_storages_into_cuda(reader, to_device, bufs, base);
+  for (size_t k = 0; k < to_device.size(); ++k) out.emplace(to_device[k], bufs[k].storage());
   return host;
 #endif
 }

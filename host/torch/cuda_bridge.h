@@ -24,9 +24,9 @@ std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint3
                                          std::unordered_map<uint32_t, c10::Storage>& out);
 
 // Reads storage storages[k] straight into the CUDA memory of dst[k], a contiguous tensor of
-// exactly that storage's bytes that the caller owns (a module's parameter), device by
-// device, after each device has finished the work queued on it: our copy streams do not wait
-// for LibTorch's, and queued kernels may still read or write that memory. Returns when the
+// exactly that storage's bytes (a module's parameter, or a new buffer), device by device,
+// after each device has finished the work queued on it: our copy streams do not wait for
+// LibTorch's, and queued kernels may still read or write that memory. Returns when the
 // bytes are on the devices. Only when cuda_path_available(); throws ckptio::Error.
 void read_storages_into_cuda(Reader& reader, const std::vector<uint32_t>& storages,
                              const std::vector<torch::Tensor>& dst, const LoadOptions& base);
