@@ -45,6 +45,15 @@ StateDict sample() {
   return sd;
 }
 
+// Queues on LibTorch's stream ~0.1-1 s of matmuls and then a write of their result into `t`
+// (2-D, at most 8192 x 8192): work that streams of ckptio's own must wait for.
+void queue_slow_write(torch::Tensor t) {
+  torch::NoGradGuard no_grad;
+  torch::Tensor a = torch::randn({8192, 8192}, torch::kCUDA);
+  for (int i = 0; i < 10; ++i) a = torch::tanh(a.matmul(a));
+  t.copy_(a.narrow(0, 0, t.size(0)).narrow(1, 0, t.size(1)));
+}
+
 class TorchCuda : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TorchCuda, LoadsToCudaLikeToCpu) {
@@ -93,13 +102,8 @@ TEST_P(TorchCuda, SavesCudaTensors) {
     EXPECT_TRUE(torch::equal(back[item.key()], item.value())) << item.key();
 
   // Storages go to the host through the pinned ring on streams of our own: a write queued on
-  // LibTorch's stream behind ~0.1-1 s of matmuls must be in the file.
-  {
-    torch::NoGradGuard no_grad;
-    torch::Tensor a = torch::randn({8192, 8192}, torch::kCUDA);
-    for (int i = 0; i < 10; ++i) a = torch::tanh(a.matmul(a));
-    on_gpu["h"].copy_(a.narrow(0, 0, 5000).narrow(1, 0, 1000));
-  }
+  // LibTorch's stream behind slow work must be in the file.
+  queue_slow_write(on_gpu["h"]);
   save(dir.file("queued.pt"), on_gpu, so);
   back = load(dir.file("queued.pt"), o).state_dict();
   EXPECT_TRUE(torch::equal(back["h"], on_gpu["h"].cpu()));
@@ -132,14 +136,8 @@ TEST_P(TorchCuda, StateDictFileReadsIntoCudaModuleInPlace) {
     torch::nn::Linear lin(2500, 2100);
     lin->to(torch::kCUDA);
     void* weight_memory = lin->weight.data_ptr();
-    {
-      // Queued on LibTorch's stream, ~0.1-1 s of matmuls and then a write of the weight: the
-      // load must land after it, or that write would overwrite the loaded bytes.
-      torch::NoGradGuard no_grad;
-      torch::Tensor a = torch::randn({8192, 8192}, torch::kCUDA);
-      for (int i = 0; i < 10; ++i) a = torch::tanh(a.matmul(a));
-      lin->weight.copy_(a.narrow(0, 0, 2100).narrow(1, 0, 2500));
-    }
+    // The load must land after this queued write, or the write would overwrite it.
+    queue_slow_write(lin->weight);
     int64_t version = lin->weight._version();
     LoadStateDictReport r = load_state_dict(*lin, dir.file(name));
     EXPECT_TRUE(r.ok()) << name;
