@@ -25,11 +25,6 @@ namespace {
 // A multiple of every Linux page size (4, 16 and 64 KiB).
 constexpr uint64_t kPiece = 1u << 20;
 
-uint64_t page_size() {
-  static const uint64_t size = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
-  return size;
-}
-
 uint64_t round_up_to_page(uint64_t n) { return (n + page_size() - 1) & ~(page_size() - 1); }
 
 struct FreeDeleter {
@@ -87,6 +82,11 @@ bool no_seccomp_filter() {
 }
 
 }  // namespace
+
+uint64_t page_size() {
+  static const uint64_t size = static_cast<uint64_t>(sysconf(_SC_PAGESIZE));
+  return size;
+}
 
 std::unique_ptr<FreshPageFiller> FreshPageFiller::open() {
   if (const char* env = std::getenv("CKPTIO_USERFAULTFD"); env && std::strcmp(env, "0") == 0)

@@ -18,6 +18,10 @@
 
 namespace ckptio::host {
 
+// The system's page size (sysconf; 4, 16 or 64 KiB): UFFDIO_COPY lengths and
+// MADV_POPULATE_WRITE ranges are multiples of it.
+uint64_t page_size();
+
 class FreshPageFiller {
  public:
   // Reads `len` bytes at `offset` within the range being filled into `buf`.

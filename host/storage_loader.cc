@@ -1,7 +1,6 @@
 #include "host/storage_loader.h"
 
 #include <sys/mman.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -34,7 +33,7 @@ struct Chunk {
 // done by each reading thread for its own chunk, so it runs in parallel. Advisory: on older
 // kernels (EINVAL) the copy simply faults the pages in.
 void populate_for_write(uint8_t* p, uint64_t n) {
-  static const auto kPage = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  const auto kPage = static_cast<uintptr_t>(page_size());
   if (n < (1u << 20)) return;
   uintptr_t start = (reinterpret_cast<uintptr_t>(p) + kPage - 1) & ~(kPage - 1);
   uintptr_t end = reinterpret_cast<uintptr_t>(p) + n;
