@@ -11,7 +11,8 @@
 #  5. malformed .safetensors files each fail with exit 1 and one line naming the file.
 set -euo pipefail
 src=$1 build=$2 work=$3 cmake=${4:-cmake}
-py=/usr/bin/python3  # Debian's real PyTorch, not whatever python3 is on PATH
+# Real PyTorch: Debian's by default, not whatever python3 is on PATH (CTest passes its choice).
+py=${CKPTIO_TEST_PYTHON:-/usr/bin/python3}
 check=$src/tests/abi/safetensors_check.py
 
 rm -rf "$work"

@@ -35,7 +35,7 @@ CmdResult run(const std::string& cmd) {
 }
 
 const std::string kCli = CKPTIO_CLI;
-const std::string kPy = "/usr/bin/python3";
+const std::string kPy = CKPTIO_TEST_PYTHON;
 const std::string kPyDir = std::string(CKPTIO_SOURCE_DIR) + "/tests/compress/py";
 
 class CompressRoundTrip : public ::testing::Test {

@@ -22,7 +22,7 @@
 namespace ckptio {
 namespace {
 
-const char kPython[] = "/usr/bin/python3";
+const char kPython[] = CKPTIO_TEST_PYTHON;
 
 std::string script_path() {
   return std::string(CKPTIO_TEST_DATA) + "/../formats/py/pickle_fixtures.py";
@@ -57,7 +57,7 @@ const std::string& fixtures() {
   static const std::string dir = [] {
     std::string script = read_file(script_path());
     std::string d = "/tmp/ckptio_pickle_fixtures_" + std::to_string(getuid()) + "_" +
-                    std::to_string(std::hash<std::string>{}(script));
+                    std::to_string(std::hash<std::string>{}(script + kPython));
     if (access((d + "/cases.txt").c_str(), R_OK) == 0) return d;
     std::string tmp = d + ".tmp" + std::to_string(getpid());
     std::string out = run(std::string(kPython) + " " + script_path() + " gen " + tmp + " 2>&1");

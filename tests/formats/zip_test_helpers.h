@@ -22,7 +22,7 @@
 
 namespace ckptio::testing {
 
-inline const char* kPython = "/usr/bin/python3";
+inline const char* kPython = CKPTIO_TEST_PYTHON;
 
 inline std::string pyzip_dir() { return std::string(CKPTIO_TEST_DATA) + "/../formats/pyzip"; }
 
@@ -101,10 +101,10 @@ inline const std::string& torch_fixtures() {
   return path;
 }
 
-#define CKPTIO_REQUIRE_TORCH_FIXTURES()                                            \
-  do {                                                                             \
-    if (::ckptio::testing::torch_fixtures().empty())                               \
-      GTEST_SKIP() << "Debian torch (/usr/bin/python3 -c 'import torch') missing"; \
+#define CKPTIO_REQUIRE_TORCH_FIXTURES()                                              \
+  do {                                                                               \
+    if (::ckptio::testing::torch_fixtures().empty())                                 \
+      GTEST_SKIP() << "no PyTorch (" CKPTIO_TEST_PYTHON " -c 'import torch' fails)"; \
   } while (0)
 
 inline std::string fixture(const std::string& name) {

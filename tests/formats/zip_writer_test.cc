@@ -99,7 +99,7 @@ std::string random_bytes(size_t n, uint32_t seed) {
 // Python's zipfile reads what we write (testzip checks every CRC), every record's data is
 // aligned, and our reader gets the same bytes back.
 TEST(ZipWriter, PythonZipfileAcceptsOutput) {
-  if (!testing::have_python()) GTEST_SKIP() << "no /usr/bin/python3";
+  if (!testing::have_python()) GTEST_SKIP() << "no " CKPTIO_TEST_PYTHON;
   TempDir dir;
   std::map<std::string, std::string> records;
   std::vector<std::string> order;

@@ -12,8 +12,9 @@ namespace interop {
 
 using json = nlohmann::json;
 
-// Real PyTorch lives in Debian's interpreter, not in the first python3 on PATH.
-inline const char* kPython = "/usr/bin/python3";
+// The interpreter with real PyTorch (tests/CMakeLists.txt: Debian's /usr/bin/python3 unless
+// the build chose another), not the first python3 on PATH.
+inline const char* kPython = CKPTIO_TEST_PYTHON;
 
 std::string cli();                               // the ckptio binary under test
 std::string py_script(const std::string& name);  // tests/interop/py/<name>

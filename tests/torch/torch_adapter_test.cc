@@ -1,4 +1,4 @@
-// libckptio_torch against real PyTorch 1.13 files made at test time (/usr/bin/python3).
+// libckptio_torch against real PyTorch files made at test time (CKPTIO_TEST_PYTHON).
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -31,9 +31,9 @@ class TorchAdapter : public ::testing::Test {
   static void SetUpTestSuite() {
     if (!g_dir.empty()) return;
     g_dir = (fs::temp_directory_path() / ("ckptio-torch-" + std::to_string(::getpid()))).string();
-    ASSERT_EQ(
-        run("/usr/bin/python3 " CKPTIO_SOURCE_DIR "/tests/torch/py/make_torch_cases.py " + g_dir),
-        0);
+    ASSERT_EQ(run(CKPTIO_TEST_PYTHON " " CKPTIO_SOURCE_DIR "/tests/torch/py/make_torch_cases.py " +
+                  g_dir),
+              0);
   }
   static std::string file(const std::string& name) { return g_dir + "/" + name; }
   static TorchLoadOptions cpu() {
@@ -446,7 +446,7 @@ TEST_F(TorchAdapter, SavedModuleLoadsStrictlyInPython) {
     SaveOptions so;
     so.format = fmt;
     save(out, *net, so);
-    EXPECT_EQ(run("/usr/bin/python3 " CKPTIO_SOURCE_DIR "/tests/torch/py/check_saved_cnn.py " +
+    EXPECT_EQ(run(CKPTIO_TEST_PYTHON " " CKPTIO_SOURCE_DIR "/tests/torch/py/check_saved_cnn.py " +
                   out + " " + file("cnn.pt")),
               0)
         << fmt;
