@@ -1,7 +1,8 @@
 // Real checkpoints written by other people's PyTorch (1.6 .. 2.7, both formats, pickle
 // protocols 1, 2 and 5; see tests/data/peer/PROVENANCE.md). Every one must inspect with
-// exit 0 to what Debian's torch 1.13 loads from it, convert to both formats so that torch
-// loads the same objects back, and show the facts its MANIFEST entry states.
+// exit 0 to what the tests' PyTorch (Debian's 1.13 by default) loads from it, convert to both
+// formats so that torch loads the same objects back, and show the facts its MANIFEST entry
+// states.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -224,7 +225,8 @@ TEST_P(PeerFixture, InspectMatchesTorch) {
   json ref = read_json(ref_file(f()));
   // Every fixture here loads in torch 1.13 today; one that stops loading must come with facts.
   if (!ref["error"].is_null()) {
-    EXPECT_NE(it, facts().end()) << "torch 1.13 cannot load " << f() << " and no facts check it:\n"
+    EXPECT_NE(it, facts().end()) << "this PyTorch cannot load " << f()
+                                 << " and no facts check it:\n"
                                  << ref["error"].get<std::string>();
     return;
   }
@@ -242,7 +244,7 @@ const std::set<std::string> kNotWritable = {"bumblebee/storage_view.legacy.pt"};
 
 TEST_P(PeerFixture, ConvertsToBothFormats) {
   json ref = read_json(ref_file(f()));
-  if (!ref["error"].is_null()) GTEST_SKIP() << "torch 1.13 cannot load the original";
+  if (!ref["error"].is_null()) GTEST_SKIP() << "this PyTorch cannot load the original";
   for (const std::string fmt : {"zip", "legacy"}) {
     std::string out = out_file(f(), fmt);
     RunResult r = RunResult::from_json(read_json(out + ".run.json"));
@@ -266,6 +268,12 @@ TEST_P(PeerFixture, ConvertsToBothFormats) {
     EXPECT_EQ(check["ties"], ref["ties"]) << "storage sharing changed in " << out;
     EXPECT_EQ(check["facts"], ref["facts"]) << "tensor kinds/strides/offsets changed in " << out;
     EXPECT_EQ(check["zip"].is_null(), fmt == "legacy");
+    // What torch reads of the original with weights_only=True (the default since 2.6), it
+    // must read of ckptio's conversion.
+    if (ref["weights_only"].is_null())
+      EXPECT_TRUE(check["weights_only"].is_null())
+          << "torch.load(" << out << ", weights_only=True) fails, yet reads the original: "
+          << check["weights_only"].get<std::string>();
   }
 }
 

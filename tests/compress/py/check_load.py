@@ -15,9 +15,10 @@ def flat(x, p=""):
 def raw(t):
     return t.contiguous().view(torch.uint8) if t.numel() and t.dtype != torch.bool else t
 
-a = dict(flat(torch.load(sys.argv[1])))
+# weights_only=False: the same load on torch 1.13 and on 2.6+ (whose default is True).
+a = dict(flat(torch.load(sys.argv[1], weights_only=False)))
 for cand in sys.argv[2:]:
-    b = dict(flat(torch.load(cand)))
+    b = dict(flat(torch.load(cand, weights_only=False)))
     assert a.keys() == b.keys(), (cand, a.keys(), b.keys())
     for k in a:
         if isinstance(a[k], torch.Tensor):

@@ -44,7 +44,7 @@ for path in files:
         except Exception as e:
             print('WOERR|%s: %s' % (type(e).__name__, str(e).replace('\n', ' ')[-200:]))
             try:
-                obj = torch.load(path)
+                obj = torch.load(path, weights_only=False)
             except Exception as e2:  # reported, the C++ test decides
                 print('LOADERR|%s: %s' % (type(e2).__name__, str(e2).replace('\n', ' ')[:300]))
                 continue

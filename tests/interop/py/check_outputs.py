@@ -4,7 +4,7 @@
 
 MANIFEST is a list of {"file": path, "result": path}. For each file, result gets
 {"error": null or why torch.load failed, "root": encode.encode(obj), "ties": encode.ties(obj),
- "facts": encode.tensor_facts(obj),
+ "facts": encode.tensor_facts(obj), "weights_only": encode.weights_only_error(file),
  "zip": null for non-zip files, else {"bad_crc": testzip() result, "compressed": names of
  records not stored, "misaligned": data records whose bytes do not start at a multiple of
  64}}. One process checks all files: importing torch costs about a second.
@@ -44,7 +44,8 @@ def zip_facts(path):
 
 
 def check(path):
-    out = {"error": None, "root": None, "ties": None, "facts": None, "zip": None}
+    out = {"error": None, "root": None, "ties": None, "facts": None, "zip": None,
+           "weights_only": encode.weights_only_error(path)}
     try:
         obj, locs = encode.load(path)
         out["root"] = encode.encode(obj, locs)

@@ -53,17 +53,43 @@ class Locations:
 
 
 def load(path):
-    """torch.load(path) on the CPU, plus the saved location of each storage."""
+    """torch.load(path) on the CPU, plus the saved location of each storage. Every object the
+    file names is built (these are files the tests made or vetted): weights_only=False is
+    spelled out because torch 2.6 made True the default."""
     locs = Locations()
-    obj = torch.load(path, map_location=locs)
+    obj = torch.load(path, map_location=locs, weights_only=False)
     return obj, locs
+
+
+def weights_only_error(path):
+    """None when torch.load(path, weights_only=True) (the default since torch 2.6) reads the
+    file, else the last line of its error."""
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+        return None
+    except Exception as e:  # the caller compares it with torch's own file
+        text = " ".join(str(e).split())
+        # torch's message starts with advice; the reason follows "WeightsUnpickler error:".
+        reason = text.split("WeightsUnpickler error:")[-1].strip()
+        return "%s: %s" % (type(e).__name__, reason[:300])
+
+
+# dtypes numpy cannot take, viewed as an integer dtype of the same width. The newer ones
+# exist only in the torch that runs this when it is newer than 1.13.
+_SAME_BITS_FOR_NUMPY = {torch.bfloat16: torch.int16}
+for _name, _bits in (("float8_e5m2", torch.uint8), ("float8_e4m3fn", torch.uint8),
+                     ("float8_e5m2fnuz", torch.uint8), ("float8_e4m3fnuz", torch.uint8),
+                     ("float8_e8m0fnu", torch.uint8), ("uint16", torch.int16),
+                     ("uint32", torch.int32), ("uint64", torch.int64)):
+    if hasattr(torch, _name):
+        _SAME_BITS_FOR_NUMPY[getattr(torch, _name)] = _bits
 
 
 def element_bytes(t):
     """The tensor's elements in row-major order, each in its dtype's little-endian form."""
     t = t.detach().contiguous()
-    if t.dtype == torch.bfloat16:
-        t = t.view(torch.int16)  # numpy has no bfloat16; same bits
+    if t.dtype in _SAME_BITS_FOR_NUMPY:
+        t = t.view(_SAME_BITS_FOR_NUMPY[t.dtype])  # numpy lacks the dtype; same bits
     return t.numpy().tobytes()  # bool is one byte, complex is (real, imag) pairs
 
 
