@@ -8,16 +8,24 @@
 #   4. runs bench/gpu/gpu_bench (cudaMemcpy pinned and pageable bandwidth, ckptio load to and
 #      save from cuda:0, load_state_dict into a model on cuda:0) and Python's torch.load and
 #      torch.save to and from cuda:0 (and into a model there) on the same files;
-#   5. writes bench/results/gpu.md.
+#   5. writes bench/results/gpu.md;
+#   6. while time is left, runs the interop suites (no LibTorch in them) with the host's
+#      Python and PyTorch (2.x there, where CI's is Debian's 1.13): its torch.save files read
+#      by ckptio, ckptio's files read by its torch.load, weights_only=True included; the
+#      results are appended to gpu.md.
 #
 #   bench/gpu/run.sh            (from the repository root or anywhere)
+#
+# When $OUT names a directory (the device runner's), gpu.md and the logs are copied there as
+# soon as each is written, so a run cut short still returns what it finished.
 #
 # Build dependencies the GPU host lacks (Boost headers, zstd, GoogleTest, Google Benchmark,
 # CLI11, nlohmann-json, libdeflate) come from a bundle made on a build machine with
 #   ../shared/tools/gpu-bundle.sh .bundle .
 # and carried along; this script sources $CKPTIO_BUNDLE/env.sh (default .bundle/env.sh).
 # Environment: GPU_BENCH_GIB (default 2), GPU_BENCH_REPS (3), GPU_BENCH_ZSTD (0), JOBS (nproc),
-# BUILD (build-gpu), PYTHON (python3).
+# BUILD (build-gpu), PYTHON (python3), GPU_INTEROP_UNTIL_S (stage 6 starts no suite after
+# this many seconds of the run; default 480, the device runner stops a call at 600).
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT" || exit 1
@@ -25,13 +33,17 @@ START=$(date +%s)
 log() { echo "[gpu-bench +$(( $(date +%s) - START ))s] $*" >&2; }
 die() { log "FAILED: $*"; exit 1; }
 
+COPY_TO=${OUT:-}  # the device runner's result directory, if any
 PYTHON=${PYTHON:-python3}
 BUILD=${BUILD:-build-gpu}
 JOBS=${JOBS:-$(nproc)}
 GIB=${GPU_BENCH_GIB:-2}
 REPS=${GPU_BENCH_REPS:-3}
 DATA=$BUILD/gpu-bench-data
-OUT=bench/results/gpu.md
+RESULTS=bench/results/gpu.md
+INTEROP_UNTIL=${GPU_INTEROP_UNTIL_S:-480}
+# Copies files to $COPY_TO when there is one.
+keep() { [ -n "$COPY_TO" ] && [ -d "$COPY_TO" ] && cp -f "$@" "$COPY_TO"/ 2>/dev/null; return 0; }
 
 BUNDLE=${CKPTIO_BUNDLE:-.bundle}
 if [ -f "$BUNDLE/env.sh" ]; then
@@ -48,6 +60,8 @@ NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 CUDA_ROOT=$(dirname "$(dirname "$(readlink -f "$NVCC")")")
 TORCH_CMAKE=$("$PYTHON" -c 'import torch; print(torch.utils.cmake_prefix_path)') \
   || die "$PYTHON cannot import torch"
+PYTHON_PATH=$(command -v "$PYTHON") || die "no $PYTHON"
+TORCH_VERSION=$("$PYTHON" -c 'import torch; print(torch.__version__)')
 "$PYTHON" -c 'import torch; assert torch.cuda.is_available(), "torch has no CUDA device"' \
   || die "Python torch sees no CUDA device"
 GEN=Ninja; command -v ninja >/dev/null || GEN="Unix Makefiles"
@@ -56,14 +70,21 @@ log "configure ($GEN; CUDA at $CUDA_ROOT; LibTorch at $TORCH_CMAKE)"
 cmake -S . -B "$BUILD" -G "$GEN" -DCMAKE_BUILD_TYPE=Release \
   -DCMAKE_PREFIX_PATH="$TORCH_CMAKE${CMAKE_PREFIX_PATH:+;$CMAKE_PREFIX_PATH}" \
   -DCUDAToolkit_ROOT="$CUDA_ROOT" -DCMAKE_CUDA_COMPILER="$NVCC" \
-  -DCKPTIO_WITH_CUDA=ON -DCKPTIO_WITH_TORCH=ON ${BUNDLE_CMAKE_ARGS:-} >"$BUILD.configure.log" 2>&1 \
+  -DCKPTIO_WITH_CUDA=ON -DCKPTIO_WITH_TORCH=ON -DCKPTIO_TEST_PYTHON="$PYTHON_PATH" \
+  ${BUNDLE_CMAKE_ARGS:-} >"$BUILD.configure.log" 2>&1 \
   || { tail -40 "$BUILD.configure.log"; die "configure (log: $BUILD.configure.log)"; }
 grep -q "GPU data path on" "$BUILD.configure.log" || die "CMake did not find the CUDA toolkit"
-TARGETS="ckptio_cli torch-zip torch-legacy compressed cuda_pipeline_test cuda_test torch_cuda_test host_test gpu_bench"
+# The interop suites of stage 6 link no LibTorch: they cost seconds here. (The compressed
+# formats' round trips are left out: they need the zstd and bsdtar tools, which a host
+# without a package registry may lack; their Python side is one torch.load.)
+INTEROP_TESTS="interop_test peer_fixtures_test bad_input_test formats_test"
+TARGETS="ckptio_cli torch-zip torch-legacy compressed torchscript cuda_pipeline_test cuda_test"
+TARGETS+=" torch_cuda_test host_test gpu_bench $INTEROP_TESTS"
 log "build ($JOBS jobs): $TARGETS"
 # shellcheck disable=SC2086
 cmake --build "$BUILD" -j "$JOBS" --target $TARGETS >"$BUILD.build.log" 2>&1 \
-  || { grep -E "error|Error" "$BUILD.build.log" | head -40; die "build (log: $BUILD.build.log)"; }
+  || { grep -E "error|Error" "$BUILD.build.log" | head -40; keep "$BUILD.build.log"
+       die "build (log: $BUILD.build.log)"; }
 BIN=$BUILD/bin
 
 # ---- 2. tests -------------------------------------------------------------------------------
@@ -82,6 +103,7 @@ for spec in cuda_pipeline_test cuda_test torch_cuda_test 'host_test:Cli.*'; do
   log "$t: $status; $summary"
   [ "$status" = FAILED ] && grep -E "Failure|FAILED|error" "$BUILD/$t.log" | head -20 >&2
   TESTS_MD+="- \`$t\`: $status ($summary)"$'\n'
+  keep "$BUILD/$t.log"
 done
 
 # ---- 3. files -------------------------------------------------------------------------------
@@ -211,6 +233,44 @@ PY
   echo "## GPU tests"
   echo
   printf '%s' "$TESTS_MD"
-} >"$OUT"
-log "wrote $OUT"
-cat "$OUT"
+} >"$RESULTS"
+log "wrote $RESULTS"
+keep "$RESULTS"
+
+# ---- 6. interop with this host's PyTorch ------------------------------------------------------
+INTEROP_MD=""
+for t in $INTEROP_TESTS; do
+  left=$(( INTEROP_UNTIL + 60 - ($(date +%s) - START) ))
+  if [ $(( $(date +%s) - START )) -ge "$INTEROP_UNTIL" ]; then
+    INTEROP_MD+="- \`$t\`: not run (the run had used ${INTEROP_UNTIL} s)"$'\n'
+    continue
+  fi
+  log "interop with torch $TORCH_VERSION: $t (up to ${left}s)"
+  timeout "$left" "$BIN/$t" --gtest_brief=1 >"$BUILD/$t.log" 2>&1
+  rc=$?
+  # --gtest_brief prints each failure's name, and only the count of those that passed.
+  passed=$(sed -n 's/^\[  PASSED  \] \([0-9]*\) tests\{0,1\}\.$/\1/p' "$BUILD/$t.log")
+  failed=$(grep -E "^\[  FAILED  \] [A-Za-z]" "$BUILD/$t.log" \
+           | sed 's/^\[  FAILED  \] //; s/,.*//; s/ ([0-9]* ms)$//' | sort -u)
+  nfailed=$(printf '%s' "$failed" | grep -c .)
+  case $rc in 0) status=passed ;; 124) status="TIMED OUT" ;; *) status=FAILED ;; esac
+  summary="${passed:-0} passed, $nfailed failed"
+  log "$t: $status; $summary"
+  INTEROP_MD+="- \`$t\`: $status ($summary)"
+  [ "$nfailed" -gt 0 ] && INTEROP_MD+="; failed: $(printf '%s' "$failed" | head -12 | tr '\n' ' ')"
+  INTEROP_MD+=$'\n'
+  keep "$BUILD/$t.log"
+done
+{
+  echo
+  echo "## Interop with this host's PyTorch ($TORCH_VERSION)"
+  echo
+  echo "The interop suites run with \`-DCKPTIO_TEST_PYTHON=$PYTHON_PATH\` (CI runs them with"
+  echo "Debian's torch 1.13): this torch's torch.save files read by ckptio, and ckptio's"
+  echo "files read by this torch's torch.load, with weights_only=True wherever torch's own file"
+  echo "loads so. Logs: \`$BUILD/<suite>.log\`."
+  echo
+  printf '%s' "$INTEROP_MD"
+} >>"$RESULTS"
+keep "$RESULTS"
+cat "$RESULTS"
