@@ -50,7 +50,8 @@ Result<TorchZipZstdFile> read_torch_zip_zstd(const ByteSource& src, const ZipRea
       return Status(Code::kUnsupported, what + " uses zip method " + std::to_string(e.method) +
                                             "; torch-zip-zstd storage records are zstd (93)");
     if (e.uncompressed_size != s.nbytes)
-      return Status(Code::kCorrupt, what + " decodes to " + std::to_string(e.uncompressed_size) +
+      return Status(Code::kCorrupt, what + ": the zip directory says it decodes to " +
+                                        std::to_string(e.uncompressed_size) +
                                         " bytes but storage " + s.key + " needs " +
                                         std::to_string(s.nbytes));
     if (s.nbytes > max_total - total)

@@ -19,7 +19,9 @@ namespace fs = std::filesystem;
 
 constexpr int kTimeoutS = 60;  // a hang guard; the "quickly" checks below are tighter
 
-std::string hostile_py() { return std::string(CKPTIO_SOURCE_DIR) + "/tests/hostile/py/make_hostile.py"; }
+std::string hostile_py() {
+  return std::string(CKPTIO_SOURCE_DIR) + "/tests/hostile/py/make_hostile.py";
+}
 
 std::string prepare(const std::string& dir) {
   RunResult r = run({kPython, hostile_py(), "prepare", dir}, 300);
@@ -139,7 +141,8 @@ TEST(PathLikeKeys, AreNamesNotPaths) {
   fs::remove("/tmp/ckptio_evil_1");
   RunResult r = run({cli(), "inspect", "--json", f}, kTimeoutS);
   ASSERT_TRUE(succeeds(r));
-  EXPECT_NE(r.out.find("\"storage\":\"../../../../tmp/ckptio_evil_0\""), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"storage\":\"../../../../tmp/ckptio_evil_0\""), std::string::npos)
+      << r.out;
   const std::string dir = scratch("path_keys");
   for (const char* fmt : {"torch-zip", "torch-legacy"}) {
     const std::string out = dir + "/out_" + fmt + ".pt";
@@ -158,8 +161,8 @@ TEST(PathLikeKeys, AreNamesNotPaths) {
 TEST(BadZstdFrames, FailCleanly) {
   const std::string dir = scratch("zstd_frames");
   const std::string good = dir + "/good.pt.zst";
-  ASSERT_TRUE(succeeds(run({cli(), "convert", input("clean.pt"), good, "--format", "zstd"},
-                           kTimeoutS)));
+  ASSERT_TRUE(
+      succeeds(run({cli(), "convert", input("clean.pt"), good, "--format", "zstd"}, kTimeoutS)));
   ASSERT_TRUE(succeeds(run({cli(), "verify", good}, kTimeoutS)));
   const std::string bytes = read_file(good);
   ASSERT_GT(bytes.size(), 200u);
@@ -272,7 +275,8 @@ std::pair<size_t, size_t> zip_record(const std::string& b, const std::string& su
        p = b.find(std::string("PK\x01\x02", 4), p + 4)) {
     const uint32_t nlen = le(b, p + 28, 2);
     const std::string name = b.substr(p + 46, nlen);
-    if (name.size() < suffix.size() || name.compare(name.size() - suffix.size(), suffix.size(), suffix))
+    if (name.size() < suffix.size() ||
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix))
       continue;
     const size_t lh = le(b, p + 42, 4);
     return {lh + 30 + le(b, lh + 26, 2) + le(b, lh + 28, 2), le(b, p + 20, 4)};
@@ -316,8 +320,8 @@ TEST(Verify, EveryBadRecordCrcIsListed) {
 TEST(Verify, CompressedChunksAreDecodedAndChecked) {
   const std::string dir = scratch("verify_zstd");
   const std::string z = dir + "/clean.zstd.pt";
-  ASSERT_TRUE(succeeds(run({cli(), "convert", input("clean.pt"), z, "--format", "torch-zip-zstd"},
-                           kTimeoutS)));
+  ASSERT_TRUE(succeeds(
+      run({cli(), "convert", input("clean.pt"), z, "--format", "torch-zip-zstd"}, kTimeoutS)));
   ASSERT_TRUE(succeeds(run({cli(), "verify", z}, kTimeoutS)));
   // Flip a byte in the middle of the first storage record's chunk payload.
   std::string bytes = read_file(z);
@@ -330,6 +334,65 @@ TEST(Verify, CompressedChunksAreDecodedAndChecked) {
   ASSERT_TRUE(r.exited && r.exit_code == 1) << r.describe();
   EXPECT_NE(r.out.find("CRC32 mismatch"), std::string::npos) << r.out;
   EXPECT_GE(count_lines(r.out), 2u) << "the decoded storage should fail too:\n" << r.out;
+}
+
+// Central-directory entry of the record whose name ends with `suffix` (offset of "PK\1\2").
+size_t central_entry(const std::string& b, const std::string& suffix) {
+  for (size_t p = b.find(std::string("PK\x01\x02", 4)); p != std::string::npos;
+       p = b.find(std::string("PK\x01\x02", 4), p + 4)) {
+    const std::string name = b.substr(p + 46, le(b, p + 28, 2));
+    if (name.size() >= suffix.size() &&
+        name.compare(name.size() - suffix.size(), suffix.size(), suffix) == 0)
+      return p;
+  }
+  return std::string::npos;
+}
+
+void put_le32(std::string& b, size_t at, uint32_t v) {
+  for (int i = 0; i < 4; ++i) b[at + i] = char(v >> (8 * i));
+}
+
+// torch-zip-zstd records whose directory sizes disagree with their zstd data: verify decodes
+// each record and names it with what is wrong, and a load of the same file fails in one line
+// (never a crash, never a short tensor).
+TEST(Verify, CompressedRecordSizesThatLieAreNamed) {
+  const std::string dir = scratch("verify_zstd_sizes");
+  const std::string z = dir + "/clean.zstd.pt";
+  ASSERT_TRUE(succeeds(
+      run({cli(), "convert", input("clean.pt"), z, "--format", "torch-zip-zstd"}, kTimeoutS)));
+  const std::string clean = read_file(z);
+  const size_t cd = central_entry(clean, "/data/0");
+  ASSERT_NE(cd, std::string::npos);
+  ASSERT_EQ(le(clean, cd + 10, 2), 93u) << "data/0 should be a zstd (method 93) record";
+  const uint32_t packed = le(clean, cd + 20, 4), unpacked = le(clean, cd + 24, 4);
+  ASSERT_GT(packed, 16u);
+  struct Lie {
+    const char* name;
+    size_t field;  // in the central-directory entry: +20 compressed, +24 uncompressed size
+    uint32_t value;
+    const char* verify_says;
+    const char* load_says;
+  };
+  const Lie lies[] = {
+      {"short_output", 24, unpacked - 1, "decodes to more than the",
+       "directory says it decodes to"},
+      {"long_output", 24, unpacked + 1, "the directory claims", "directory says it decodes to"},
+      {"cut_input", 20, packed - 1, "truncated zstd frame", "runs past the end of the record"},
+  };
+  for (const Lie& lie : lies) {
+    std::string bytes = clean;
+    put_le32(bytes, cd + lie.field, lie.value);
+    const std::string bad = dir + "/" + lie.name + ".pt";
+    write_file(bad, bytes);
+    RunResult r = run({cli(), "verify", bad}, kTimeoutS);
+    ASSERT_TRUE(r.exited && r.exit_code == 1) << lie.name << ": " << r.describe();
+    EXPECT_NE(r.out.find("/data/0'"), std::string::npos) << lie.name << ":\n" << r.out;
+    EXPECT_NE(r.out.find(lie.verify_says), std::string::npos) << lie.name << ":\n" << r.out;
+    RunResult load =
+        run({cli(), "convert", bad, dir + "/out.pt", "--format", "torch-zip"}, kTimeoutS);
+    EXPECT_TRUE(fails_cleanly(load, bad, lie.load_says)) << lie.name;
+    EXPECT_FALSE(fs::exists(dir + "/out.pt")) << lie.name;
+  }
 }
 
 TEST(Verify, BrokenStructureIsReported) {
