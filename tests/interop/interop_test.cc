@@ -144,8 +144,8 @@ class Interop : public ::testing::TestWithParam<std::tuple<std::string, std::str
   void SetUp() override {
     json want = ref();
     if (want.contains("save_error"))
-      GTEST_SKIP() << "this PyTorch's own torch.save cannot write " << c() << " as " << src()
-                   << ": " << want["save_error"].get<std::string>();
+      GTEST_SKIP() << "this PyTorch cannot write and read back " << c() << " as " << src() << ": "
+                   << want["save_error"].get<std::string>();
   }
 
   // A convert step succeeded and torch.load reads its output to the reference objects.
@@ -207,6 +207,11 @@ TEST_P(Interop, Inspect) {
 TEST_P(Interop, ConvertToZip) { expect_loads_as_original(out_file(c(), src(), "to-zip"), "zip"); }
 
 TEST_P(Interop, ConvertToLegacy) {
+  json legacy = read_json(ref_file(c(), "legacy"));
+  if (legacy.contains("save_error"))  // e.g. float8 in the legacy format on torch 2.x
+    GTEST_SKIP() << "this PyTorch does not round-trip " << c()
+                 << " through the legacy format itself: "
+                 << legacy["save_error"].get<std::string>();
   expect_loads_as_original(out_file(c(), src(), "to-legacy"), "legacy");
 }
 

@@ -21,6 +21,11 @@ import os
 import pickle
 import struct
 import sys
+import warnings
+
+# torch 2.x warns once (on stderr) that TypedStorage is deprecated when t.storage() is used;
+# check_torch's output is compared exactly, so that warning is silenced.
+warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated")
 
 
 def describe(v, st=None):

@@ -3,6 +3,15 @@ checkpoint object that the C++ side can reproduce from its own decoding."""
 import torch
 
 
+def raw_bytes(t):
+    """A contiguous tensor's bytes; without numpy (pip's torch 2.x does not require it)
+    through a list of byte values, which is slower."""
+    try:
+        return t.numpy().tobytes()
+    except RuntimeError:
+        return bytes(t.reshape(-1).view(torch.uint8).tolist())
+
+
 def _label(k):
     return "'%s'" % k if isinstance(k, str) else str(k)
 
@@ -26,7 +35,7 @@ def tensor_lines(obj):
             c = v.detach().contiguous()
             if c.dtype == torch.bfloat16:
                 c = c.view(torch.int16)
-            data = c.numpy().tobytes().hex() if c.numel() else '-'
+            data = raw_bytes(c).hex() if c.numel() else '-'
             out.append('|'.join(['T', path or '<root>', str(v.dtype)[6:],
                                  ','.join(map(str, v.shape)), ','.join(map(str, v.stride())),
                                  str(v.storage_offset()), sid, data]))

@@ -87,10 +87,13 @@ for _name, _bits in (("float8_e5m2", torch.uint8), ("float8_e4m3fn", torch.uint8
 
 def element_bytes(t):
     """The tensor's elements in row-major order, each in its dtype's little-endian form."""
-    t = t.detach().contiguous()
+    t = t.detach().contiguous().reshape(-1)
     if t.dtype in _SAME_BITS_FOR_NUMPY:
         t = t.view(_SAME_BITS_FOR_NUMPY[t.dtype])  # numpy lacks the dtype; same bits
-    return t.numpy().tobytes()  # bool is one byte, complex is (real, imag) pairs
+    try:
+        return t.numpy().tobytes()  # bool is one byte, complex is (real, imag) pairs
+    except RuntimeError:  # a torch without numpy (pip's 2.x does not require it): slower
+        return bytes(t.view(torch.uint8).tolist()) if t.numel() else b""
 
 
 def dtype_name(dtype):

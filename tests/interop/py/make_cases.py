@@ -3,8 +3,8 @@ reference encoding of what torch.load reads back from each.
 
   make_cases.py DIR             for every case NAME: DIR/NAME.zip.pt, DIR/NAME.legacy.pt and
                                 DIR/NAME.{zip,legacy}.ref.json; DIR/cases.json lists NAMEs.
-                                Where this torch's own torch.save fails, the ref.json is
-                                {"save_error": why} and there is no .pt
+                                Where this torch cannot write a case in a format, or cannot
+                                read back what it wrote, the ref.json is {"save_error": why}
   make_cases.py --list          print the case names
 
 A ref.json holds {"root": encoding, "ties": encode.ties(obj), "facts":
@@ -422,9 +422,15 @@ def main(argv):
                 save(obj, path, fmt == "legacy", PROTOCOL.get(name, 2), LOCATION.get(name))
             except Exception as e:  # this torch cannot write the case: the tests say so
                 with open(ref_path, "w") as f:
-                    json.dump({"save_error": "%s: %s" % (type(e).__name__, e)}, f)
+                    json.dump({"save_error": "torch.save: %s: %s" % (type(e).__name__, e)}, f)
                 continue
-            loaded, locs = encode.load(path)
+            try:
+                loaded, locs = encode.load(path)
+            except Exception as e:  # nor read back what it wrote (new dtypes, legacy, 2.x)
+                with open(ref_path, "w") as f:
+                    json.dump({"save_error": "torch.load of torch's own file: %s: %s" %
+                               (type(e).__name__, e)}, f)
+                continue
             ref = {"root": encode.encode(loaded, locs), "ties": encode.ties(loaded),
                    "facts": encode.tensor_facts(loaded, locs), "storages": storage_records(path),
                    "weights_only": encode.weights_only_error(path)}
