@@ -157,6 +157,27 @@ TEST(PickleWriter, LegacyIdsHaveSixFieldsAndBareStorages) {
   EXPECT_EQ(r.storages.size(), 1u);
 }
 
+// torch's legacy loader cannot read UntypedStorage persistent ids (the 2.x dtypes), though
+// torch.save writes them: in legacy mode the pickler refuses, naming the storage and dtype.
+TEST(PickleWriter, LegacyIdsRefuseDtypesTorchCannotReadBack) {
+  for (bool bare : {false, true}) {
+    Tree tree;
+    tree.storages.push_back(StorageInfo{"w", DType::kFloat8_e4m3fn, 4, "cpu"});
+    TensorMeta t = view(DType::kFloat8_e4m3fn, {4}, {1});
+    t.is_storage = bare;
+    tree.root = Value::tuple({Value::make_tensor(t)});
+    TorchPickleOptions o;
+    o.legacy_ids = true;
+    auto p = pickle_torch(tree, o);
+    ASSERT_FALSE(p.ok()) << (bare ? "bare storage" : "tensor");
+    EXPECT_EQ(p.status().code(), Code::kUnsupported);
+    EXPECT_NE(p.status().message().find("storage 'w' holds float8_e4m3fn"), std::string::npos)
+        << p.status().message();
+    EXPECT_NE(p.status().message().find("torch-zip"), std::string::npos) << p.status().message();
+    EXPECT_TRUE(pickle_torch(tree, {}).ok()) << "the zip format reads them back";
+  }
+}
+
 TEST(PickleWriter, IntegersAtEveryWidthRoundTrip) {
   std::vector<ValuePtr> items;
   for (int64_t v :

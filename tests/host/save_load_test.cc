@@ -181,6 +181,58 @@ TEST_P(SaveLoad, SaveIntoMissingDirectoryFailsCleanly) {
   EXPECT_FALSE(fs::exists(path("no")));
 }
 
+// The 2.x dtypes (float8, uint16/32/64) round-trip through torch-zip. torch-legacy refuses
+// them, naming the file and the dtype: torch.load cannot read them from that format, though
+// torch.save writes them there.
+TEST_P(SaveLoad, NewerDtypesRoundTripOrAreRefusedByName) {
+  Checkpoint c;
+  const uint8_t raw[8] = {0x38, 0x40, 0xc0, 0x7e, 1, 0, 2, 0};
+  auto bytes = std::shared_ptr<uint8_t>(new uint8_t[8], std::default_delete<uint8_t[]>());
+  std::memcpy(bytes.get(), raw, 8);
+  c.tree.storages.push_back(StorageInfo{"0", DType::kFloat8_e4m3fn, 4, "cpu"});
+  c.tree.storages.push_back(StorageInfo{"1", DType::kUInt16, 4, "cpu"});
+  c.storages.push_back(StorageBytes{bytes.get(), 4, bytes, false});
+  c.storages.push_back(StorageBytes{bytes.get() + 4, 4, bytes, false});
+  TensorMeta f8;
+  f8.dtype = DType::kFloat8_e4m3fn;
+  f8.shape = {4};
+  f8.strides = {1};
+  TensorMeta u16 = f8;
+  u16.dtype = DType::kUInt16;
+  u16.shape = {2};
+  u16.storage = 1;
+  auto root = Value::dict(true);
+  root->entries.emplace_back(Value::str("f8"), Value::make_tensor(f8));
+  root->entries.emplace_back(Value::str("u16"), Value::make_tensor(u16));
+  c.tree.root = root;
+  SaveOptions so;
+  so.format = GetParam();
+  if (GetParam() == "torch-legacy") {
+    try {
+      save(path("new.pt"), c, so);
+      FAIL() << "torch-legacy should refuse float8_e4m3fn";
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), Code::kUnsupported);
+      const std::string m = e.what();
+      EXPECT_NE(m.find(path("new.pt")), std::string::npos) << m;
+      EXPECT_NE(m.find("float8_e4m3fn"), std::string::npos) << m;
+      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    }
+    EXPECT_FALSE(fs::exists(path("new.pt")));
+    EXPECT_TRUE(leftovers().empty());
+    return;
+  }
+  save(path("new.pt"), c, so);
+  Checkpoint back = load(path("new.pt"));
+  EXPECT_EQ(back.tree.root->get("f8")->tensor.dtype, DType::kFloat8_e4m3fn);
+  EXPECT_EQ(back.tree.root->get("u16")->tensor.dtype, DType::kUInt16);
+  const auto& t = back.tree.root->get("u16")->tensor;
+  ASSERT_EQ(back.storages.at(t.storage).size, 4u);
+  EXPECT_EQ(std::memcmp(back.storages.at(t.storage).data, raw + 4, 4), 0);
+  const auto& f = back.tree.root->get("f8")->tensor;
+  EXPECT_EQ(std::memcmp(back.storages.at(f.storage).data, raw, 4), 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, SaveLoad, ::testing::Values("torch-zip", "torch-legacy"));
 
 TEST(Load, MissingFileAndUnknownFormatAreClearErrors) {
