@@ -403,7 +403,15 @@ ckptio_status save_zstd(const ckptio_tree* tree, const ckptio_sink* sink,
   wrapped.ctx = &ws;
   wrapped.name = sink->name;
   wrapped.write = WrapSink::write;
-  if (ckptio_status st = api->save(index, tree, &wrapped, options)) return st;
+  // The inner writer gets every option but the ones consumed here: a plugin that refuses
+  // keys it does not know (as sdk/README.md advises) must not see inner=, level=, threads=.
+  std::vector<ckptio_option> items;
+  for (size_t i = 0; options && i < options->count; ++i) {
+    const std::string key = options->items[i].key;
+    if (key != "inner" && key != "level" && key != "threads") items.push_back(options->items[i]);
+  }
+  const ckptio_options inner_options{items.size(), items.data()};
+  if (ckptio_status st = api->save(index, tree, &wrapped, &inner_options)) return st;
   return to_c(g_host, zs.finish().with_context(name));
 }
 

@@ -82,6 +82,15 @@ if "$ck" convert "$d/model.pt" "$d/x.safetensors" --format safetensors --option 
   echo "FAILED: an unknown option was accepted"; exit 1
 fi
 grep -q "unknown safetensors option 'level'" "$log" || { cat "$log"; exit 1; }
+# Wrapped in the bundled zstd plugin: zstd's own options stay with it, the rest reach the
+# (strict) safetensors writer, and `zstd -d` gives a safetensors file back.
+"$ck" convert "$d/model.pt" "$d/model.safetensors.zst" --format zstd --inner safetensors \
+  --option level=5 --option meta.note=zst
+"$ck" convert "$d/model.safetensors.zst" "$d/back_zst.pt" --format torch-zip
+"$py" "$check" same_torch "$d/model.pt" "$d/back_zst.pt"
+zstd -q -d -f "$d/model.safetensors.zst" -o "$d/unzst.safetensors"
+"$py" -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]
+assert json.loads(b[8:8+n])["__metadata__"] == {"format": "pt", "note": "zst"}' "$d/unzst.safetensors"
 "$src/tests/abi/check_exports.sh" "$work/st/ckptio-safetensors.so"
 
 step "libckptio consumer reads both"
