@@ -35,8 +35,8 @@ class Extractor {
       ValuePtr d = state->get(group);
       if (!d) continue;
       if (d->kind != Kind::kDict)
-        return Status(Code::kInvalidArgument, "module '" + where(prefix) + "': " + group +
-                                                  " is " + describe(d) + ", not a dict");
+        return Status(Code::kInvalidArgument, "module '" + where(prefix) + "': " + group + " is " +
+                                                  describe(d) + ", not a dict");
       const bool buffers = group[1] == 'b';
       for (const auto& [k, v] : d->entries) {
         if (k->kind != Kind::kStr)
@@ -47,8 +47,9 @@ class Extractor {
           return Status(Code::kInvalidArgument,
                         "'" + prefix + k->s + "' is " + describe(v) + ", not a tensor");
         if (++entries_ > kMaxEntries)
-          return Status(Code::kLimit, "the state_dict has more than 10,000,000 entries "
-                                      "(a shared sub-module expanded exponentially?)");
+          return Status(Code::kLimit,
+                        "the state_dict has more than 10,000,000 entries "
+                        "(a shared sub-module expanded exponentially?)");
         TensorMeta t = v->tensor;
         t.is_parameter = false;  // state_dict() holds detached tensors
         t.requires_grad = false;
@@ -105,3 +106,7 @@ Checkpoint extract_state_dict(const Checkpoint& ckpt) {
 }
 
 }  // namespace ckptio::host
+
+namespace ckptio {
+Checkpoint extract_state_dict(const Checkpoint& ckpt) { return host::extract_state_dict(ckpt); }
+}  // namespace ckptio

@@ -96,6 +96,11 @@ assert json.loads(b[8:8+n])["__metadata__"] == {"format": "pt", "note": "zst"}' 
 step "libckptio consumer reads both"
 "$work/consumer/consumer" "$d/model.pt" | head -1 | grep -qx "torch-zip 13 ok"  # the tied tensor is one node
 "$work/consumer/consumer" "$d/model.safetensors" | head -1 | grep -qx "safetensors 14 ok"  # written twice
+# The state_dict of a torch.save(model) file, through the installed API, without its classes.
+"$work/consumer/consumer" --extract-state-dict "$d/whole_model.pt" >"$log"
+grep -qx "torch-zip 4 ok" <(head -1 "$log") || { cat "$log"; echo "FAILED: extract_state_dict"; exit 1; }
+grep -qxF "['0.weight'] float32 12" "$log" && grep -qxF "['2.bias'] float32 2" "$log" ||
+  { cat "$log"; echo "FAILED: extract_state_dict keys"; exit 1; }
 
 step "the minimal plugin round-trips a vector"
 "$ck" convert "$d/vector.pt" "$d/vector.f32" --format f32raw

@@ -102,6 +102,7 @@ def make(d):
                d + "/nested.pt")
     torch.save({"model": {"w": torch.ones(2)}, "epoch": 3}, d + "/general.pt")
     torch.save({"values": torch.randn(7)}, d + "/vector.pt")
+    torch.save(m, d + "/whole_model.pt")  # the module object itself (its classes pickled)
 
 
 def check(orig_path, path):

@@ -35,12 +35,12 @@ class Error : public std::runtime_error {
 };
 
 struct PluginInfo {
-  std::string path;             // the .so file
-  std::string name;             // plugin's own name; empty when it failed to load
+  std::string path;  // the .so file
+  std::string name;  // plugin's own name; empty when it failed to load
   std::string version;
   uint32_t abi_version = 0;
   std::vector<std::string> formats;
-  std::string error;            // why it failed to load; empty when loaded
+  std::string error;  // why it failed to load; empty when loaded
 };
 
 class Registry {
@@ -96,12 +96,12 @@ using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 using PluginOptions = std::vector<std::pair<std::string, std::string>>;
 
 struct LoadOptions {
-  std::string format;        // empty: detect from the file's head
-  bool load_data = true;     // false: structure only, no storage bytes read
-  bool zero_copy = false;    // alias plain, 64-byte aligned storages in the file mapping
+  std::string format;          // empty: detect from the file's head
+  bool load_data = true;       // false: structure only, no storage bytes read
+  bool zero_copy = false;      // alias plain, 64-byte aligned storages in the file mapping
   bool allow_objects = false;  // unknown pickle classes become opaque objects (never run)
-  bool verify = false;       // check checksums (CRC32 of zip records)
-  int threads = 0;           // storage reading threads; 0: one per core
+  bool verify = false;         // check checksums (CRC32 of zip records)
+  int threads = 0;             // storage reading threads; 0: one per core
   PluginOptions plugin_options;
   ProgressFn progress;
   Registry* registry = nullptr;  // null: Registry::global()
@@ -174,5 +174,12 @@ Checkpoint snapshot(const Checkpoint& checkpoint);
 // so the caller may go on changing its tensors. Errors surface from future.get().
 std::future<void> save_async(const std::string& path, const Checkpoint& checkpoint,
                              const SaveOptions& options = {});
+
+// The state_dict of a whole-model pickle (torch.save(model), loaded with
+// LoadOptions::allow_objects so that the model's classes are opaque objects), built without
+// running any of the model's code: what model.state_dict() returns (dotted keys; parameters,
+// persistent buffers, submodules; tied weights stay tied). Storages are shared with `ckpt`.
+// Throws ckptio::Error naming the file and the path when the root is not a module.
+Checkpoint extract_state_dict(const Checkpoint& ckpt);
 
 }  // namespace ckptio
