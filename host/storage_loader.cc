@@ -46,8 +46,9 @@ std::shared_ptr<uint8_t> allocate_storage(uint64_t nbytes) {
   if (nbytes >= kHugeThreshold) {
     // No MADV_HUGEPAGE: huge pages halve the fault cost once memory is warm, but on the
     // development VM (free page reporting) the first 1 GiB of them in a process took
-    // 0.8-2.2 s against 0.2 s with 4 KiB pages (README, Benchmarks). Pages are instead
-    // populated chunk by chunk by the reading threads (populate_for_write), in parallel.
+    // 0.8-2.3 s against 0.2-0.3 s with 4 KiB pages, in two sessions' measurements (README,
+    // Benchmarks). The reading threads fill the pages instead, in parallel: by userfaultfd
+    // copies where allowed (fresh_page_fill.h), else chunk by chunk (populate_for_write).
     void* p = mmap(nullptr, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();
     return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p),
