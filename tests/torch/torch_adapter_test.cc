@@ -3,8 +3,11 @@
 #include <torch/torch.h>
 
 #include <array>
+#include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <functional>
 
 #include "ckptio/torch.h"
 #include "tutorial_net.h"
@@ -451,6 +454,79 @@ TEST_F(TorchAdapter, SavedModuleLoadsStrictlyInPython) {
               0)
         << fmt;
   }
+}
+
+// What `same_objects.py OURS REF` says: "ok" or the differences.
+std::string same_objects(const std::string& ours, const std::string& ref) {
+  std::string cmd = CKPTIO_TEST_PYTHON " " CKPTIO_SOURCE_DIR "/tests/torch/py/same_objects.py " +
+                    ours + " " + ref + " 2>&1";
+  std::string out;
+  if (FILE* p = popen(cmd.c_str(), "r")) {
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    pclose(p);
+  }
+  return out;
+}
+
+// save() of a StateDict and of a generic IValue (dicts, lists, tuples, strings, numbers, None,
+// tensors sharing storage, views) loads in Python to the same objects as LibTorch's own
+// torch::pickle_save of the same value, in both formats.
+TEST_F(TorchAdapter, SavedStateDictsAndIValuesLoadInPythonAsLibTorchsOwn) {
+  torch::manual_seed(0);
+  torch::Tensor w = torch::randn({3, 4});
+  StateDict sd;
+  sd.insert("w", w);
+  sd.insert("w_t", w.t());  // the same storage, transposed
+  sd.insert("ids", torch::arange(5, torch::kInt64));
+  sd.insert("h", torch::randn({2, 2}).to(torch::kHalf));
+  sd.insert("b", torch::tensor({true, false}));
+  c10::impl::GenericDict inner(c10::StringType::get(), c10::AnyType::get());
+  inner.insert("k", w.narrow(0, 1, 2));  // a view with an offset
+  c10::impl::GenericDict root(c10::StringType::get(), c10::AnyType::get());
+  root.insert("weights", w);
+  root.insert("nums", c10::List<int64_t>({1, 2, 3}));
+  root.insert("mix",
+              c10::ivalue::Tuple::create({c10::IValue(int64_t{7}), c10::IValue(2.5),
+                                          c10::IValue("text"), c10::IValue(), c10::IValue(true)}));
+  root.insert("inner", inner);
+  root.insert("bf", torch::arange(4, torch::kFloat32).to(torch::kBFloat16));
+
+  c10::impl::GenericDict sd_as_dict(c10::StringType::get(), c10::TensorType::get());
+  for (const auto& item : sd) sd_as_dict.insert(item.key(), item.value());
+  struct Case {
+    const char* name;
+    std::function<void(const std::string&, const SaveOptions&)> save_ours;
+    c10::IValue reference;
+  };
+  const Case cases[] = {
+      {"state_dict", [&](const std::string& f, const SaveOptions& o) { ckptio::save(f, sd, o); },
+       sd_as_dict},
+      {"ivalue",
+       [&](const std::string& f, const SaveOptions& o) { ckptio::save(f, c10::IValue(root), o); },
+       root},
+  };
+  for (const Case& c : cases) {
+    const std::string ref = file(std::string("ref-") + c.name + ".pt");
+    std::vector<char> bytes = torch::pickle_save(c.reference);
+    std::ofstream(ref, std::ios::binary).write(bytes.data(), std::streamsize(bytes.size()));
+    for (const char* fmt : {"torch-zip", "torch-legacy"}) {
+      SaveOptions so;
+      so.format = fmt;
+      const std::string ours = file(std::string("ours-") + c.name + "-" + fmt + ".pt");
+      c.save_ours(ours, so);
+      EXPECT_EQ(same_objects(ours, ref), "ok\n") << c.name << " as " << fmt;
+    }
+  }
+
+  // snapshot() of a StateDict keeps the values of the moment it was taken.
+  Checkpoint snap = snapshot(sd);
+  torch::Tensor before = w.clone();
+  w.add_(1.0);
+  save(file("snap.pt"), snap);
+  TorchCheckpoint back = load(file("snap.pt"), cpu());
+  EXPECT_TRUE(torch::equal(back.tensor("w"), before));
+  EXPECT_TRUE(torch::equal(back.tensor("w_t"), before.t()));
 }
 
 TEST_F(TorchAdapter, SnapshotIsNotAffectedByLaterTraining) {
