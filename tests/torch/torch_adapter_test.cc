@@ -529,6 +529,36 @@ TEST_F(TorchAdapter, SavedStateDictsAndIValuesLoadInPythonAsLibTorchsOwn) {
   EXPECT_TRUE(torch::equal(back.tensor("w_t"), before.t()));
 }
 
+// to_ivalue() gives the whole tree as LibTorch values (ints, doubles, int-keyed optimizer
+// state, lists, shared tensors stay one tensor), and saving that IValue gives back a file
+// Python loads to the same objects as the original torch.save file.
+TEST_F(TorchAdapter, ToIValueRebuildsTheTreeAndSavesBackAsTheOriginal) {
+  for (const char* name : {"cnn.pt", "tied.pt"}) {
+    TorchCheckpoint ckpt = load(file(name), cpu());
+    c10::IValue iv = ckpt.to_ivalue();
+    ASSERT_TRUE(iv.isGenericDict()) << name;
+    const std::string out = file(std::string("iv-") + name);
+    ckptio::save(out, iv);
+    EXPECT_EQ(same_objects(out, file(name)), "ok\n") << name;
+  }
+  TorchCheckpoint cnn = load(file("cnn.pt"), cpu());
+  c10::Dict<c10::IValue, c10::IValue> root = cnn.to_ivalue().toGenericDict();
+  EXPECT_TRUE(root.at("epoch").isInt());
+  EXPECT_TRUE(root.at("loss").isDouble());
+  c10::IValue state = root.at("optimizer_state_dict").toGenericDict().at("state");
+  ASSERT_TRUE(state.isGenericDict());
+  EXPECT_TRUE(state.toGenericDict().keyType()->kind() == c10::TypeKind::IntType)
+      << "optimizer state is keyed by parameter index";
+  EXPECT_TRUE(torch::equal(root.at("model_state_dict").toGenericDict().at("fc1.weight").toTensor(),
+                           cnn.tensor("model_state_dict.fc1.weight")));
+
+  TorchCheckpoint tied = load(file("tied.pt"), cpu());
+  c10::Dict<c10::IValue, c10::IValue> t = tied.to_ivalue().toGenericDict();
+  EXPECT_TRUE(t.at("a").toTensor().is_same(t.at("b").toTensor())) << "one node, one tensor";
+  EXPECT_TRUE(t.at("a").toTensor().is_alias_of(t.at("c").toTensor())) << "a view stays a view";
+  EXPECT_THROW(tied.to_ivalue("no.such.path"), Error);
+}
+
 TEST_F(TorchAdapter, SnapshotIsNotAffectedByLaterTraining) {
   TutorialNet net;
   Checkpoint best = snapshot(*net);
