@@ -1,26 +1,17 @@
 // TorchScript modules through LibTorch (see ckptio/script.h). The only TU of libckptio_torch
 // that includes the JIT serialization headers.
 #include <c10/util/Optional.h>  // c10::optional, which LibTorch 2.x headers no longer include
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <torch/csrc/jit/serialization/export.h>
 #include <torch/csrc/jit/serialization/import.h>
-#include <unistd.h>
 
-#include <cerrno>
-#include <cstdio>
-#include <cstring>
 #include <set>
 
 #include "ckptio/script.h"
+#include "host/atomic_sink.h"
 #include "host/torch/load_state_dict_core.h"
 
 namespace ckptio {
 namespace {
-
-std::string sys_error(const std::string& what, const std::string& path) {
-  return what + " '" + path + "': " + std::strerror(errno);
-}
 
 void collect(const torch::jit::Module& m, const std::string& prefix,
              std::vector<std::pair<std::string, torch::Tensor>>& out) {
@@ -59,63 +50,6 @@ c10::optional<torch::Device> single_device(const std::string& path, const MapLoc
   return torch::Device(*targets.begin());
 }
 
-class AtomicFile {
- public:
-  AtomicFile(const std::string& path, bool fsync) : path_(path), fsync_(fsync) {
-    temp_ = path + ".ckptio-tmp-XXXXXX";
-    fd_ = mkstemp(temp_.data());
-    if (fd_ < 0) throw Error(Code::kIo, sys_error("cannot create a temporary file for", path));
-  }
-  ~AtomicFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(temp_.c_str());
-  }
-  size_t write(const void* data, size_t n) {
-    const char* p = static_cast<const char*>(data);
-    size_t left = n;
-    while (left > 0) {
-      ssize_t w = ::write(fd_, p, left);
-      if (w < 0 && errno == EINTR) continue;
-      if (w <= 0) {
-        error_ = sys_error("cannot write", temp_);
-        return 0;  // makes the writer fail
-      }
-      p += w;
-      left -= static_cast<size_t>(w);
-    }
-    return n;
-  }
-  void commit() {
-    if (!error_.empty()) throw Error(Code::kIo, error_);
-    if (::fchmod(fd_, 0644) != 0 || (fsync_ && ::fsync(fd_) != 0))
-      throw Error(Code::kIo, sys_error("cannot flush", temp_));
-    if (::close(fd_) != 0) {
-      fd_ = -1;
-      throw Error(Code::kIo, sys_error("cannot close", temp_));
-    }
-    fd_ = -1;
-    if (std::rename(temp_.c_str(), path_.c_str()) != 0)
-      throw Error(Code::kIo, sys_error("cannot rename the temporary file over", path_));
-    committed_ = true;
-    if (fsync_) {
-      auto slash = path_.rfind('/');
-      std::string dir = slash == std::string::npos ? "." : path_.substr(0, slash + 1);
-      int d = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY);
-      if (d >= 0) {
-        ::fsync(d);
-        ::close(d);
-      }
-    }
-  }
-  const std::string& error() const { return error_; }
-
- private:
-  std::string path_, temp_, error_;
-  int fd_ = -1;
-  bool fsync_;
-  bool committed_ = false;
-};
-
 }  // namespace
 
 torch::jit::Module load_script_module(const std::string& path, const ScriptLoadOptions& options) {
@@ -135,18 +69,28 @@ torch::jit::Module load_script_module(const std::string& path, const ScriptLoadO
 
 void save_script_module(const std::string& path, const torch::jit::Module& module,
                         const ScriptSaveOptions& options) {
-  AtomicFile file(path, options.fsync);
+  // The same atomic file as every other save: temporary beside `path`, fsync, rename, and
+  // stale temporaries of killed processes cleaned up.
+  auto sink = host::AtomicFileSink::create(path, options.fsync);
+  if (!sink.ok()) throw Error(sink.status());
+  host::AtomicFileSink& file = **sink;
+  Status write_error;
   torch::jit::ExtraFilesMap extra(options.extra_files.begin(), options.extra_files.end());
   try {
     torch::jit::ExportModule(
-        module, [&file](const void* data, size_t n) { return file.write(data, n); }, extra,
-        /*bytecode_format=*/options.lite);
+        module,
+        [&](const void* data, size_t n) -> size_t {
+          if (write_error.ok()) write_error = file.write(data, n);
+          return write_error.ok() ? n : 0;  // 0 makes LibTorch's writer fail
+        },
+        extra, /*bytecode_format=*/options.lite);
   } catch (const c10::Error& e) {
-    if (!file.error().empty()) throw Error(Code::kIo, file.error());
+    if (!write_error.ok()) throw Error(write_error);
     throw Error(Code::kInternal,
                 path + ": saving the TorchScript module failed: " + e.what_without_backtrace());
   }
-  file.commit();
+  if (!write_error.ok()) throw Error(write_error);
+  if (Status st = file.commit(); !st.ok()) throw Error(st);
 }
 
 StateDict script_state_dict(const torch::jit::Module& module) {

@@ -15,14 +15,19 @@
 //
 // The work directory comes from CKPTIO_TS_WORK (the torchscript_script_test.prepare fixture)
 // or is made here when unset.
-#include <gtest/gtest.h>
-#include <torch/cuda.h>
+#include "ckptio/script.h"
 
+#include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <torch/cuda.h>
+#include <unistd.h>
+
+#include <csignal>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 
-#include "ckptio/script.h"
 #include "ckptio/torch.h"
 #include "interop/interop_util.h"
 
@@ -34,7 +39,8 @@ using interop::json;
 const std::string& work() {
   static const std::string dir = [] {
     if (const char* env = std::getenv("CKPTIO_TS_WORK")) return std::string(env);
-    std::string d = (fs::temp_directory_path() / ("ckptio_ts_" + std::to_string(::getpid()))).string();
+    std::string d =
+        (fs::temp_directory_path() / ("ckptio_ts_" + std::to_string(::getpid()))).string();
     auto r = interop::run({interop::kPython, CKPTIO_TS_PY, "prepare", d}, 300);
     if (!r.exited || r.exit_code != 0) throw std::runtime_error(r.describe());
     return d;
@@ -42,7 +48,9 @@ const std::string& work() {
   return dir;
 }
 std::string w(const std::string& name) { return work() + "/" + name; }
-std::string peer(const std::string& name) { return std::string(CKPTIO_SOURCE_DIR) + "/tests/data/peer/" + name; }
+std::string peer(const std::string& name) {
+  return std::string(CKPTIO_SOURCE_DIR) + "/tests/data/peer/" + name;
+}
 
 interop::RunResult ckptio(std::vector<std::string> args) {
   args.insert(args.begin(), interop::cli());
@@ -75,11 +83,10 @@ std::vector<std::string> state_dict_keys() {
 TEST(Cli, InspectShowsTheModuleTree) {
   auto r = ckptio({"inspect", w("scripted.pt")});
   ASSERT_EQ(r.exit_code, 0) << r.describe();
-  for (const char* want : {"format:   torchscript", "'class': '__torch__.Net'", "'submodules':",
-                           "'running_mean': tensor float32 [3]",
-                           "'weight': Parameter float32 [3, 4]", "[0] 'forward'", "[1] 'embed'",
-                           "'meta.json': b'{\"trained\": \"yes\"}'", "'note': 'hi'",
-                           "'lite': False"})
+  for (const char* want :
+       {"format:   torchscript", "'class': '__torch__.Net'", "'submodules':",
+        "'running_mean': tensor float32 [3]", "'weight': Parameter float32 [3, 4]", "[0] 'forward'",
+        "[1] 'embed'", "'meta.json': b'{\"trained\": \"yes\"}'", "'note': 'hi'", "'lite': False"})
     EXPECT_NE(r.out.find(want), std::string::npos) << want << "\n" << r.out;
 }
 
@@ -122,9 +129,9 @@ TEST(Cli, ConvertGivesAStateDictPythonLoads) {
 }
 
 TEST(Cli, InspectAndConvertOfPeerFixtures) {
-  for (const char* f : {"rtorch/linear.pt", "rtorch/linear_2021.pt", "tch/foo.pt",
-                        "torchsharp/scripted.script.dat", "djl/identity.pt",
-                        "android/vit4mnist.ptl", "text/jit_pipeline.pt"}) {
+  for (const char* f :
+       {"rtorch/linear.pt", "rtorch/linear_2021.pt", "tch/foo.pt", "torchsharp/scripted.script.dat",
+        "djl/identity.pt", "android/vit4mnist.ptl", "text/jit_pipeline.pt"}) {
     auto r = ckptio({"inspect", peer(f)});
     EXPECT_EQ(r.exit_code, 0) << r.describe();
     EXPECT_NE(r.out.find("torchscript"), std::string::npos) << f;
@@ -237,6 +244,52 @@ TEST(WeightSwap, NewCheckpointIntoScriptedModule) {
   auto r = ckptio({"inspect", w("swapped.pt")});
   EXPECT_EQ(r.exit_code, 0) << r.describe();
   EXPECT_NE(r.out.find("again"), std::string::npos) << r.out;
+}
+
+// save_script_module writes through the same atomic file as every save: a write that fails
+// part way (here the file-size limit, EFBIG) throws naming the file, and the old file is
+// untouched with no temporary left; a missing directory is one clear error.
+TEST(WeightSwap, ScriptSaveIsAtomicWhenAWriteFails) {
+  torch::jit::Module m = ckptio::load_script_module(w("scripted.pt"));
+  const std::string dir = w("atomic");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string out = dir + "/model.pt";
+  ckptio::save_script_module(out, m);
+  const std::string before = interop::read_file(out);
+  ASSERT_GT(before.size(), 8192u);
+
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // the child: a save that hits RLIMIT_FSIZE after 4 KiB
+    signal(SIGXFSZ, SIG_IGN);
+    rlimit lim{4096, 4096};
+    setrlimit(RLIMIT_FSIZE, &lim);
+    try {
+      ckptio::save_script_module(out, m);
+      _exit(10);  // no error: wrong
+    } catch (const ckptio::Error& e) {
+      const std::string msg = e.what();
+      _exit(msg.find(out) != std::string::npos && msg.find('\n') == std::string::npos ? 0 : 11);
+    } catch (...) {
+      _exit(12);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died of signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0) << "10: no error, 11: message without the path or multi-line";
+  EXPECT_EQ(interop::read_file(out), before) << "the old file must be untouched";
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find("ckptio-tmp"), std::string::npos)
+        << "temporary left: " << e.path();
+
+  try {
+    ckptio::save_script_module(dir + "/no/such/dir/m.pt", m);
+    ADD_FAILURE() << "saving into a missing directory should fail";
+  } catch (const ckptio::Error& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/no/such/dir/m.pt"), std::string::npos) << e.what();
+  }
 }
 
 TEST(WeightSwap, NewCheckpointFileReadIntoScriptedModule) {

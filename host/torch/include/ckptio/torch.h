@@ -158,7 +158,9 @@ struct StateDictFileOptions {
 // already has the checkpoint's dtype and a dense layout is filled by reading its bytes from
 // the file directly into the module's memory, on `load.base.threads` threads: no
 // intermediate tensors, so peak memory is the model's, and the copy runs at file read()
-// speed. Other tensors (casts, CUDA modules, compressed storages, assign) are read into
+// speed. A CUDA module tensor that is a whole plain storage of the file is read through a
+// pinned ring straight into its device memory (libckptio_cuda). Other tensors (casts, strided
+// views, slices of larger storages on CUDA, compressed storages, assign) are read into
 // checkpoint tensors first and copied. A read error after validation (e.g. a file
 // truncated under us) throws naming the tensor and leaves the module partly loaded, as
 // PyTorch's load_state_dict does when a copy fails.
