@@ -19,6 +19,7 @@ packages=(
   python3-torch         # real PyTorch for interop tests and benchmarks (/usr/bin/python3)
   python3-matplotlib    # the benchmark chart
   clang libclang-rt-14-dev llvm  # libFuzzer targets with ASan/UBSan (scripts/fuzz.sh)
+  shellcheck            # tests: bench/gpu/run.sh is checked without a GPU
 )
 
 missing=()
