@@ -213,7 +213,9 @@ Result<DecodedFile> read_torch_legacy(const ByteSource& src, const LegacyReadOpt
         return corrupt(src, "truncated: storage '" + s.key + "' needs 8 + " +
                                 std::to_string(s.nbytes) + " bytes at offset " +
                                 std::to_string(pos) + ", file has " + std::to_string(size));
-      StorageExtent x{pos + 8, s.nbytes, true, false};
+      // Not plain: a host reading plain extents straight from the file would skip the count
+      // check, so every read goes through the plugin's read_storage, which makes it.
+      StorageExtent x{pos + 8, s.nbytes, false, false};
       x.count_prefixed = true;
       out.extents[i] = x;
       pos += 8 + s.nbytes;

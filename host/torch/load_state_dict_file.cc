@@ -163,6 +163,25 @@ LoadStateDictReport load_state_dict_from_file(
                              static_cast<uint64_t>(m.storage_offset) * elem + o, dst + o,
                              std::min(kPiece, n - o)});
   }
+  // Host-bound staged storages are read first, in parallel, so that one that fails to read
+  // or decode (a corrupt compressed chunk, say) fails the load before the module is touched.
+  // Those map_location sends to a device (assign only) are left to materialize, which reads
+  // them straight there; reading them here too would read them twice.
+  if (!staged.empty()) {
+    std::vector<uint32_t> storages;
+    for (const PlannedCopy* c : staged) {
+      uint32_t index = entries[c->state_index].second->tensor.storage;
+      const std::string& tag = impl->reader->tree().storages.at(index).device;
+      if (impl->options.map_location.resolve(tag).is_cpu()) storages.push_back(index);
+    }
+    std::sort(storages.begin(), storages.end());
+    storages.erase(std::unique(storages.begin(), storages.end()), storages.end());
+    try {
+      impl->reader->read_storages(storages);
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string(e.what()) + " (nothing was written to the module)");
+    }
+  }
   read_pieces(*impl->reader, pieces, entries, base.threads);
   if (!cuda_storages.empty()) {
     try {
@@ -178,18 +197,6 @@ LoadStateDictReport load_state_dict_from_file(
   for (torch::Tensor& t : filled) t.unsafeGetTensorImpl()->bump_version();
 
   if (!staged.empty()) {
-    // Host-bound storages are read up front, in parallel. Those map_location sends to a
-    // device (assign only) are left to materialize, which reads them straight there; reading
-    // them here too would read them twice.
-    std::vector<uint32_t> storages;
-    for (const PlannedCopy* c : staged) {
-      uint32_t index = entries[c->state_index].second->tensor.storage;
-      const std::string& tag = impl->reader->tree().storages.at(index).device;
-      if (impl->options.map_location.resolve(tag).is_cpu()) storages.push_back(index);
-    }
-    std::sort(storages.begin(), storages.end());
-    storages.erase(std::unique(storages.begin(), storages.end()), storages.end());
-    impl->reader->read_storages(storages);
     std::lock_guard<std::mutex> lock(impl->mu);
     for (const PlannedCopy* c : staged) {
       torch::Tensor src = impl->materialize(entries[c->state_index].second);

@@ -378,6 +378,80 @@ TEST_F(TorchAdapter, StateDictFileIsCheckedBeforeAnythingIsWritten) {
   fs::resize_file(cut, fs::file_size(cut) - 1000);
   m = error_of(cut, StateDictFileOptions{});
   EXPECT_NE(m.find(cut), std::string::npos) << m;
+
+  // Bytes found bad only when read (here each storage's count header, which the legacy
+  // reader is told to check at read time, as it is inside a zstd stream): the storages that
+  // cannot be read in place are read before anything is written, so the error names the
+  // file and what is wrong, and the module is unchanged.
+  std::string bad = file("bad_count.pt");
+  ASSERT_EQ(
+      run(CKPTIO_TEST_PYTHON " -c '"
+                             "import io, pickletools, sys\n"
+                             "b = bytearray(open(sys.argv[1], \"rb\").read())\n"
+                             "f = io.BytesIO(b)\n"
+                             "for _ in range(5):\n"
+                             "    for _ in pickletools.genops(f): pass\n"
+                             "b[f.tell():f.tell() + 8] = (123456789).to_bytes(8, \"little\")\n"
+                             "open(sys.argv[2], \"wb\").write(b)' " +
+          file("cnn_legacy.pt") + " " + bad),
+      0);
+  TutorialNet fresh;
+  std::vector<torch::Tensor> untouched;
+  for (const auto& p : fresh->named_parameters()) untouched.push_back(p.value().clone());
+  StateDictFileOptions deferred;
+  deferred.load.base.plugin_options.emplace_back("defer_storage_headers", "1");
+  try {
+    load_state_dict(*fresh, bad, deferred);
+    ADD_FAILURE() << "a wrong storage count must fail the load";
+  } catch (const Error& e) {
+    m = e.what();
+    EXPECT_NE(m.find(bad), std::string::npos) << m;
+    EXPECT_NE(m.find("123456789 elements"), std::string::npos) << m;
+    EXPECT_NE(m.find("nothing was written to the module"), std::string::npos) << m;
+  }
+  size_t i = 0;
+  for (const auto& p : fresh->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), untouched[i++])) << p.key() << " was written";
+}
+
+// A file whose biggest record another zip tool deflated, with a deflate stream that cannot
+// be decoded: that tensor cannot be read in place, and its storage is read (and fails)
+// before any tensor is written in place, so the module is left exactly as it was.
+TEST_F(TorchAdapter, StateDictFileLeavesTheModuleUnchangedWhenAStorageFailsToDecode) {
+  const std::string bad = file("bad_deflate.pt");
+  ASSERT_EQ(run(CKPTIO_TEST_PYTHON
+                " -c '"
+                "import struct, sys, zipfile\n"
+                "zin = zipfile.ZipFile(sys.argv[1])\n"
+                "victim = max((i for i in zin.infolist() if \"/data/\" in i.filename),\n"
+                "             key=lambda i: i.file_size).filename\n"
+                "with zipfile.ZipFile(sys.argv[2], \"w\") as z:\n"
+                "    for i in zin.infolist():\n"
+                "        z.writestr(i.filename, zin.read(i), zipfile.ZIP_DEFLATED\n"
+                "                   if i.filename == victim else zipfile.ZIP_STORED)\n"
+                "b = bytearray(open(sys.argv[2], \"rb\").read())\n"
+                "h = zipfile.ZipFile(sys.argv[2]).getinfo(victim).header_offset\n"
+                "n, e = struct.unpack(\"<HH\", b[h + 26:h + 30])\n"
+                "b[h + 30 + n + e] = 0x07  # final block of the invalid type 3\n"
+                "open(sys.argv[2], \"wb\").write(b)' " +
+                file("dp.pt") + " " + bad),
+            0);
+  TutorialNet net;
+  std::vector<torch::Tensor> before;
+  for (const auto& p : net->named_parameters()) before.push_back(p.value().clone());
+  StateDictFileOptions o;
+  o.load_state_dict.strip_prefixes = {"module."};
+  try {
+    load_state_dict(*net, bad, o);
+    ADD_FAILURE() << "an undecodable record must fail the load";
+  } catch (const Error& e) {
+    const std::string m = e.what();
+    EXPECT_NE(m.find(bad), std::string::npos) << m;
+    EXPECT_NE(m.find("nothing was written to the module"), std::string::npos) << m;
+  }
+  size_t i = 0;
+  for (const auto& p : net->named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), before[i++])) << p.key() << " was written";
 }
 
 TEST_F(TorchAdapter, MapLocationFollowsTorchLoad) {

@@ -161,9 +161,11 @@ struct StateDictFileOptions {
 // speed. A CUDA module tensor that is a whole plain storage of the file is read through a
 // pinned ring straight into its device memory (libckptio_cuda). Other tensors (casts, strided
 // views, slices of larger storages on CUDA, compressed storages, assign) are read into
-// checkpoint tensors first and copied. A read error after validation (e.g. a file
-// truncated under us) throws naming the tensor and leaves the module partly loaded, as
-// PyTorch's load_state_dict does when a copy fails.
+// checkpoint tensors first and copied; those are read before anything is written, so a
+// storage that fails to read or decode leaves the module unchanged ("nothing was written to
+// the module"). Only an I/O error while reading in place (e.g. a file truncated under us)
+// leaves it partly loaded, as PyTorch's load_state_dict does when a copy fails; the error
+// names the tensor and says so.
 LoadStateDictReport load_state_dict(torch::nn::Module& module, const std::string& path,
                                     const StateDictFileOptions& options = {});
 
