@@ -52,8 +52,8 @@ Result<uint64_t> read_version(const ByteSource& src, const ZipReader& zip) {
   for (char c : text) ok = ok && c >= '0' && c <= '9', v = v * 10 + uint64_t(c - '0');
   if (!ok) return corrupt(src, "record " + quote(e->name) + " does not hold a decimal version");
   if (v < 1 || v > 10)
-    return Status(Code::kUnsupported, src.name() + ": archive format version " +
-                                          std::to_string(v) + " in record " + quote(e->name) +
+    return Status(Code::kUnsupported, src.name() + ": archive format version " + std::to_string(v) +
+                                          " in record " + quote(e->name) +
                                           " is not supported (expected 1 to 10)");
   return v;
 }
@@ -108,8 +108,8 @@ Status merge_storages(const ByteSource& src, const ZipReader& zip, const std::st
     auto it = m.by_record.find(record);
     if (it != m.by_record.end()) {
       if (m.storages[it->second].nbytes != s.nbytes)
-        return corrupt(src, "record " + quote(zip.prefix() + "/" + record) +
-                                " is declared with two sizes");
+        return corrupt(
+            src, "record " + quote(zip.prefix() + "/" + record) + " is declared with two sizes");
       remap[i] = it->second;
       continue;
     }
@@ -139,15 +139,16 @@ class ArchiveReader {
                         ": TorchScript archive in the pre-1.3 format (model.json) is not "
                         "supported; re-save it with torch.jit.save from PyTorch 1.3 or newer");
     if (!zip_.find("constants.pkl"))
-      return corrupt(src_, "TorchScript archive has no record " +
-                               quote(zip_.prefix() + "/constants.pkl"));
+      return corrupt(
+          src_, "TorchScript archive has no record " + quote(zip_.prefix() + "/constants.pkl"));
     if (!zip_.find("data.pkl"))
-      return corrupt(src_, "TorchScript archive has no record " +
-                               quote(zip_.prefix() + "/data.pkl"));
+      return corrupt(src_,
+                     "TorchScript archive has no record " + quote(zip_.prefix() + "/data.pkl"));
     CKPTIO_ASSIGN_OR_RETURN(version_, read_version(src_, zip_));
     if (const ZipEntry* e = zip_.find("byteorder")) {
       CKPTIO_ASSIGN_OR_RETURN(std::string text, zip_.read(*e, kMaxSmallRecord));
-      if (text == "big") big_ = true;
+      if (text == "big")
+        big_ = true;
       else if (text != "little")
         return corrupt(src_, "record " + quote(e->name) + " holds neither 'little' nor 'big'");
     }
@@ -220,7 +221,8 @@ class ArchiveReader {
     const Value& a = *q.args;
     if (a.items.size() < 5) return bad("takes at least 5 arguments");
     const Value& st = *a.items[0];
-    if (st.kind != Kind::kTensor || !st.tensor.is_storage) return bad("argument 1 is not a storage");
+    if (st.kind != Kind::kTensor || !st.tensor.is_storage)
+      return bad("argument 1 is not a storage");
     TensorMeta t;
     t.dtype = st.tensor.dtype;
     t.storage = st.tensor.storage;
@@ -228,7 +230,8 @@ class ArchiveReader {
     t.storage_offset = a.items[1]->i;
     for (int k : {2, 3}) {
       const Value& seq = *a.items[k];
-      if (seq.kind != Kind::kTuple && seq.kind != Kind::kList) return bad("size/stride not a tuple");
+      if (seq.kind != Kind::kTuple && seq.kind != Kind::kList)
+        return bad("size/stride not a tuple");
       for (const auto& x : seq.items) {
         if (x->kind != Kind::kInt) return bad("size/stride holds a non-int");
         (k == 2 ? t.shape : t.strides).push_back(x->i);
@@ -304,8 +307,7 @@ class ArchiveReader {
         const std::string key = prefix + name;
         if (v->kind == Kind::kObject && v->s == kQTensor)
           return Status(Code::kUnsupported,
-                        src_.name() + ": quantized tensor " + quote(key) + " (" +
-                            qtensor_desc(*v) +
+                        src_.name() + ": quantized tensor " + quote(key) + " (" + qtensor_desc(*v) +
                             ") is not supported in a state_dict; read the archive with "
                             "view=modules to see its integer values and quantizer parameters");
         if (v->kind != Kind::kTensor)
@@ -388,8 +390,8 @@ class ArchiveReader {
     const bool lite = zip_.find("bytecode.pkl") != nullptr;
     archive->entries.emplace_back(Value::str("lite"), Value::boolean(lite));
     if (lite) {
-      if (auto v = bytecode_version()) archive->entries.emplace_back(
-          Value::str("bytecode_version"), Value::integer(*v));
+      if (auto v = bytecode_version())
+        archive->entries.emplace_back(Value::str("bytecode_version"), Value::integer(*v));
     }
     root->entries.emplace_back(Value::str("archive"), archive);
     return root;
@@ -406,8 +408,8 @@ class ArchiveReader {
     uo.torchscript_objects = true;
     StorageTable table("bytecode.pkl");
     uo.persistent_load = [&table](const ValuePtr& pid) { return table.load(pid); };
-    auto u = unpickle(reinterpret_cast<const uint8_t*>(bytes.value().data()),
-                      bytes.value().size(), uo);
+    auto u =
+        unpickle(reinterpret_cast<const uint8_t*>(bytes.value().data()), bytes.value().size(), uo);
     if (!u.ok()) return std::nullopt;
     const ValuePtr& v = u.value().value;
     if (v->kind == Kind::kTuple && !v->items.empty() && v->items[0]->kind == Kind::kInt)
@@ -441,8 +443,8 @@ class ArchiveReader {
       const ZipEntry* e = zip_.find(used_records_[i]);
       if (e->uncompressed_size != s.nbytes)
         return corrupt(src_, "record " + quote(e->name) + " holds " +
-                                 std::to_string(e->uncompressed_size) + " bytes but its storage needs " +
-                                 std::to_string(s.nbytes));
+                                 std::to_string(e->uncompressed_size) +
+                                 " bytes but its storage needs " + std::to_string(s.nbytes));
       if (e->method != 0 && e->method != 8)
         return Status(Code::kUnsupported, src_.name() + ": record " + quote(e->name) +
                                               " uses compression method " +
@@ -452,6 +454,7 @@ class ArchiveReader {
       x.length = s.nbytes;
       x.method = e->method;
       x.compressed_length = e->compressed_size;
+      x.crc32 = e->crc32;
       const int unit = dtype_size(s.dtype);
       x.byteswap = big_ && unit > 1;
       x.plain = e->method == 0 && !x.byteswap;
@@ -557,8 +560,7 @@ Result<DecodedFile> read_torchscript(const ByteSource& src, const TorchScriptRea
   CKPTIO_ASSIGN_OR_RETURN(ZipReader zip, ZipReader::open(src));
   if (!zip.find("constants.pkl") && !zip.find("model.json")) {
     bool has_code = false;
-    for (const ZipEntry& e : zip.entries())
-      has_code = has_code || torchscript_record_name(e.name);
+    for (const ZipEntry& e : zip.entries()) has_code = has_code || torchscript_record_name(e.name);
     if (!has_code) {  // a plain torch.save / torch::pickle_save archive
       ZipReadOptions zo;
       zo.limits = options.limits;

@@ -3,6 +3,7 @@
 #include <libdeflate.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <memory>
 
@@ -163,6 +164,7 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
     x.length = s.nbytes;
     x.method = e->method;
     x.compressed_length = e->compressed_size;
+    x.crc32 = e->crc32;
     x.byteswap = big && swap_unit(s.dtype) > 1;
     x.plain = e->method == 0 && !x.byteswap;
     out.extents.push_back(x);
@@ -225,6 +227,14 @@ Status read_storage_bytes(const ByteSource& src, const StorageExtent& extent, DT
       return corrupt(src, "deflated storage at offset " + std::to_string(extent.offset) +
                               " does not inflate to its " + std::to_string(extent.length) +
                               " bytes");
+    if (const uint32_t crc = libdeflate_crc32(0, out, extent.length); crc != extent.crc32) {
+      char got[9], want[9];
+      std::snprintf(got, sizeof got, "%08x", crc);
+      std::snprintf(want, sizeof want, "%08x", extent.crc32);
+      return corrupt(src, "deflated storage at offset " + std::to_string(extent.offset) +
+                              " inflates to bytes with CRC32 " + got + ", the zip directory says " +
+                              want);
+    }
   } else {
     return Status(Code::kUnsupported, src.name() + ": storage compression method " +
                                           std::to_string(extent.method) + " is not supported");

@@ -7,6 +7,7 @@
 #include <cstring>
 #include <random>
 
+#include "formats/zip/torch_zip.h"
 #include "tests/formats/zip_test_helpers.h"
 
 namespace ckptio {
@@ -324,6 +325,40 @@ TEST(ZipReader, CrcChecks) {
   }
   EXPECT_EQ(crc32_update(0, "123456789", 9), 0xcbf43926u);  // the CRC-32 check value
   EXPECT_EQ(crc32_update(crc32_update(0, "12345", 5), "6789", 4), 0xcbf43926u);
+}
+
+// A deflated storage record is checked against its CRC-32 when it is inflated (a corrupt
+// stream can still inflate to the right length): a mismatch is refused, naming the offset.
+TEST(ZipReader, InflatedStorageIsCheckedAgainstItsCrc) {
+  CKPTIO_REQUIRE_TORCH_FIXTURES();
+  std::string b = fixture("sd_deflated.pt");
+  MemorySource osrc(b.data(), b.size(), "d.pt");
+  Result<DecodedFile> of = read_torch_zip(osrc, {});
+  ASSERT_TRUE(of.ok()) << of.status().message();
+  ASSERT_FALSE(of->extents.empty());
+  const StorageExtent x = of->extents[0];
+  const DType dtype = of->tree.storages[0].dtype;
+  ASSERT_EQ(x.method, 8);
+  std::vector<uint8_t> out(x.length);
+  ASSERT_TRUE(read_storage_bytes(osrc, x, dtype, out.data()).ok());
+
+  Result<ZipReader> zip = ZipReader::open(osrc);
+  ASSERT_TRUE(zip.ok());
+  std::string name;
+  for (const ZipEntry& e : zip->entries())
+    if (e.data_offset == x.offset) name = e.name;
+  ASSERT_FALSE(name.empty());
+  const size_t c = cd_entry(b, name);
+  uint32_t crc;
+  std::memcpy(&crc, &b[c + 16], 4);
+  put32(b, c + 16, crc ^ 0x10u);
+  MemorySource src(b.data(), b.size(), "d.pt");
+  Result<DecodedFile> f = read_torch_zip(src, {});
+  ASSERT_TRUE(f.ok()) << "without verify the directory's CRCs are not read at open";
+  Status st = read_storage_bytes(src, f->extents[0], dtype, out.data());
+  EXPECT_EQ(st.code(), Code::kCorrupt) << st.message();
+  EXPECT_NE(st.message().find("CRC32"), std::string::npos) << st.message();
+  EXPECT_NE(st.message().find("d.pt"), std::string::npos) << st.message();
 }
 
 TEST(ZipReader, CorruptDeflateStreamIsCorrupt) {
