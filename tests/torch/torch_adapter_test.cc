@@ -46,6 +46,24 @@ class TorchAdapter : public ::testing::Test {
   }
 };
 
+// tests/torch/py/corrupt.py MODE SRC DST: a damaged copy of a torch.save file.
+int corrupt(const std::string& mode, const std::string& src, const std::string& dst) {
+  return run(CKPTIO_TEST_PYTHON " " CKPTIO_SOURCE_DIR "/tests/torch/py/corrupt.py " + mode + " " +
+             src + " " + dst);
+}
+
+std::vector<torch::Tensor> parameter_copies(const torch::nn::Module& m) {
+  std::vector<torch::Tensor> out;
+  for (const auto& p : m.named_parameters()) out.push_back(p.value().clone());
+  return out;
+}
+
+void expect_parameters_are(const torch::nn::Module& m, const std::vector<torch::Tensor>& want) {
+  size_t i = 0;
+  for (const auto& p : m.named_parameters())
+    EXPECT_TRUE(torch::equal(p.value(), want.at(i++))) << p.key() << " was written";
+}
+
 // Dtypes newer than this LibTorch (torch 2.x's bits and float8 types under LibTorch 1.13)
 // are refused by name when a tensor is made; ckptio::load still reads them as bytes.
 TEST_F(TorchAdapter, DtypesThisLibTorchLacksAreRefusedByName) {
@@ -384,20 +402,9 @@ TEST_F(TorchAdapter, StateDictFileIsCheckedBeforeAnythingIsWritten) {
   // cannot be read in place are read before anything is written, so the error names the
   // file and what is wrong, and the module is unchanged.
   std::string bad = file("bad_count.pt");
-  ASSERT_EQ(
-      run(CKPTIO_TEST_PYTHON " -c '"
-                             "import io, pickletools, sys\n"
-                             "b = bytearray(open(sys.argv[1], \"rb\").read())\n"
-                             "f = io.BytesIO(b)\n"
-                             "for _ in range(5):\n"
-                             "    for _ in pickletools.genops(f): pass\n"
-                             "b[f.tell():f.tell() + 8] = (123456789).to_bytes(8, \"little\")\n"
-                             "open(sys.argv[2], \"wb\").write(b)' " +
-          file("cnn_legacy.pt") + " " + bad),
-      0);
+  ASSERT_EQ(corrupt("legacy-count", file("cnn_legacy.pt"), bad), 0);
   TutorialNet fresh;
-  std::vector<torch::Tensor> untouched;
-  for (const auto& p : fresh->named_parameters()) untouched.push_back(p.value().clone());
+  const std::vector<torch::Tensor> untouched = parameter_copies(*fresh);
   StateDictFileOptions deferred;
   deferred.load.base.plugin_options.emplace_back("defer_storage_headers", "1");
   try {
@@ -409,9 +416,7 @@ TEST_F(TorchAdapter, StateDictFileIsCheckedBeforeAnythingIsWritten) {
     EXPECT_NE(m.find("123456789 elements"), std::string::npos) << m;
     EXPECT_NE(m.find("nothing was written to the module"), std::string::npos) << m;
   }
-  size_t i = 0;
-  for (const auto& p : fresh->named_parameters())
-    EXPECT_TRUE(torch::equal(p.value(), untouched[i++])) << p.key() << " was written";
+  expect_parameters_are(*fresh, untouched);
 }
 
 // A file whose biggest record another zip tool deflated, with a deflate stream that cannot
@@ -419,26 +424,9 @@ TEST_F(TorchAdapter, StateDictFileIsCheckedBeforeAnythingIsWritten) {
 // before any tensor is written in place, so the module is left exactly as it was.
 TEST_F(TorchAdapter, StateDictFileLeavesTheModuleUnchangedWhenAStorageFailsToDecode) {
   const std::string bad = file("bad_deflate.pt");
-  ASSERT_EQ(run(CKPTIO_TEST_PYTHON
-                " -c '"
-                "import struct, sys, zipfile\n"
-                "zin = zipfile.ZipFile(sys.argv[1])\n"
-                "victim = max((i for i in zin.infolist() if \"/data/\" in i.filename),\n"
-                "             key=lambda i: i.file_size).filename\n"
-                "with zipfile.ZipFile(sys.argv[2], \"w\") as z:\n"
-                "    for i in zin.infolist():\n"
-                "        z.writestr(i.filename, zin.read(i), zipfile.ZIP_DEFLATED\n"
-                "                   if i.filename == victim else zipfile.ZIP_STORED)\n"
-                "b = bytearray(open(sys.argv[2], \"rb\").read())\n"
-                "h = zipfile.ZipFile(sys.argv[2]).getinfo(victim).header_offset\n"
-                "n, e = struct.unpack(\"<HH\", b[h + 26:h + 30])\n"
-                "b[h + 30 + n + e] = 0x07  # final block of the invalid type 3\n"
-                "open(sys.argv[2], \"wb\").write(b)' " +
-                file("dp.pt") + " " + bad),
-            0);
+  ASSERT_EQ(corrupt("deflate", file("dp.pt"), bad), 0);
   TutorialNet net;
-  std::vector<torch::Tensor> before;
-  for (const auto& p : net->named_parameters()) before.push_back(p.value().clone());
+  const std::vector<torch::Tensor> before = parameter_copies(*net);
   StateDictFileOptions o;
   o.load_state_dict.strip_prefixes = {"module."};
   try {
@@ -449,9 +437,7 @@ TEST_F(TorchAdapter, StateDictFileLeavesTheModuleUnchangedWhenAStorageFailsToDec
     EXPECT_NE(m.find(bad), std::string::npos) << m;
     EXPECT_NE(m.find("nothing was written to the module"), std::string::npos) << m;
   }
-  size_t i = 0;
-  for (const auto& p : net->named_parameters())
-    EXPECT_TRUE(torch::equal(p.value(), before[i++])) << p.key() << " was written";
+  expect_parameters_are(*net, before);
 }
 
 TEST_F(TorchAdapter, MapLocationFollowsTorchLoad) {
