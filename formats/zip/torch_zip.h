@@ -28,7 +28,8 @@ struct StorageExtent {
   uint64_t compressed_length = 0;
   // Method 8: the record's CRC-32 from the zip directory, checked on the inflated bytes (a
   // corrupt deflate stream can inflate to the right length; the CRC costs little next to
-  // inflating). Stored records are checked only with verify, as torch.load does not either.
+  // inflating); 0, as writers that skip CRCs leave it, is not checked. Stored records are
+  // checked only with verify: torch.load checks none.
   uint32_t crc32 = 0;
   // torch-legacy read with deferred storage headers: the 8-byte element count just before
   // `offset` was not read when the file was opened; it is checked when the bytes are read.
