@@ -455,6 +455,7 @@ class ArchiveReader {
       x.method = e->method;
       x.compressed_length = e->compressed_size;
       x.crc32 = e->crc32;
+      x.record = e->name;
       const int unit = dtype_size(s.dtype);
       x.byteswap = big_ && unit > 1;
       x.plain = e->method == 0 && !x.byteswap;

@@ -165,6 +165,7 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
     x.method = e->method;
     x.compressed_length = e->compressed_size;
     x.crc32 = e->crc32;
+    x.record = e->name;
     x.byteswap = big && swap_unit(s.dtype) > 1;
     x.plain = e->method == 0 && !x.byteswap;
     out.extents.push_back(x);
@@ -200,6 +201,14 @@ Status check_count_prefix(const ByteSource& src, const StorageExtent& extent, DT
   return Status::Ok();
 }
 
+namespace {
+// "deflated record 'archive/data/3'" for messages (the offset where no name is known).
+std::string deflated_what(const StorageExtent& x) {
+  return x.record.empty() ? "deflated storage at offset " + std::to_string(x.offset)
+                          : "deflated record " + quote(x.record);
+}
+}  // namespace
+
 Status read_storage_bytes(const ByteSource& src, const StorageExtent& extent, DType dtype,
                           void* dst) {
   CKPTIO_RETURN_IF_ERROR(check_count_prefix(src, extent, dtype));
@@ -210,8 +219,7 @@ Status read_storage_bytes(const ByteSource& src, const StorageExtent& extent, DT
     std::string buf;
     const uint8_t* in;
     if (extent.offset > src.size() || extent.compressed_length > src.size() - extent.offset)
-      return corrupt(src, "deflated storage at offset " + std::to_string(extent.offset) +
-                              " runs past the end of the file");
+      return corrupt(src, deflated_what(extent) + " runs past the end of the file");
     if (src.data()) {
       in = src.data() + extent.offset;
     } else {
@@ -224,18 +232,16 @@ Status read_storage_bytes(const ByteSource& src, const StorageExtent& extent, DT
     if (!d) return Status(Code::kInternal, "out of memory allocating a deflate decompressor");
     if (libdeflate_deflate_decompress(d.get(), in, extent.compressed_length, out, extent.length,
                                       nullptr) != LIBDEFLATE_SUCCESS)
-      return corrupt(src, "deflated storage at offset " + std::to_string(extent.offset) +
-                              " does not inflate to its " + std::to_string(extent.length) +
-                              " bytes");
+      return corrupt(src, deflated_what(extent) + " does not inflate to its " +
+                              std::to_string(extent.length) + " bytes");
     // CRC 0 is what torch 2.x writes with set_crc32_options(False): nothing to check.
     if (const uint32_t crc = libdeflate_crc32(0, out, extent.length);
         extent.crc32 != 0 && crc != extent.crc32) {
       char got[9], want[9];
       std::snprintf(got, sizeof got, "%08x", crc);
       std::snprintf(want, sizeof want, "%08x", extent.crc32);
-      return corrupt(src, "deflated storage at offset " + std::to_string(extent.offset) +
-                              " inflates to bytes with CRC32 " + got + ", the zip directory says " +
-                              want);
+      return corrupt(src, deflated_what(extent) + " inflates to bytes with CRC32 " + got +
+                              ", the zip directory says " + want);
     }
   } else {
     return Status(Code::kUnsupported, src.name() + ": storage compression method " +

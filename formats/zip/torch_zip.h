@@ -31,6 +31,7 @@ struct StorageExtent {
   // inflating); 0, as writers that skip CRCs leave it, is not checked. Stored records are
   // checked only with verify: torch.load checks none.
   uint32_t crc32 = 0;
+  std::string record;  // the zip record's name, for messages (empty: a legacy file's storage)
   // torch-legacy read with deferred storage headers: the 8-byte element count just before
   // `offset` was not read when the file was opened; it is checked when the bytes are read.
   bool count_prefixed = false;
