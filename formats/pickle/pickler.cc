@@ -288,9 +288,7 @@ class Writer {
         fail(Code::kInvalidArgument, "storage '" + s.key +
                                          "': a window into a storage (legacy view metadata) "
                                          "cannot be written");
-      bool untyped = legacy_storage_class(t.dtype).empty();
-      if (untyped) check_legacy_can_hold(t.dtype, s);
-      write_pid(t.storage, untyped ? DType::kUInt8 : t.dtype, untyped);
+      write_pid(t.storage, t.dtype);
       return;
     }
     if (!tensor_view_fits(t, tree_->storages)) {
@@ -313,25 +311,12 @@ class Writer {
     memoize(v);
   }
 
-  // A dtype without a legacy storage class is pickled over torch.storage.UntypedStorage. torch's
-  // legacy-format loader reads `storage_type.dtype`, which that class does not have, so
-  // torch.save writes such legacy files (2.x dtypes) but no torch.load reads them back.
-  // Refused here rather than written.
-  void check_legacy_can_hold(DType dtype, const StorageInfo& s) {
-    if (opt_ && opt_->legacy_ids)
-      fail(Code::kUnsupported,
-           "storage '" + s.key + "' holds " + std::string(dtype_name(dtype)) +
-               ", which torch.load cannot read from the torch-legacy format (its legacy loader "
-               "has no UntypedStorage); write torch-zip instead");
-  }
-
   // torch.Tensor._reduce_ex_internal for a dense strided tensor.
   void save_rebuild_tensor(const TensorMeta& t, bool requires_grad) {
     bool v3 = legacy_storage_class(t.dtype).empty();
-    if (v3) check_legacy_can_hold(t.dtype, tree_->storages[t.storage]);
     write_global(v3 ? "torch._utils._rebuild_tensor_v3" : "torch._utils._rebuild_tensor_v2");
     op('(');
-    write_pid(t.storage, v3 ? DType::kUInt8 : t.dtype, v3);
+    write_pid(t.storage, t.dtype);
     write_int(t.storage_offset);
     write_int_tuple(t.shape);
     write_int_tuple(t.strides);
@@ -368,9 +353,20 @@ class Writer {
     put();
   }
 
-  // ('storage', <class>, key, location, numel[, None]) BINPERSID.
-  void write_pid(uint32_t index, DType declared, bool untyped) {
+  // ('storage', <class>, key, location, numel[, None]) BINPERSID for a storage viewed as
+  // `dtype`. A dtype without a legacy storage class (the 2.x ones) is pickled over
+  // torch.storage.UntypedStorage, counted in bytes. torch's legacy-format loader reads
+  // `storage_type.dtype`, which that class does not have: torch.save writes such legacy files
+  // but no torch.load reads them back, so in legacy mode they are refused rather than written.
+  void write_pid(uint32_t index, DType dtype) {
     const StorageInfo& s = tree_->storages[index];
+    const bool untyped = legacy_storage_class(dtype).empty();
+    const DType declared = untyped ? DType::kUInt8 : dtype;
+    if (untyped && opt_ && opt_->legacy_ids)
+      fail(Code::kUnsupported,
+           "storage '" + s.key + "' holds " + std::string(dtype_name(dtype)) +
+               ", which torch.load cannot read from the torch-legacy format (its legacy loader "
+               "has no UntypedStorage); write torch-zip instead");
     auto it = slot_.find(index);
     size_t slot;
     if (it == slot_.end()) {
