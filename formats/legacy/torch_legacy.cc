@@ -215,7 +215,10 @@ Result<DecodedFile> read_torch_legacy(const ByteSource& src, const LegacyReadOpt
                                 std::to_string(pos) + ", file has " + std::to_string(size));
       // Not plain: a host reading plain extents straight from the file would skip the count
       // check, so every read goes through the plugin's read_storage, which makes it.
-      StorageExtent x{pos + 8, s.nbytes, false, false};
+      StorageExtent x;
+      x.offset = pos + 8;
+      x.length = s.nbytes;
+      x.plain = false;
       x.count_prefixed = true;
       out.extents[i] = x;
       pos += 8 + s.nbytes;
@@ -239,7 +242,10 @@ Result<DecodedFile> read_torch_legacy(const ByteSource& src, const LegacyReadOpt
       return corrupt(src, "truncated: storage '" + s.key + "' needs " + std::to_string(nbytes) +
                               " bytes at offset " + std::to_string(pos) + ", file has " +
                               std::to_string(size));
-    out.extents[i] = StorageExtent{pos, nbytes, true, false};
+    StorageExtent x;
+    x.offset = pos;
+    x.length = nbytes;
+    out.extents[i] = x;  // plain
     pos += nbytes;
   }
 

@@ -169,10 +169,11 @@ class Interop : public ::testing::TestWithParam<std::tuple<std::string, std::str
                                              << out;
     // torch.load's default is weights_only=True since PyTorch 2.6: whatever torch reads of
     // its own file that way, it must read of ours.
-    if (want["weights_only"].is_null())
+    if (want["weights_only"].is_null()) {
       EXPECT_TRUE(check["weights_only"].is_null())
           << "torch.load(" << out << ", weights_only=True) fails, yet reads torch's own file: "
           << check["weights_only"].get<std::string>();
+    }
     if (fmt == "zip") {
       ASSERT_FALSE(check["zip"].is_null()) << out << " is not a zip file";
       const json& z = check["zip"];

@@ -270,10 +270,11 @@ TEST_P(PeerFixture, ConvertsToBothFormats) {
     EXPECT_EQ(check["zip"].is_null(), fmt == "legacy");
     // What torch reads of the original with weights_only=True (the default since 2.6), it
     // must read of ckptio's conversion.
-    if (ref["weights_only"].is_null())
+    if (ref["weights_only"].is_null()) {
       EXPECT_TRUE(check["weights_only"].is_null())
           << "torch.load(" << out << ", weights_only=True) fails, yet reads the original: "
           << check["weights_only"].get<std::string>();
+    }
   }
 }
 
