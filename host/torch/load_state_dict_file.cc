@@ -14,6 +14,7 @@
 
 #include "cuda_bridge.h"
 #include "dtype_map.h"
+#include "host/progress_concat.h"
 #include "host/torch/load_state_dict_core.h"
 #include "host/torch/torch_checkpoint_impl.h"
 
@@ -60,21 +61,30 @@ struct Piece {
 };
 
 // Reads every piece on `threads` threads; the first failure is thrown naming its tensor.
+// Progress (bytes of the pieces) is reported from the calling thread.
 void read_pieces(Reader& reader, const std::vector<Piece>& pieces,
-                 const std::vector<std::pair<std::string, ValuePtr>>& entries, int threads) {
+                 const std::vector<std::pair<std::string, ValuePtr>>& entries, int threads,
+                 const ProgressFn& progress) {
   unsigned n = threads > 0 ? static_cast<unsigned>(threads)
                            : std::max(1u, std::thread::hardware_concurrency());
   n = static_cast<unsigned>(std::min<size_t>(n, pieces.size()));
+  uint64_t total = 0;
+  for (const Piece& p : pieces) total += p.n;
   std::atomic<size_t> next{0};
+  std::atomic<uint64_t> done{0};
   std::atomic<bool> failed{false};
   std::mutex mu;
   Status first;
   size_t first_entry = 0;
-  auto work = [&] {
+  auto work = [&](bool reporter) {
     for (size_t k; (k = next.fetch_add(1)) < pieces.size() && !failed.load();) {
       const Piece& p = pieces[k];
       Status st = reader.read_range(p.storage, p.offset, p.dst, p.n);
-      if (st.ok()) continue;
+      if (st.ok()) {
+        uint64_t d = done.fetch_add(p.n) + p.n;
+        if (reporter && progress) progress(d, total);
+        continue;
+      }
       std::lock_guard<std::mutex> lock(mu);
       if (first.ok()) {
         first = st;
@@ -84,12 +94,13 @@ void read_pieces(Reader& reader, const std::vector<Piece>& pieces,
     }
   };
   std::vector<std::thread> pool;
-  for (unsigned t = 1; t < n; ++t) pool.emplace_back(work);
-  work();
+  for (unsigned t = 1; t < n; ++t) pool.emplace_back(work, false);
+  work(true);
   for (auto& t : pool) t.join();
   if (!first.ok())
     throw Error(first.code(), first.message() + " (reading '" + entries[first_entry].first +
                                   "' into the module, which may now be partly loaded)");
+  if (progress && total) progress(total, total);
 }
 
 }  // namespace
@@ -101,8 +112,13 @@ LoadStateDictReport load_state_dict_from_file(
   auto impl = std::make_shared<TorchCheckpoint::Impl>();
   LoadOptions base = options.load.base;
   base.load_data = false;
+  // The reads below (staged storages, pieces read in place, CUDA storages) each count from
+  // zero; the user sees one sequence over all of them. The total is known once planned.
+  auto progress = std::make_shared<host::ProgressConcat>(base.progress, 0);
+  base.progress = host::ProgressConcat::forwarder(progress);
   impl->reader = Reader::open(path, base);
   impl->options = options.load;
+  impl->options.base.progress = base.progress;
   // Without assign, sources only pass through host memory on their way to the module's
   // tensors, whatever device they were saved from.
   if (!rules.assign) impl->options.map_location = MapLocation("cpu");
@@ -167,22 +183,30 @@ LoadStateDictReport load_state_dict_from_file(
   // or decode (a corrupt compressed chunk, say) fails the load before the module is touched.
   // Those map_location sends to a device (assign only) are left to materialize, which reads
   // them straight there; reading them here too would read them twice.
-  if (!staged.empty()) {
-    std::vector<uint32_t> storages;
-    for (const PlannedCopy* c : staged) {
-      uint32_t index = entries[c->state_index].second->tensor.storage;
-      const std::string& tag = impl->reader->tree().storages.at(index).device;
-      if (impl->options.map_location.resolve(tag).is_cpu()) storages.push_back(index);
-    }
-    std::sort(storages.begin(), storages.end());
-    storages.erase(std::unique(storages.begin(), storages.end()), storages.end());
+  const auto& infos = impl->reader->tree().storages;
+  std::vector<uint32_t> staged_host, staged_device;
+  for (const PlannedCopy* c : staged) {
+    uint32_t index = entries[c->state_index].second->tensor.storage;
+    bool to_host = impl->options.map_location.resolve(infos.at(index).device).is_cpu();
+    (to_host ? staged_host : staged_device).push_back(index);
+  }
+  uint64_t total = 0;  // staged storages are read once each; the rest once per tensor
+  for (auto* list : {&staged_host, &staged_device}) {
+    std::sort(list->begin(), list->end());
+    list->erase(std::unique(list->begin(), list->end()), list->end());
+    for (uint32_t index : *list) total += infos.at(index).nbytes;
+  }
+  for (uint32_t index : cuda_storages) total += infos.at(index).nbytes;
+  for (const Piece& p : pieces) total += p.n;
+  progress->set_total(total);
+  if (!staged_host.empty()) {
     try {
-      impl->reader->read_storages(storages);
+      impl->reader->read_storages(staged_host);
     } catch (const Error& e) {
       throw Error(e.code(), std::string(e.what()) + " (nothing was written to the module)");
     }
   }
-  read_pieces(*impl->reader, pieces, entries, base.threads);
+  read_pieces(*impl->reader, pieces, entries, base.threads, base.progress);
   if (!cuda_storages.empty()) {
     try {
       torch_adapter::read_storages_into_cuda(*impl->reader, cuda_storages, cuda_targets, base);
@@ -204,6 +228,7 @@ LoadStateDictReport load_state_dict_from_file(
       apply_planned_copy(PlannedCopy{c->dst, src, c->state_index, c->key}, rules.assign);
     }
   }
+  progress->finish();
   return report;
 }
 

@@ -1,5 +1,6 @@
 // Loading into torch tensors: storages become c10 storages (one per file storage, so
 // sharing survives), tensors are set_() views onto them, devices follow map_location.
+#include <functional>
 #include <mutex>
 #include <unordered_map>
 #include <unordered_set>
@@ -7,6 +8,7 @@
 #include "ckptio/torch.h"
 #include "cuda_bridge.h"
 #include "dtype_map.h"
+#include "host/progress_concat.h"
 #include "host/torch/torch_checkpoint_impl.h"
 
 namespace ckptio {
@@ -36,11 +38,16 @@ bool glob_match(const char* pat, const char* s) {
 
 std::string key_text(const Value& k) {
   switch (k.kind) {
-    case Kind::kStr: return k.s;
-    case Kind::kInt: return std::to_string(k.i);
-    case Kind::kBigInt: return k.s;
-    case Kind::kBool: return k.b ? "True" : "False";
-    default: return "<" + std::string(kind_name(k.kind)) + ">";
+    case Kind::kStr:
+      return k.s;
+    case Kind::kInt:
+      return std::to_string(k.i);
+    case Kind::kBigInt:
+      return k.s;
+    case Kind::kBool:
+      return k.b ? "True" : "False";
+    default:
+      return "<" + std::string(kind_name(k.kind)) + ">";
   }
 }
 
@@ -50,7 +57,9 @@ void visit(const ValuePtr& v, const std::string& path, std::unordered_set<const 
            Fn& fn, int depth = 0) {
   if (!v || depth > 10000 || !seen.insert(v.get()).second) return;
   switch (v->kind) {
-    case Kind::kTensor: fn(v, path); break;
+    case Kind::kTensor:
+      fn(v, path);
+      break;
     case Kind::kList:
     case Kind::kTuple:
       for (size_t i = 0; i < v->items.size(); ++i)
@@ -60,7 +69,8 @@ void visit(const ValuePtr& v, const std::string& path, std::unordered_set<const 
       for (const auto& [k, val] : v->entries)
         visit(val, dotted_path(path, key_text(*k)), seen, fn, depth + 1);
       break;
-    default: break;
+    default:
+      break;
   }
 }
 
@@ -134,10 +144,21 @@ TorchCheckpoint::TorchCheckpoint(std::shared_ptr<Impl> impl) : impl_(std::move(i
 
 namespace {
 
-TorchCheckpoint finish_load(std::unique_ptr<Reader> reader, const TorchLoadOptions& options) {
+TorchCheckpoint finish_load(const std::function<std::unique_ptr<Reader>(const LoadOptions&)>& open,
+                            const TorchLoadOptions& options) {
+  LoadOptions base = options.base;
+  base.load_data = false;
+  // CUDA-bound storages and host ones are separate reads, each counting from zero; the user
+  // sees one sequence over both. (A lazy checkpoint's reads stay a sequence each.)
+  std::shared_ptr<host::ProgressConcat> progress;
+  if (!options.lazy && base.progress) {
+    progress = std::make_shared<host::ProgressConcat>(base.progress, 0);
+    base.progress = host::ProgressConcat::forwarder(progress);
+  }
   auto impl = std::make_shared<TorchCheckpoint::Impl>();
-  impl->reader = std::move(reader);
+  impl->reader = open(base);
   impl->options = options;
+  impl->options.base.progress = base.progress;
   impl->filtered = !options.filter_glob.empty() || options.filter;
   std::vector<uint32_t> needed;
   std::unordered_set<uint32_t> needed_set;
@@ -151,28 +172,32 @@ TorchCheckpoint finish_load(std::unique_ptr<Reader> reader, const TorchLoadOptio
   };
   visit(impl->reader->tree().root, "", seen, pick);
   if (!options.lazy) {
+    if (progress) {
+      uint64_t total = 0;
+      for (uint32_t i : needed) total += impl->reader->tree().storages.at(i).nbytes;
+      progress->set_total(total);
+    }
     // CUDA-bound storages go straight to their devices; the rest are read into host memory.
     needed = torch_adapter::load_cuda_storages(*impl->reader, needed, options.map_location,
-                                               options.base, impl->storages);
+                                               impl->options.base, impl->storages);
     impl->reader->read_storages(needed);  // parallel, selected storages only
     std::lock_guard<std::mutex> lock(impl->mu);
     for (const ValuePtr& v : nodes) impl->materialize(v);
   }
+  if (progress) progress->finish();
   return TorchCheckpoint(impl);
 }
 
 }  // namespace
 
 TorchCheckpoint load(const std::string& path, const TorchLoadOptions& options) {
-  LoadOptions base = options.base;
-  base.load_data = false;
-  return finish_load(Reader::open(path, base), options);
+  return finish_load([&](const LoadOptions& base) { return Reader::open(path, base); }, options);
 }
 
 TorchCheckpoint load(const void* data, uint64_t size, const TorchLoadOptions& options) {
-  LoadOptions base = options.base;
-  base.load_data = false;
-  return finish_load(Reader::open_buffer(data, size, "<buffer>", base), options);
+  return finish_load(
+      [&](const LoadOptions& base) { return Reader::open_buffer(data, size, "<buffer>", base); },
+      options);
 }
 
 const Tree& TorchCheckpoint::tree() const { return impl_->reader->tree(); }
@@ -191,7 +216,8 @@ ValuePtr TorchCheckpoint::find(const std::string& dotted_path) const {
         if (key_text(*k) == rest) return val;
       for (const auto& [k, val] : v->entries) {
         std::string kt = key_text(*k);
-        if (rest.size() > kt.size() && rest.compare(0, kt.size(), kt) == 0 && rest[kt.size()] == '.')
+        if (rest.size() > kt.size() && rest.compare(0, kt.size(), kt) == 0 &&
+            rest[kt.size()] == '.')
           if (ValuePtr r = go(val, rest.substr(kt.size() + 1), depth + 1)) return r;
       }
       return nullptr;
@@ -247,15 +273,26 @@ c10::IValue TorchCheckpoint::to_ivalue(const std::string& dotted_path) {
     if (it != memo.end()) return it->second;
     c10::IValue out;
     switch (v->kind) {
-      case Kind::kNone: break;
-      case Kind::kBool: out = v->b; break;
-      case Kind::kInt: out = v->i; break;
-      case Kind::kFloat: out = v->f; break;
+      case Kind::kNone:
+        break;
+      case Kind::kBool:
+        out = v->b;
+        break;
+      case Kind::kInt:
+        out = v->i;
+        break;
+      case Kind::kFloat:
+        out = v->f;
+        break;
       case Kind::kBigInt:
       case Kind::kStr:
       case Kind::kBytes:
-      case Kind::kGlobal: out = v->s; break;
-      case Kind::kObject: out = v->s; break;
+      case Kind::kGlobal:
+        out = v->s;
+        break;
+      case Kind::kObject:
+        out = v->s;
+        break;
       case Kind::kTensor:
         out = (!impl_->filtered || impl_->selected.count(v.get())) ? tensor(v) : c10::IValue();
         break;
@@ -277,11 +314,12 @@ c10::IValue TorchCheckpoint::to_ivalue(const std::string& dotted_path) {
           all_str &= k->kind == Kind::kStr;
           all_int &= k->kind == Kind::kInt;
         }
-        c10::TypePtr kt = all_str ? c10::TypePtr(c10::StringType::get())
+        c10::TypePtr kt = all_str   ? c10::TypePtr(c10::StringType::get())
                           : all_int ? c10::TypePtr(c10::IntType::get())
                                     : c10::TypePtr(c10::AnyType::get());
         c10::impl::GenericDict dict(kt, c10::AnyType::get());
-        for (const auto& [k, val] : v->entries) dict.insert_or_assign(conv(k, depth + 1), conv(val, depth + 1));
+        for (const auto& [k, val] : v->entries)
+          dict.insert_or_assign(conv(k, depth + 1), conv(val, depth + 1));
         out = dict;
         break;
       }

@@ -139,8 +139,20 @@ TEST_P(TorchCuda, StateDictFileReadsIntoCudaModuleInPlace) {
     // The load must land after this queued write, or the write would overwrite it.
     queue_slow_write(lin->weight);
     int64_t version = lin->weight._version();
-    LoadStateDictReport r = load_state_dict(*lin, dir.file(name));
+    // One rising progress sequence over every byte read: here the whole file, whether a
+    // storage went to the device in place or through a staged host copy.
+    std::vector<std::pair<uint64_t, uint64_t>> progress;
+    StateDictFileOptions o;
+    o.load.base.progress = [&](uint64_t d, uint64_t t) { progress.emplace_back(d, t); };
+    LoadStateDictReport r = load_state_dict(*lin, dir.file(name), o);
     EXPECT_TRUE(r.ok()) << name;
+    const uint64_t file_bytes = (2500 * 2100 + 2100) * 4;
+    ASSERT_FALSE(progress.empty()) << name;
+    EXPECT_EQ(progress.back(), std::make_pair(file_bytes, file_bytes)) << name;
+    for (size_t i = 0; i < progress.size(); ++i) {
+      EXPECT_EQ(progress[i].second, file_bytes) << name << " call " << i;
+      EXPECT_GE(progress[i].first, i ? progress[i - 1].first : 0) << name << " call " << i;
+    }
     EXPECT_EQ(r.read_in_place, expected_in_place) << name;
     EXPECT_EQ(lin->weight.data_ptr(), weight_memory) << name;
     EXPECT_GT(lin->weight._version(), version) << name;

@@ -344,6 +344,56 @@ TEST_F(TorchAdapter, StateDictFileKeepsPyTorchsOrderForTiedModuleTensors) {
   }
 }
 
+// What a progress callback saw: one sequence that never falls, keeps one total, and ends at
+// (total, total).
+struct ProgressLog {
+  std::vector<std::pair<uint64_t, uint64_t>> calls;
+  ProgressFn fn() {
+    return [this](uint64_t done, uint64_t total) { calls.emplace_back(done, total); };
+  }
+  void expect_one_rising_sequence(uint64_t total, const std::string& what) const {
+    ASSERT_FALSE(calls.empty()) << what;
+    for (size_t i = 0; i < calls.size(); ++i) EXPECT_EQ(calls[i].second, total) << what << i;
+    for (size_t i = 1; i < calls.size(); ++i)
+      EXPECT_GE(calls[i].first, calls[i - 1].first) << what << " call " << i;
+    EXPECT_EQ(calls.back().first, total) << what;
+  }
+};
+
+TEST_F(TorchAdapter, StateDictFileReportsOneRisingProgressOverEverythingItReads) {
+  // In place, in pieces: the two 16 MiB pieces of the weight and the bias each report.
+  const uint64_t big_bytes = (2500 * 2100 + 2100) * 4;
+  for (int threads : {1, 2}) {
+    torch::nn::Linear lin(2500, 2100);
+    ProgressLog log;
+    StateDictFileOptions o;
+    o.load.base.threads = threads;
+    o.load.base.progress = log.fn();
+    load_state_dict(*lin, file("big.pt"), o);
+    log.expect_one_rising_sequence(big_bytes, "big.pt, threads " + std::to_string(threads));
+    if (threads == 1) {
+      EXPECT_GE(log.calls.size(), 3u);
+    }
+  }
+  // Staged and in place together: the transposed weight's storage (400x120 floats) is read
+  // whole and copied, the bias read in place; both count.
+  const uint64_t views_bytes = 400 * 120 * 4 + 120 * 4;
+  torch::nn::Linear lin(400, 120);
+  ProgressLog log;
+  StateDictFileOptions o;
+  o.load.base.progress = log.fn();
+  LoadStateDictReport r = load_state_dict(*lin, file("views.pt"), o);
+  ASSERT_EQ(r.read_in_place, std::vector<std::string>{"bias"});
+  log.expect_one_rising_sequence(views_bytes, "views.pt");
+
+  // ckptio::load reports the same way.
+  ProgressLog whole;
+  TorchLoadOptions lo = cpu();
+  lo.base.progress = whole.fn();
+  load(file("big.pt"), lo);
+  whole.expect_one_rising_sequence(big_bytes, "load(big.pt)");
+}
+
 TEST_F(TorchAdapter, StateDictFileIsCheckedBeforeAnythingIsWritten) {
   TutorialNet net;
   torch::Tensor before = net->conv1->weight.clone();

@@ -90,7 +90,9 @@ struct Checkpoint {
   std::string plugin_path;             // the plugin that read it
 };
 
-// (done, total) in bytes; called from the loading thread only.
+// (done, total) in bytes; called from the loading thread only. One call's reports form one
+// rising sequence with one total, ending at (total, total), however many reads it makes
+// (torch::load to several devices, load_state_dict from a file: ckptio/torch.h).
 using ProgressFn = std::function<void(uint64_t done, uint64_t total)>;
 
 using PluginOptions = std::vector<std::pair<std::string, std::string>>;
