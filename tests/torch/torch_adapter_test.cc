@@ -469,6 +469,33 @@ TEST_F(TorchAdapter, StateDictFileIsCheckedBeforeAnythingIsWritten) {
   expect_parameters_are(*fresh, untouched);
 }
 
+TEST_F(TorchAdapter, StateDictFileCutShortWhileReadingInPlaceSaysTheModuleMayBePartlyLoaded) {
+  // Bytes read straight into the module cannot be taken back: a file that shrinks between
+  // pieces (cut here from the progress report after the first 16 MiB piece) fails the load
+  // in one line naming the file and the tensor, and warns that the module may be partly
+  // loaded, as PyTorch's load_state_dict leaves it when a copy fails.
+  std::string shrinking = file("shrinking.pt");
+  fs::copy_file(file("big.pt"), shrinking, fs::copy_options::overwrite_existing);
+  torch::nn::Linear lin(2500, 2100);
+  StateDictFileOptions o;
+  o.load.base.threads = 1;  // pieces in order: weight, weight, bias
+  o.load.base.progress = [&](uint64_t, uint64_t) {
+    if (fs::file_size(shrinking) > 4096) fs::resize_file(shrinking, 4096);
+  };
+  try {
+    load_state_dict(*lin, shrinking, o);
+    ADD_FAILURE() << "a file cut short while being read must fail the load";
+  } catch (const Error& e) {
+    std::string m = e.what();
+    EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+    EXPECT_NE(m.find(shrinking), std::string::npos) << m;
+    EXPECT_NE(m.find("file shrank while reading"), std::string::npos) << m;
+    EXPECT_NE(m.find("reading 'weight' into the module, which may now be partly loaded"),
+              std::string::npos)
+        << m;
+  }
+}
+
 // A file whose biggest record another zip tool deflated, with a deflate stream that cannot
 // be decoded: that tensor cannot be read in place, and its storage is read (and fails)
 // before any tensor is written in place, so the module is left exactly as it was.
