@@ -288,9 +288,7 @@ c10::IValue TorchCheckpoint::to_ivalue(const std::string& dotted_path) {
       case Kind::kStr:
       case Kind::kBytes:
       case Kind::kGlobal:
-        out = v->s;
-        break;
-      case Kind::kObject:
+      case Kind::kObject:  // by class name: objects are data here, never constructed
         out = v->s;
         break;
       case Kind::kTensor:
