@@ -11,7 +11,8 @@
 #   5. writes bench/results/gpu.md;
 #   6. while time is left, runs the interop suites (no LibTorch in them) with the host's
 #      Python and PyTorch (2.x there, where CI's is Debian's 1.13): its torch.save files read
-#      by ckptio, ckptio's files read by its torch.load, weights_only=True included; the
+#      by ckptio, ckptio's files read by its torch.load, weights_only=True included; then,
+#      where ckptio_torch built, the LibTorch suites (adapter, optimizer, TorchScript); the
 #      results are appended to gpu.md.
 #
 #   bench/gpu/run.sh            (from the repository root or anywhere)
@@ -69,12 +70,15 @@ GEN=Ninja; command -v ninja >/dev/null || GEN="Unix Makefiles"
 # formats' round trips are left out: they need the zstd and bsdtar tools, which a host
 # without a package registry may lack; their Python side is one torch.load.)
 INTEROP_TESTS="interop_test peer_fixtures_test bad_input_test formats_test"
+# After them, where ckptio_torch built: the LibTorch suites, with this LibTorch and this torch
+# writing and reading their files (CI's pair is Debian's 1.13 for both).
+TORCH_TESTS="torch_adapter_test torch_optim_test torchscript_script_test"
 TARGETS="ckptio_cli torch-zip torch-legacy compressed torchscript cuda_pipeline_test cuda_test"
 TARGETS+=" host_test gpu_bench $INTEROP_TESTS"
 # configure_and_build DIR ON|OFF: ON builds against the host's LibTorch as well.
 configure_and_build() {
   local dir=$1 with_torch=$2 targets=$TARGETS
-  [ "$with_torch" = ON ] && targets+=" torch_cuda_test"
+  [ "$with_torch" = ON ] && targets+=" torch_cuda_test $TORCH_TESTS"
   log "configure $dir ($GEN; CUDA at $CUDA_ROOT; LibTorch $with_torch, from $TORCH_CMAKE)"
   # shellcheck disable=SC2086
   cmake -S . -B "$dir" -G "$GEN" -DCMAKE_BUILD_TYPE=Release \
@@ -258,7 +262,9 @@ keep "$RESULTS"
 
 # ---- 6. interop with this host's PyTorch ------------------------------------------------------
 INTEROP_MD=""
-for t in $INTEROP_TESTS; do
+SUITES=$INTEROP_TESTS
+[ "$WITH_TORCH" = ON ] && SUITES+=" $TORCH_TESTS"
+for t in $SUITES; do
   left=$(( INTEROP_UNTIL + 60 - ($(date +%s) - START) ))
   if [ $(( $(date +%s) - START )) -ge "$INTEROP_UNTIL" ]; then
     INTEROP_MD+="- \`$t\`: not run (the run had used ${INTEROP_UNTIL} s)"$'\n'
@@ -287,7 +293,8 @@ done
   echo "The interop suites run with \`-DCKPTIO_TEST_PYTHON=$PYTHON_PATH\` (CI runs them with"
   echo "Debian's torch 1.13): this torch's torch.save files read by ckptio, and ckptio's"
   echo "files read by this torch's torch.load, with weights_only=True wherever torch's own file"
-  echo "loads so. Logs: \`$BUILD/<suite>.log\`."
+  echo "loads so. Where ckptio_torch built, the LibTorch suites follow (this LibTorch against"
+  echo "this torch). Logs: \`$BUILD/<suite>.log\`."
   echo
   printf '%s' "$INTEROP_MD"
 } >>"$RESULTS"
