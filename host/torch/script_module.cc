@@ -79,9 +79,13 @@ void save_script_module(const std::string& path, const torch::jit::Module& modul
   try {
     torch::jit::ExportModule(
         module,
+        // After a failed write the rest is discarded, but reported as written: a short count
+        // makes LibTorch's zip writer throw, and its destructor then writes the directory
+        // through us and throws again, during unwinding: std::terminate. The serializer runs
+        // to the end; the error is thrown below and the temporary file removed.
         [&](const void* data, size_t n) -> size_t {
           if (write_error.ok()) write_error = file.write(data, n);
-          return write_error.ok() ? n : 0;  // 0 makes LibTorch's writer fail
+          return n;
         },
         extra, /*bytecode_format=*/options.lite);
   } catch (const c10::Error& e) {

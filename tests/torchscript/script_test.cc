@@ -292,6 +292,45 @@ TEST(WeightSwap, ScriptSaveIsAtomicWhenAWriteFails) {
   }
 }
 
+// A record bigger than the atomic file's buffer reaches write(2) while LibTorch's zip writer
+// is still inside ExportModule: the failure must come back as one ckptio::Error, with the old
+// file untouched, not as a second exception from the writer's destructor (std::terminate).
+TEST(WeightSwap, ScriptSaveOfALargeModuleFailsCleanlyWhenAWriteFails) {
+  torch::jit::Module m("__torch__.Big");
+  m.register_parameter("weight", torch::ones({16 << 20}), false);  // 64 MiB: one record
+  const std::string dir = w("atomic_big");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string out = dir + "/model.pt";
+  interop::write_file(out, "old contents");
+
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {  // the child: a save that hits RLIMIT_FSIZE after 1 MiB
+    signal(SIGXFSZ, SIG_IGN);
+    rlimit lim{1 << 20, 1 << 20};
+    setrlimit(RLIMIT_FSIZE, &lim);
+    try {
+      ckptio::save_script_module(out, m);
+      _exit(10);  // no error: wrong
+    } catch (const ckptio::Error& e) {
+      const std::string msg = e.what();
+      _exit(msg.find(out) != std::string::npos && msg.find('\n') == std::string::npos ? 0 : 11);
+    } catch (...) {
+      _exit(12);
+    }
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  ASSERT_TRUE(WIFEXITED(status)) << "child died of signal " << WTERMSIG(status);
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: no error, 11: message without the path or multi-line, 12: not a ckptio::Error";
+  EXPECT_EQ(interop::read_file(out), "old contents") << "the old file must be untouched";
+  for (const auto& e : fs::directory_iterator(dir))
+    EXPECT_EQ(e.path().filename().string().find("ckptio-tmp"), std::string::npos)
+        << "temporary left: " << e.path();
+}
+
 TEST(WeightSwap, NewCheckpointFileReadIntoScriptedModule) {
   torch::jit::Module m = ckptio::load_script_module(w("scripted.pt"));
   torch::Tensor weight = ckptio::script_state_dict(m)["head.weight"];
