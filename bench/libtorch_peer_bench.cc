@@ -88,7 +88,8 @@ int main(int argc, char** argv) {
       o.map_location = "cpu";
       for (auto _ : s) {
         ckptio::TorchCheckpoint c = ckptio::load(in->pickle_file, o);
-        benchmark::DoNotOptimize(c.tree().root);
+        ckptio::ValuePtr root = c.tree().root;  // non-const: Benchmark 1.8 deprecates const
+        benchmark::DoNotOptimize(root);
       }
       report(s, *in);
     });

@@ -1,11 +1,11 @@
 // Plugin discovery and loading with Boost.DLL. The host knows no format: everything it can
 // read or write comes from the plugins found here.
+#include <algorithm>
+#include <boost/dll/runtime_symbol_info.hpp>
+#include <boost/dll/shared_library.hpp>
 #include <cstdlib>
 #include <filesystem>
 #include <sstream>
-
-#include <boost/dll/runtime_symbol_info.hpp>
-#include <boost/dll/shared_library.hpp>
 
 #include "host/c_status.h"
 #include "host/registry_impl.h"
@@ -34,8 +34,8 @@ std::string validate(const ckptio_plugin_api* api) {
     return "plugin table struct_size " + std::to_string(api->struct_size) +
            " is smaller than the " + std::to_string(kMinApiSize) + " bytes ABI version 1 needs";
   if (api->abi_version < 1 || api->abi_version > CKPTIO_ABI_VERSION)
-    return "plugin answered ABI version " + std::to_string(api->abi_version) +
-           ", host speaks 1.." + std::to_string(CKPTIO_ABI_VERSION);
+    return "plugin answered ABI version " + std::to_string(api->abi_version) + ", host speaks 1.." +
+           std::to_string(CKPTIO_ABI_VERSION);
   if (!api->name || !api->formats || api->format_count == 0)
     return "plugin table has no name or no formats";
   if (!api->probe || !api->open || !api->read_storage || !api->close)
@@ -158,8 +158,7 @@ bool Registry::load_plugin(const std::string& path) {
   } catch (...) {
     return fail("the entry function threw an exception");
   }
-  if (!api)
-    return fail("plugin speaks no ABI version in 1.." + std::to_string(CKPTIO_ABI_VERSION));
+  if (!api) return fail("plugin speaks no ABI version in 1.." + std::to_string(CKPTIO_ABI_VERSION));
   if (std::string why = validate(api); !why.empty()) return fail(why);
 
   info.name = api->name;
