@@ -11,6 +11,12 @@ import sys
 import torch
 
 
+def storage_address(t):
+    # untyped_storage() where torch has it (2.x warns that storage() is deprecated, on the
+    # stderr the test compares with "ok"); 1.13 has only storage().
+    return (t.untyped_storage() if hasattr(t, "untyped_storage") else t.storage()).data_ptr()
+
+
 def compare(a, b, path, ties_a, ties_b, out):
     if isinstance(b, torch.Tensor):
         if not isinstance(a, torch.Tensor):
@@ -23,8 +29,8 @@ def compare(a, b, path, ties_a, ties_b, out):
                 return
         if not torch.equal(a, b):
             out.append("%s: values differ" % path)
-        ties_a.append(a.storage().data_ptr())
-        ties_b.append(b.storage().data_ptr())
+        ties_a.append(storage_address(a))
+        ties_b.append(storage_address(b))
         return
     if isinstance(b, dict):
         if not isinstance(a, dict) or list(a) != list(b):
