@@ -25,7 +25,8 @@ Result<DecodedFile> read_bytes(const std::string& bytes, const std::string& name
 }
 
 // Re-writes an archive's records through ZipWriter. `edit(name, bytes)` may change a
-// record's bytes, or return false to drop it; `extra` records are appended.
+// record's bytes, or return false to drop it; `extra` records are appended, in place of any
+// of the same name (torch 2.x's torch.save already writes a byteorder record).
 using Edit = std::function<bool(const std::string& name, std::string& bytes)>;
 std::string rewrite(const std::string& orig, const Edit& edit,
                     const std::vector<std::pair<std::string, std::string>>& extra = {}) {
@@ -36,8 +37,10 @@ std::string rewrite(const std::string& orig, const Edit& edit,
   ZipWriter w(out, zip->prefix());
   for (const ZipEntry& e : zip->entries()) {
     std::string name = e.name.substr(zip->prefix().size() + 1);
+    bool replaced =
+        std::any_of(extra.begin(), extra.end(), [&](const auto& x) { return x.first == name; });
     std::string bytes = *zip->read(e);
-    if (edit(name, bytes)) {
+    if (!replaced && edit(name, bytes)) {
       EXPECT_TRUE(w.add(name, bytes.data(), bytes.size()).ok());
     }
   }
