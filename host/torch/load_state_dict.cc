@@ -104,8 +104,7 @@ LoadStateDictReport plan_state_dict_load(
     // PyTorch's backward-compatibility rule: a 0-dim parameter accepts a 1-element vector.
     if (dst.dim() == 0 && src.dim() == 1 && src.numel() == 1) src = src[0];
     if (src.sizes() != dst.sizes()) {
-      report.mismatched.push_back(
-          Mismatch{key, src.sizes().vec(), dst.sizes().vec(), "", ""});
+      report.mismatched.push_back(Mismatch{key, src.sizes().vec(), dst.sizes().vec(), "", ""});
       continue;
     }
     if (src.scalar_type() != dst.scalar_type()) {
@@ -141,13 +140,25 @@ LoadStateDictReport plan_state_dict_load(
 
 void apply_planned_copy(const PlannedCopy& c, bool assign) {
   torch::NoGradGuard no_grad;
-  if (assign) {
-    // Share the checkpoint's storage when it already has the module tensor's dtype and
-    // device (no copy); otherwise convert first.
-    torch::Tensor s = c.src.to(c.dst.device(), c.dst.scalar_type());
-    c.dst.set_(s);
-  } else {
-    c.dst.copy_(c.src);
+  try {
+    if (assign) {
+      // Share the checkpoint's storage when it already has the module tensor's dtype and
+      // device (no copy); otherwise convert first.
+      torch::Tensor s = c.src.to(c.dst.device(), c.dst.scalar_type());
+      c.dst.set_(s);
+    } else {
+      c.dst.copy_(c.src);
+    }
+  } catch (const c10::Error& e) {
+    // LibTorch refuses some copies: a module made under InferenceMode, a cast it has no
+    // kernel for (2.x's bits and sub-byte dtypes). The caller's promise is ckptio::Error.
+    std::string why = e.what_without_backtrace();
+    why = why.substr(0, why.find('\n'));
+    throw Error(Code::kUnsupported, "'" + c.key + "': LibTorch cannot " +
+                                        (assign ? "assign" : "copy") + " the checkpoint's " +
+                                        c10::toString(c.src.scalar_type()) +
+                                        " tensor into the module's " +
+                                        c10::toString(c.dst.scalar_type()) + " tensor: " + why);
   }
 }
 
@@ -156,7 +167,14 @@ LoadStateDictReport load_state_dict_into(
     const std::string& module_class, const StateDict& state, const LoadStateDictOptions& options) {
   std::vector<PlannedCopy> plan;
   LoadStateDictReport report = plan_state_dict_load(model, module_class, state, options, plan);
-  for (const PlannedCopy& c : plan) apply_planned_copy(c, options.assign);
+  for (size_t k = 0; k < plan.size(); ++k) {
+    try {
+      apply_planned_copy(plan[k], options.assign);
+    } catch (const Error& e) {
+      throw Error(e.code(), std::string(e.what()) + (k ? " (the module may now be partly loaded)"
+                                                       : " (nothing was written to the module)"));
+    }
+  }
   return report;
 }
 

@@ -26,7 +26,9 @@ LoadStateDictReport plan_state_dict_load(
     const std::vector<std::pair<std::string, torch::Tensor>>& model,
     const std::string& module_class, const StateDict& state, const LoadStateDictOptions& options,
     std::vector<PlannedCopy>& plan);
-// copy_ (or, with assign, set_) one planned tensor, without autograd.
+// copy_ (or, with assign, set_) one planned tensor, without autograd. What LibTorch refuses
+// (a module made under InferenceMode, a cast without a kernel) is thrown as ckptio::Error
+// naming the key.
 void apply_planned_copy(const PlannedCopy& c, bool assign);
 
 // plan_state_dict_load + apply_planned_copy for each.
@@ -37,7 +39,6 @@ LoadStateDictReport load_state_dict_into(
 // load_state_dict straight from a checkpoint file (see ckptio::load_state_dict(Module&, path)).
 LoadStateDictReport load_state_dict_from_file(
     const std::vector<std::pair<std::string, torch::Tensor>>& model,
-    const std::string& module_class, const std::string& path,
-    const StateDictFileOptions& options);
+    const std::string& module_class, const std::string& path, const StateDictFileOptions& options);
 
 }  // namespace ckptio::detail

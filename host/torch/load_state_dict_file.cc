@@ -222,10 +222,18 @@ LoadStateDictReport load_state_dict_from_file(
 
   if (!staged.empty()) {
     std::lock_guard<std::mutex> lock(impl->mu);
+    bool written = !report.read_in_place.empty();
     for (const PlannedCopy* c : staged) {
       torch::Tensor src = impl->materialize(entries[c->state_index].second);
       if (c->src.dim() == 0 && src.dim() == 1) src = src[0];  // PyTorch's 0-dim rule
-      apply_planned_copy(PlannedCopy{c->dst, src, c->state_index, c->key}, rules.assign);
+      try {
+        apply_planned_copy(PlannedCopy{c->dst, src, c->state_index, c->key}, rules.assign);
+      } catch (const Error& e) {
+        throw Error(e.code(), path + ": " + e.what() +
+                                  (written ? " (the module may now be partly loaded)"
+                                           : " (nothing was written to the module)"));
+      }
+      written = true;
     }
   }
   progress->finish();

@@ -469,6 +469,36 @@ TEST_F(TorchAdapter, StateDictFileIsCheckedBeforeAnythingIsWritten) {
   expect_parameters_are(*fresh, untouched);
 }
 
+TEST_F(TorchAdapter, CopiesLibTorchRefusesAreCkptioErrorsNamingTheKey) {
+  // A module made under InferenceMode cannot be written outside it (PyTorch raises too); the
+  // refusal must come as ckptio::Error in one line naming file and key, not as c10::Error.
+  torch::nn::Linear lin = [] {
+    c10::InferenceMode guard;
+    return torch::nn::Linear(2500, 2100);
+  }();
+  const StateDict sd = load(file("big.pt"), cpu()).state_dict();
+  for (bool from_file : {true, false}) {
+    try {
+      if (from_file) {
+        load_state_dict(*lin, file("big.pt"));
+      } else {
+        load_state_dict(*lin, sd);
+      }
+      ADD_FAILURE() << "writing inference tensors must fail";
+    } catch (const Error& e) {
+      std::string m = e.what();
+      EXPECT_EQ(m.find('\n'), std::string::npos) << m;
+      if (from_file) {
+        EXPECT_EQ(m.rfind(file("big.pt") + ": ", 0), 0u) << m;
+      }
+      EXPECT_NE(m.find("'weight': LibTorch cannot copy"), std::string::npos) << m;
+      EXPECT_NE(m.find("nothing was written to the module"), std::string::npos) << m;
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "not a ckptio::Error: " << e.what();
+    }
+  }
+}
+
 TEST_F(TorchAdapter, StateDictFileCutShortWhileReadingInPlaceSaysTheModuleMayBePartlyLoaded) {
   // Bytes read straight into the module cannot be taken back: a file that shrinks between
   // pieces (cut here from the progress report after the first 16 MiB piece) fails the load
