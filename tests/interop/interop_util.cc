@@ -336,6 +336,10 @@ int interop_main(int argc, char** argv, PrepareFn prepare) {
     std::string a = argv[i];
     if (a.compare(0, flag.size(), flag) != 0) continue;
     std::string dir = a.substr(flag.size());
+    if (dir.empty()) {  // or the work files would land in "/" (work_dir() + "/" + name)
+      fprintf(stderr, "%s: --prepare-to= needs a directory\n", argv[0]);
+      return 2;
+    }
     std::error_code ec;
     fs::remove_all(dir, ec);
     fs::create_directories(dir);
