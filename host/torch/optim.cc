@@ -59,11 +59,16 @@ Type type_of(const optim::Optimizer& opt) {
 
 const char* type_name(Type t) {
   switch (t) {
-    case Type::kSGD: return "SGD";
-    case Type::kAdam: return "Adam";
-    case Type::kAdamW: return "AdamW";
-    case Type::kRMSprop: return "RMSprop";
-    case Type::kAdagrad: return "Adagrad";
+    case Type::kSGD:
+      return "SGD";
+    case Type::kAdam:
+      return "Adam";
+    case Type::kAdamW:
+      return "AdamW";
+    case Type::kRMSprop:
+      return "RMSprop";
+    case Type::kAdagrad:
+      return "Adagrad";
   }
   return "?";
 }
@@ -86,9 +91,7 @@ ValuePtr step_tensor(int64_t step, CheckpointBuilder& b) {
   return b.tensor(torch::scalar_tensor(static_cast<double>(step), torch::kFloat32));
 }
 
-ValuePtr state_tensor(const torch::Tensor& t, CheckpointBuilder& b) {
-  return b.tensor(t.detach());
-}
+ValuePtr state_tensor(const torch::Tensor& t, CheckpointBuilder& b) { return b.tensor(t.detach()); }
 
 ValuePtr group_value(Type type, const optim::OptimizerParamGroup& g) {
   // Keys and order as each torch.optim class of PyTorch 1.13 writes its param_groups.
@@ -234,8 +237,7 @@ struct ValueReader {
       fail(Code::kInvalidArgument,
            where + ": a tensor of shape " + shape_text(t.sizes()) + ", expected a number");
     }
-    fail(Code::kInvalidArgument,
-         where + ": " + kind_name(v->kind) + ", expected a number");
+    fail(Code::kInvalidArgument, where + ": " + kind_name(v->kind) + ", expected a number");
   }
 
   int64_t step(const ValuePtr& v, const std::string& where) const {
@@ -292,7 +294,8 @@ struct StagedLoad {
 
 // Sets one group's options from a Python param_group (keys absent in the file keep the
 // optimizer's value).
-std::unique_ptr<optim::OptimizerOptions> group_options(Type type, const optim::OptimizerParamGroup& g,
+std::unique_ptr<optim::OptimizerOptions> group_options(Type type,
+                                                       const optim::OptimizerParamGroup& g,
                                                        const ValuePtr& pg, const ValueReader& r,
                                                        const std::string& where) {
   auto key = [&](const char* k) { return where + "." + k; };
@@ -303,8 +306,8 @@ std::unique_ptr<optim::OptimizerOptions> group_options(Type type, const optim::O
     if (ValuePtr v = pg->get(k)) setter(r.boolean(v, key(k)));
   };
   if (ValuePtr v = pg->get("maximize"); v && r.boolean(v, key("maximize")))
-    fail(Code::kUnsupported, key("maximize") + " is True: LibTorch's " + type_name(type) +
-                                 " cannot maximize");
+    fail(Code::kUnsupported,
+         key("maximize") + " is True: LibTorch's " + type_name(type) + " cannot maximize");
   // The key only this kind of optimizer writes: catches e.g. Adam state loaded into SGD.
   const char* signature = type == Type::kSGD       ? "momentum"
                           : type == Type::kRMSprop ? "alpha"
@@ -326,6 +329,20 @@ std::unique_ptr<optim::OptimizerOptions> group_options(Type type, const optim::O
     }
     case Type::kAdam:
     case Type::kAdamW: {
+      // PyTorch 2.7+ writes decoupled_weight_decay (AdamW is Adam with it True). LibTorch's
+      // Adam always couples weight decay into the gradient, its AdamW never does: with a
+      // nonzero weight_decay the other kind would train differently.
+      if (ValuePtr v = pg->get("decoupled_weight_decay")) {
+        bool decoupled = r.boolean(v, key("decoupled_weight_decay"));
+        ValuePtr wd = pg->get("weight_decay");
+        if (decoupled != (type == Type::kAdamW) && wd && r.number(wd, key("weight_decay")) != 0)
+          fail(Code::kUnsupported,
+               key("decoupled_weight_decay") + " is " + (decoupled ? "True" : "False") +
+                   " with a nonzero weight_decay: LibTorch's " + type_name(type) +
+                   (decoupled ? " couples weight decay into the gradient; load it into "
+                                "torch::optim::AdamW"
+                              : " decouples weight decay; load it into torch::optim::Adam"));
+      }
       auto fill = [&](auto& o) {
         set_num("lr", [&](double x) { o.lr(x); });
         if (ValuePtr v = pg->get("betas")) {
@@ -372,7 +389,8 @@ std::unique_ptr<optim::OptimizerOptions> group_options(Type type, const optim::O
 std::unique_ptr<optim::OptimizerParamState> param_state(Type type,
                                                         const optim::OptimizerOptions& options,
                                                         const torch::Tensor& p, const ValuePtr& s,
-                                                        const ValueReader& r, const std::string& where) {
+                                                        const ValueReader& r,
+                                                        const std::string& where) {
   auto key = [&](const char* k) { return where + "." + k; };
   auto tensor = [&](const char* k) { return r.like_param(required(s, k, where), p, key(k)); };
   auto optional_tensor = [&](const char* k) {
@@ -442,15 +460,15 @@ StagedLoad stage(optim::Optimizer& opt, const ValuePtr& sd, const TensorAccessor
   ValuePtr groups = required(sd, "param_groups", where);
   ValuePtr state = required(sd, "state", where);
   if (groups->kind != Kind::kList)
-    fail(Code::kInvalidArgument, where + ".param_groups: " + kind_name(groups->kind) + ", expected a list");
+    fail(Code::kInvalidArgument,
+         where + ".param_groups: " + kind_name(groups->kind) + ", expected a list");
   if (state->kind != Kind::kDict)
     fail(Code::kInvalidArgument, where + ".state: " + kind_name(state->kind) + ", expected a dict");
   const auto& ogroups = opt.param_groups();
   if (groups->items.size() != ogroups.size())
-    fail(Code::kInvalidArgument,
-         where + ".param_groups: " + std::to_string(groups->items.size()) +
-             " groups in the checkpoint, the " + type_name(type) + " optimizer has " +
-             std::to_string(ogroups.size()));
+    fail(Code::kInvalidArgument, where + ".param_groups: " + std::to_string(groups->items.size()) +
+                                     " groups in the checkpoint, the " + type_name(type) +
+                                     " optimizer has " + std::to_string(ogroups.size()));
 
   StagedLoad out;
   out.opt = &opt;
@@ -464,12 +482,12 @@ StagedLoad stage(optim::Optimizer& opt, const ValuePtr& sd, const TensorAccessor
       fail(Code::kInvalidArgument, gw + ": " + kind_name(pg->kind) + ", expected a dict");
     ValuePtr params = required(pg, "params", gw);
     if (params->kind != Kind::kList && params->kind != Kind::kTuple)
-      fail(Code::kInvalidArgument, gw + ".params: " + kind_name(params->kind) + ", expected a list");
-    if (params->items.size() != ogroups[gi].params().size())
       fail(Code::kInvalidArgument,
-           gw + ".params: " + std::to_string(params->items.size()) +
-               " parameters in the checkpoint, the optimizer's group has " +
-               std::to_string(ogroups[gi].params().size()));
+           gw + ".params: " + kind_name(params->kind) + ", expected a list");
+    if (params->items.size() != ogroups[gi].params().size())
+      fail(Code::kInvalidArgument, gw + ".params: " + std::to_string(params->items.size()) +
+                                       " parameters in the checkpoint, the optimizer's group has " +
+                                       std::to_string(ogroups[gi].params().size()));
     for (size_t pi = 0; pi < params->items.size(); ++pi) {
       const ValuePtr& id = params->items[pi];
       if (id->kind != Kind::kInt)
@@ -565,7 +583,8 @@ void load_optimizer_state(optim::Optimizer& opt, TorchCheckpoint& ckpt,
   ValuePtr node = ckpt.find(dotted_path);
   std::string where = dotted_path.empty() ? "optimizer state_dict" : dotted_path;
   if (!node) fail(Code::kNotFound, "no optimizer state_dict at '" + dotted_path + "'");
-  load_optimizer_state(opt, node, [&](const ValuePtr& v) { return ckpt.tensor(v); }, where);
+  load_optimizer_state(
+      opt, node, [&](const ValuePtr& v) { return ckpt.tensor(v); }, where);
 }
 
 void save_training_checkpoint(const std::string& path, const torch::nn::Module& module,
@@ -587,8 +606,9 @@ TrainingProgress load_training_checkpoint(const std::string& path, torch::nn::Mo
   TorchCheckpoint ckpt = load(path, options);
   const ValuePtr& root = ckpt.tree().root;
   if (!root || root->kind != Kind::kDict)
-    fail(Code::kInvalidArgument, path + ": not a training checkpoint (a dict with epoch, "
-                                        "model_state_dict, optimizer_state_dict, loss)");
+    fail(Code::kInvalidArgument, path +
+                                     ": not a training checkpoint (a dict with epoch, "
+                                     "model_state_dict, optimizer_state_dict, loss)");
   auto need = [&](const char* key) {
     ValuePtr v = root->get(key);
     if (!v) fail(Code::kNotFound, path + ": no '" + key + "' (keys: " + keys_text(*root) + ")");
@@ -597,13 +617,14 @@ TrainingProgress load_training_checkpoint(const std::string& path, torch::nn::Mo
   TrainingProgress out;
   ValuePtr epoch = need("epoch");
   if (epoch->kind != Kind::kInt)
-    fail(Code::kInvalidArgument, path + ": epoch is " + kind_name(epoch->kind) + ", expected an int");
+    fail(Code::kInvalidArgument,
+         path + ": epoch is " + kind_name(epoch->kind) + ", expected an int");
   out.epoch = epoch->i;
   out.loss = scalar_of(need("loss"), ckpt, path + ": loss");
   need("model_state_dict");
-  StagedLoad staged = stage(optimizer, need("optimizer_state_dict"),
-                            [&](const ValuePtr& v) { return ckpt.tensor(v); },
-                            path + ": optimizer_state_dict");
+  StagedLoad staged = stage(
+      optimizer, need("optimizer_state_dict"), [&](const ValuePtr& v) { return ckpt.tensor(v); },
+      path + ": optimizer_state_dict");
   load_state_dict(module, ckpt.state_dict("model_state_dict"), state_options);
   staged.commit();
   return out;

@@ -20,19 +20,20 @@
 // ATen kernels in the same order for these configs: on this machine (CPU, Debian's LibTorch and
 // python3-torch 1.13) every comparison is bit-identical (max difference 0); the tolerance only
 // leaves room for other builds or BLAS libraries.
+#include "ckptio/optim.h"
+
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/container/sequential.h>
 #include <torch/nn/modules/linear.h>
-#include <torch/nn/functional/loss.h>
 #include <torch/optim/adagrad.h>
 #include <torch/optim/adam.h>
 #include <torch/optim/adamw.h>
 #include <torch/optim/lbfgs.h>
 #include <torch/optim/rmsprop.h>
 #include <torch/optim/sgd.h>
-
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -44,7 +45,6 @@
 #include <string>
 #include <vector>
 
-#include "ckptio/optim.h"
 #include "ckptio/torch.h"
 
 namespace {
@@ -74,10 +74,12 @@ const std::string& work_dir() {
   static const std::string dir = [] {
     if (const char* env = std::getenv("CKPTIO_OPTIM_WORK")) return std::string(env);
     // Run outside ctest: make the Python files once for this process.
-    std::string d = (fs::temp_directory_path() / ("ckptio_optim_" + std::to_string(getpid()))).string();
+    std::string d =
+        (fs::temp_directory_path() / ("ckptio_optim_" + std::to_string(getpid()))).string();
     fs::create_directories(d);
     int st = 0;
-    std::string out = run_capture(std::string(CKPTIO_TEST_PYTHON) + " " CKPTIO_OPTIM_PY " prepare " + d, &st);
+    std::string out =
+        run_capture(std::string(CKPTIO_TEST_PYTHON) + " " CKPTIO_OPTIM_PY " prepare " + d, &st);
     if (st != 0) {
       fprintf(stderr, "train.py prepare failed:\n%s\n", out.c_str());
       std::abort();
@@ -115,8 +117,8 @@ Factory plain(Options o) {
 Factory adam_groups(double lr, double group0_lr, std::tuple<double, double> betas) {
   return [=](torch::nn::Sequential& m) -> std::unique_ptr<optim::Optimizer> {
     std::vector<optim::OptimizerParamGroup> groups;
-    groups.emplace_back(params_of(m, 0),
-                        std::make_unique<optim::AdamOptions>(optim::AdamOptions(group0_lr).betas(betas)));
+    groups.emplace_back(params_of(m, 0), std::make_unique<optim::AdamOptions>(
+                                             optim::AdamOptions(group0_lr).betas(betas)));
     groups.emplace_back(params_of(m, 2));
     return std::make_unique<optim::Adam>(groups, optim::AdamOptions(lr).betas(betas));
   };
@@ -125,22 +127,30 @@ Factory adam_groups(double lr, double group0_lr, std::tuple<double, double> beta
 const std::map<std::string, Config>& configs() {
   using namespace torch::optim;
   static const std::map<std::string, Config> c = {
-      {"sgd_momentum", {plain<SGD>(SGDOptions(0.05).momentum(0.9).weight_decay(0.01)),
-                        plain<SGD>(SGDOptions(1.0))}},
-      {"sgd_nesterov", {plain<SGD>(SGDOptions(0.05).momentum(0.9).nesterov(true)),
-                        plain<SGD>(SGDOptions(1.0).momentum(0.5))}},
+      {"sgd_momentum",
+       {plain<SGD>(SGDOptions(0.05).momentum(0.9).weight_decay(0.01)),
+        plain<SGD>(SGDOptions(1.0))}},
+      {"sgd_nesterov",
+       {plain<SGD>(SGDOptions(0.05).momentum(0.9).nesterov(true)),
+        plain<SGD>(SGDOptions(1.0).momentum(0.5))}},
       {"adam", {plain<Adam>(AdamOptions(0.01)), plain<Adam>(AdamOptions(1.0).betas({0.5, 0.5}))}},
-      {"adam_amsgrad", {plain<Adam>(AdamOptions(0.01).amsgrad(true).weight_decay(0.01)),
-                        plain<Adam>(AdamOptions(1.0))}},
-      {"adamw", {plain<AdamW>(AdamWOptions(0.01)), plain<AdamW>(AdamWOptions(1.0).weight_decay(0.5))}},
-      {"adamw_amsgrad", {plain<AdamW>(AdamWOptions(0.01).amsgrad(true)), plain<AdamW>(AdamWOptions(1.0))}},
+      {"adam_amsgrad",
+       {plain<Adam>(AdamOptions(0.01).amsgrad(true).weight_decay(0.01)),
+        plain<Adam>(AdamOptions(1.0))}},
+      {"adamw",
+       {plain<AdamW>(AdamWOptions(0.01)), plain<AdamW>(AdamWOptions(1.0).weight_decay(0.5))}},
+      {"adamw_amsgrad",
+       {plain<AdamW>(AdamWOptions(0.01).amsgrad(true)), plain<AdamW>(AdamWOptions(1.0))}},
       {"adam_groups", {adam_groups(0.01, 0.02, {0.8, 0.99}), adam_groups(1.0, 1.0, {0.9, 0.999})}},
-      {"rmsprop", {plain<RMSprop>(RMSpropOptions(0.01).momentum(0.9).centered(true)),
-                   plain<RMSprop>(RMSpropOptions(1.0))}},
-      {"rmsprop_plain", {plain<RMSprop>(RMSpropOptions(0.01).alpha(0.9)),
-                         plain<RMSprop>(RMSpropOptions(1.0).centered(true))}},
-      {"adagrad", {plain<Adagrad>(AdagradOptions(0.05).lr_decay(0.01).initial_accumulator_value(0.1)),
-                   plain<Adagrad>(AdagradOptions(1.0))}},
+      {"rmsprop",
+       {plain<RMSprop>(RMSpropOptions(0.01).momentum(0.9).centered(true)),
+        plain<RMSprop>(RMSpropOptions(1.0))}},
+      {"rmsprop_plain",
+       {plain<RMSprop>(RMSpropOptions(0.01).alpha(0.9)),
+        plain<RMSprop>(RMSpropOptions(1.0).centered(true))}},
+      {"adagrad",
+       {plain<Adagrad>(AdagradOptions(0.05).lr_decay(0.01).initial_accumulator_value(0.1)),
+        plain<Adagrad>(AdagradOptions(1.0))}},
   };
   return c;
 }
@@ -223,7 +233,8 @@ TEST_P(Optim, ResumeFromPython) {
   // Control: the same weights and the right hyperparameters but no optimizer state (momentum
   // buffers, moments, step counts) end up elsewhere, so the match above needs the state.
   auto control = make_model();
-  ckptio::TorchCheckpoint py3 = ckptio::load(file(GetParam() + "_py3.pt"), ckptio::TorchLoadOptions{});
+  ckptio::TorchCheckpoint py3 =
+      ckptio::load(file(GetParam() + "_py3.pt"), ckptio::TorchLoadOptions{});
   ckptio::load_state_dict(*control, py3.state_dict("model_state_dict"));
   auto fresh = cfg.right(control);
   train(control, *fresh, d, kSteps);
@@ -272,9 +283,9 @@ TEST(OptimPython, PythonResumesCpp) {
     names += " " + name;
   }
   int status = 0;
-  std::string out = run_capture(std::string(CKPTIO_TEST_PYTHON) + " " CKPTIO_OPTIM_PY " verify " +
-                                    work_dir() + names,
-                                &status);
+  std::string out = run_capture(
+      std::string(CKPTIO_TEST_PYTHON) + " " CKPTIO_OPTIM_PY " verify " + work_dir() + names,
+      &status);
   printf("%s", out.c_str());
   for (const auto& [name, cfg] : configs()) {
     std::string ok = "RESULT " + name + " ok";
@@ -299,34 +310,44 @@ std::string error_of(Fn&& fn) {
 TEST(OptimErrors, WrongOptimizerKind) {
   auto model = make_model();
   optim::SGD sgd(model->parameters(), optim::SGDOptions(0.5));
-  std::string msg = error_of([&] { ckptio::load_training_checkpoint(file("adam_py3.pt"), *model, sgd); });
+  std::string msg =
+      error_of([&] { ckptio::load_training_checkpoint(file("adam_py3.pt"), *model, sgd); });
   EXPECT_NE(msg.find("optimizer_state_dict.param_groups.0: no 'momentum', so not SGD state"),
-            std::string::npos) << msg;
+            std::string::npos)
+      << msg;
   EXPECT_EQ(static_cast<optim::SGDOptions&>(sgd.param_groups()[0].options()).lr(), 0.5);
 }
 
 TEST(OptimErrors, GroupAndParameterCounts) {
   auto model = make_model();
   optim::Adam adam(model->parameters(), optim::AdamOptions(0.5));
-  std::string msg = error_of([&] { ckptio::load_training_checkpoint(file("adam_groups_py3.pt"), *model, adam); });
+  std::string msg =
+      error_of([&] { ckptio::load_training_checkpoint(file("adam_groups_py3.pt"), *model, adam); });
   EXPECT_NE(msg.find("optimizer_state_dict.param_groups: 2 groups in the checkpoint, the Adam "
-                     "optimizer has 1"), std::string::npos) << msg;
+                     "optimizer has 1"),
+            std::string::npos)
+      << msg;
 
   optim::Adam first_layer(params_of(model, 0), optim::AdamOptions(0.5));
   ckptio::TorchCheckpoint ck = ckptio::load(file("adam_py3.pt"), ckptio::TorchLoadOptions{});
   msg = error_of([&] { ckptio::load_optimizer_state(first_layer, ck); });
   EXPECT_NE(msg.find("optimizer_state_dict.param_groups.0.params: 4 parameters in the checkpoint, "
-                     "the optimizer's group has 2"), std::string::npos) << msg;
+                     "the optimizer's group has 2"),
+            std::string::npos)
+      << msg;
   EXPECT_TRUE(first_layer.state().empty());
 }
 
 TEST(OptimErrors, ShapeMismatch) {
-  auto other = torch::nn::Sequential(torch::nn::Linear(4, 8), torch::nn::Tanh(), torch::nn::Linear(8, 2));
+  auto other =
+      torch::nn::Sequential(torch::nn::Linear(4, 8), torch::nn::Tanh(), torch::nn::Linear(8, 2));
   optim::Adam adam(other->parameters(), optim::AdamOptions(0.5));
   ckptio::TorchCheckpoint ck = ckptio::load(file("adam_py3.pt"), ckptio::TorchLoadOptions{});
   std::string msg = error_of([&] { ckptio::load_optimizer_state(adam, ck); });
-  EXPECT_NE(msg.find("optimizer_state_dict.state.2.exp_avg: shape [3, 8], the parameter has [2, 8]"),
-            std::string::npos) << msg;
+  EXPECT_NE(
+      msg.find("optimizer_state_dict.state.2.exp_avg: shape [3, 8], the parameter has [2, 8]"),
+      std::string::npos)
+      << msg;
   EXPECT_TRUE(adam.state().empty());
   EXPECT_EQ(static_cast<optim::AdamOptions&>(adam.param_groups()[0].options()).lr(), 0.5);
 }
@@ -338,7 +359,9 @@ TEST(OptimErrors, AmsgradWithoutMaxExpAvgSq) {
   ck.find("optimizer_state_dict.param_groups.0.amsgrad")->b = true;
   std::string msg = error_of([&] { ckptio::load_optimizer_state(adam, ck); });
   EXPECT_NE(msg.find("optimizer_state_dict.state.0: no 'max_exp_avg_sq', but the param_group has "
-                     "amsgrad True"), std::string::npos) << msg;
+                     "amsgrad True"),
+            std::string::npos)
+      << msg;
 }
 
 TEST(OptimErrors, MaximizeAndMissingState) {
@@ -348,15 +371,54 @@ TEST(OptimErrors, MaximizeAndMissingState) {
   ck.find("optimizer_state_dict.param_groups.0.maximize")->b = true;
   std::string msg = error_of([&] { ckptio::load_optimizer_state(rms, ck); });
   EXPECT_NE(msg.find("optimizer_state_dict.param_groups.0.maximize is True: LibTorch's RMSprop "
-                     "cannot maximize"), std::string::npos) << msg;
-  EXPECT_EQ(ckptio::load(file("rmsprop_py3.pt"), ckptio::TorchLoadOptions{}).find("optimizer_state_dict.state.1.grad_avg")->kind,
+                     "cannot maximize"),
+            std::string::npos)
+      << msg;
+  EXPECT_EQ(ckptio::load(file("rmsprop_py3.pt"), ckptio::TorchLoadOptions{})
+                .find("optimizer_state_dict.state.1.grad_avg")
+                ->kind,
             ckptio::Kind::kTensor);
   ck.find("optimizer_state_dict.param_groups.0.maximize")->b = false;
   auto st1 = ck.find("optimizer_state_dict.state.1");
   st1->entries.pop_back();  // grad_avg
   msg = error_of([&] { ckptio::load_optimizer_state(rms, ck); });
-  EXPECT_NE(msg.find("optimizer_state_dict.state.1: no 'grad_avg', but the param_group is centered"),
-            std::string::npos) << msg;
+  EXPECT_NE(
+      msg.find("optimizer_state_dict.state.1: no 'grad_avg', but the param_group is centered"),
+      std::string::npos)
+      << msg;
+}
+
+// PyTorch 2.7+ marks AdamW state with decoupled_weight_decay True (and Adam's False);
+// LibTorch's Adam and AdamW each do only one, so with weight decay the other is refused.
+TEST(OptimErrors, DecoupledWeightDecayGoesToTheMatchingOptimizer) {
+  auto model = make_model();
+  for (bool decoupled : {true, false}) {
+    ckptio::TorchCheckpoint ck = ckptio::load(file("adamw_py3.pt"), ckptio::TorchLoadOptions{});
+    ckptio::ValuePtr group = ck.find("optimizer_state_dict.param_groups.0");
+    ASSERT_NE(ck.find("optimizer_state_dict.param_groups.0.weight_decay")->f, 0.0);
+    group->entries.emplace_back(ckptio::Value::str("decoupled_weight_decay"),
+                                ckptio::Value::boolean(decoupled));
+    optim::Adam adam(model->parameters(), optim::AdamOptions(0.5));
+    optim::AdamW adamw(model->parameters(), optim::AdamWOptions(0.5));
+    optim::Optimizer& wrong = decoupled ? static_cast<optim::Optimizer&>(adam) : adamw;
+    optim::Optimizer& right = decoupled ? static_cast<optim::Optimizer&>(adamw) : adam;
+    std::string msg = error_of([&] { ckptio::load_optimizer_state(wrong, ck); });
+    EXPECT_NE(msg.find("optimizer_state_dict.param_groups.0.decoupled_weight_decay is " +
+                       std::string(decoupled ? "True" : "False") + " with a nonzero weight_decay"),
+              std::string::npos)
+        << msg;
+    EXPECT_TRUE(wrong.state().empty());
+    EXPECT_NO_THROW(ckptio::load_optimizer_state(right, ck));
+    EXPECT_FALSE(right.state().empty());
+  }
+  // Without weight decay the two compute the same: accepted either way.
+  ckptio::TorchCheckpoint ck = ckptio::load(file("adamw_py3.pt"), ckptio::TorchLoadOptions{});
+  ck.find("optimizer_state_dict.param_groups.0.weight_decay")->f = 0.0;
+  ck.find("optimizer_state_dict.param_groups.0")
+      ->entries.emplace_back(ckptio::Value::str("decoupled_weight_decay"),
+                             ckptio::Value::boolean(true));
+  optim::Adam adam(model->parameters(), optim::AdamOptions(0.5));
+  EXPECT_NO_THROW(ckptio::load_optimizer_state(adam, ck));
 }
 
 TEST(OptimErrors, UnsupportedOptimizer) {
@@ -364,7 +426,8 @@ TEST(OptimErrors, UnsupportedOptimizer) {
   optim::LBFGS lbfgs(model->parameters());
   ckptio::CheckpointBuilder b;
   std::string msg = error_of([&] { ckptio::optimizer_state_value(lbfgs, b); });
-  EXPECT_NE(msg.find("only torch::optim::SGD, Adam, AdamW, RMSprop and Adagrad"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("only torch::optim::SGD, Adam, AdamW, RMSprop and Adagrad"), std::string::npos)
+      << msg;
 }
 
 // The layout details Python's own optimizer would write, checked without Python.
@@ -390,8 +453,9 @@ TEST(OptimLayout, AdamStepIsAFloatTensorAndSgdWithoutStateHasNoEntry) {
   ckptio::ValuePtr g = sgd_sd->get("param_groups")->items.at(0);
   std::vector<std::string> keys;
   for (const auto& e : g->entries) keys.push_back(e.first->s);
-  EXPECT_EQ(keys, (std::vector<std::string>{"lr", "momentum", "dampening", "weight_decay", "nesterov",
-                                            "maximize", "foreach", "differentiable", "params"}));
+  EXPECT_EQ(keys,
+            (std::vector<std::string>{"lr", "momentum", "dampening", "weight_decay", "nesterov",
+                                      "maximize", "foreach", "differentiable", "params"}));
 }
 
 }  // namespace
