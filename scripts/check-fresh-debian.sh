@@ -5,8 +5,11 @@
 # need. As root, with Debian's mirror reachable; about 10 minutes on 2 cores, 5 GB of disk.
 #   scripts/check-fresh-debian.sh [DIR]   (DIR: the chroot, default /tmp/ckptio-fresh-debian;
 #                                          removed first, kept afterwards for inspection)
+# CKPTIO_DEBIAN_SUITE=trixie does the same in Debian 13, whose LibTorch and PyTorch are 2.6:
+# the whole suite against a torch 2.x without a GPU host (about 25 minutes).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+suite=${CKPTIO_DEBIAN_SUITE:-bookworm}
 root=${1:-/tmp/ckptio-fresh-debian}
 mirror=${CKPTIO_DEBIAN_MIRROR:-http://deb.debian.org/debian}
 
@@ -23,13 +26,13 @@ if [ -e "$root" ]; then
   unmount
   rm -rf --one-file-system "$root"
 fi
-echo "== debootstrap bookworm into $root"
-debootstrap --variant=minbase bookworm "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
+echo "== debootstrap $suite into $root"
+debootstrap --variant=minbase "$suite" "$root" "$mirror" >"$root.debootstrap.log" 2>&1 ||
   { tail -20 "$root.debootstrap.log"; exit 1; }
 cat >"$root/etc/apt/sources.list" <<EOF
-deb $mirror bookworm main
-deb $mirror bookworm-updates main
-deb http://deb.debian.org/debian-security bookworm-security main
+deb $mirror $suite main
+deb $mirror $suite-updates main
+deb http://deb.debian.org/debian-security $suite-security main
 EOF
 cp /etc/resolv.conf "$root/etc/"
 for m in "${mounts[@]}"; do mount --bind "/$m" "$root/$m"; done
@@ -46,4 +49,4 @@ tail -3 "$root.demo.log"
 echo "== ./scripts/test.sh (log: $root.test.log)"
 in_chroot ./scripts/test.sh >"$root.test.log" 2>&1 || { tail -30 "$root.test.log"; exit 1; }
 grep -E "tests passed|tests failed" "$root.test.log"
-echo "== the Quick start works on a fresh Debian 12"
+echo "== the Quick start works on a fresh Debian $suite"

@@ -1,11 +1,20 @@
 #!/usr/bin/env bash
-# Installs what ckptio needs to build and test on Debian 12, skipping what is already there.
-# Idempotent and quick when nothing is missing. Needs root (or sudo) only to install.
+# Installs what ckptio needs to build and test on Debian 12 (also 13), skipping what is
+# already there. Idempotent and quick when nothing is missing. Needs root (or sudo) only to
+# install.
 set -euo pipefail
+
+# clang's sanitizer and libFuzzer runtime comes versioned with the distribution's clang.
+# shellcheck disable=SC1091
+VERSION_ID=$( . /etc/os-release && echo "${VERSION_ID:-}")
+case "$VERSION_ID" in
+  13) clang_rt=libclang-rt-19-dev ;;
+  *) clang_rt=libclang-rt-14-dev ;;
+esac
 
 packages=(
   build-essential cmake ninja-build pkg-config
-  libtorch-dev          # LibTorch 1.13: the torch adapter and tests that need tensors
+  libtorch-dev          # LibTorch (1.13; 2.6 on Debian 13): the torch adapter, tensor tests
   libboost-dev          # Boost.DLL (header-only) loads the plugins
   libzstd-dev zstd      # compressed formats
   libarchive-tools      # bsdtar: an independent zip reader for method-93 records in tests
@@ -16,9 +25,9 @@ packages=(
   nlohmann-json3-dev    # JSON output
   googletest libgtest-dev libgmock-dev  # unit and interop tests
   libbenchmark-dev      # benchmarks
-  python3-torch         # real PyTorch for interop tests and benchmarks (/usr/bin/python3)
+  python3-torch         # real PyTorch (same version) for interop tests and benchmarks
   python3-matplotlib    # the benchmark chart
-  clang libclang-rt-14-dev llvm  # libFuzzer targets with ASan/UBSan (scripts/fuzz.sh)
+  clang "$clang_rt" llvm  # libFuzzer targets with ASan/UBSan (scripts/fuzz.sh)
   shellcheck            # tests: bench/gpu/run.sh is checked without a GPU
 )
 
