@@ -65,7 +65,8 @@ void expect_parameters_are(const torch::nn::Module& m, const std::vector<torch::
 }
 
 // Dtypes newer than this LibTorch (torch 2.x's bits and float8 types under LibTorch 1.13)
-// are refused by name when a tensor is made; ckptio::load still reads them as bytes.
+// are refused by name when a tensor is made; ckptio::load still reads them as bytes. Under a
+// LibTorch that has them (2.x), they load as tensors of that dtype.
 TEST_F(TorchAdapter, DtypesThisLibTorchLacksAreRefusedByName) {
   for (DType d : {DType::kBits1x8, DType::kBits8, DType::kFloat8_e5m2, DType::kUInt8}) {
     Checkpoint c;
