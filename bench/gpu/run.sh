@@ -93,9 +93,10 @@ configure_and_build() {
   cmake --build "$dir" -j "$JOBS" --target $targets >"$dir.build.log" 2>&1 \
     || { grep -E "error|Error" "$dir.build.log" | head -30 >&2; keep "$dir.build.log"; return 1; }
 }
-# ckptio_torch has been compiled against Debian's LibTorch 1.13 only. If it does not build
-# against this host's LibTorch, the run goes on without it (no torch_cuda_test, no LibTorch
-# columns in gpu_bench) rather than measuring nothing; gpu.md says so.
+# ckptio_torch has been built against the CPU LibTorch 1.13 and 2.6 of Debian 12 and 13 (and
+# compiled against 2.14's headers), never a CUDA one. If it does not build against this
+# host's LibTorch, the run goes on without it (no torch_cuda_test, no LibTorch columns in
+# gpu_bench) rather than measuring nothing; gpu.md says so.
 BUILD_NOTE=""
 WITH_TORCH=ON
 if ! configure_and_build "$BUILD" ON; then
