@@ -246,24 +246,16 @@ TEST(WeightSwap, NewCheckpointIntoScriptedModule) {
   EXPECT_NE(r.out.find("again"), std::string::npos) << r.out;
 }
 
-// save_script_module writes through the same atomic file as every save: a write that fails
-// part way (here the file-size limit, EFBIG) throws naming the file, and the old file is
-// untouched with no temporary left; a missing directory is one clear error.
-TEST(WeightSwap, ScriptSaveIsAtomicWhenAWriteFails) {
-  torch::jit::Module m = ckptio::load_script_module(w("scripted.pt"));
-  const std::string dir = w("atomic");
-  fs::remove_all(dir);
-  fs::create_directories(dir);
-  const std::string out = dir + "/model.pt";
-  ckptio::save_script_module(out, m);
-  const std::string before = interop::read_file(out);
-  ASSERT_GT(before.size(), 8192u);
-
+// Saves `m` to `out` in a child process whose file-size limit is `limit` bytes, and checks
+// that the save failed with one ckptio::Error line naming `out`, that the old contents
+// `before` are untouched, and that no temporary is left beside it.
+void expect_failed_save_leaves_old_file(const torch::jit::Module& m, const std::string& out,
+                                        rlim_t limit, const std::string& before) {
   pid_t pid = fork();
   ASSERT_GE(pid, 0);
-  if (pid == 0) {  // the child: a save that hits RLIMIT_FSIZE after 4 KiB
-    signal(SIGXFSZ, SIG_IGN);
-    rlimit lim{4096, 4096};
+  if (pid == 0) {
+    signal(SIGXFSZ, SIG_IGN);  // EFBIG from write(2) instead
+    rlimit lim{limit, limit};
     setrlimit(RLIMIT_FSIZE, &lim);
     try {
       ckptio::save_script_module(out, m);
@@ -278,11 +270,27 @@ TEST(WeightSwap, ScriptSaveIsAtomicWhenAWriteFails) {
   int status = 0;
   ASSERT_EQ(waitpid(pid, &status, 0), pid);
   ASSERT_TRUE(WIFEXITED(status)) << "child died of signal " << WTERMSIG(status);
-  EXPECT_EQ(WEXITSTATUS(status), 0) << "10: no error, 11: message without the path or multi-line";
+  EXPECT_EQ(WEXITSTATUS(status), 0)
+      << "10: no error, 11: message without the path or multi-line, 12: not a ckptio::Error";
   EXPECT_EQ(interop::read_file(out), before) << "the old file must be untouched";
-  for (const auto& e : fs::directory_iterator(dir))
+  for (const auto& e : fs::directory_iterator(fs::path(out).parent_path()))
     EXPECT_EQ(e.path().filename().string().find("ckptio-tmp"), std::string::npos)
         << "temporary left: " << e.path();
+}
+
+// save_script_module writes through the same atomic file as every save: a write that fails
+// part way (here the file-size limit, EFBIG) throws naming the file, and the old file is
+// untouched with no temporary left; a missing directory is one clear error.
+TEST(WeightSwap, ScriptSaveIsAtomicWhenAWriteFails) {
+  torch::jit::Module m = ckptio::load_script_module(w("scripted.pt"));
+  const std::string dir = w("atomic");
+  fs::remove_all(dir);
+  fs::create_directories(dir);
+  const std::string out = dir + "/model.pt";
+  ckptio::save_script_module(out, m);
+  const std::string before = interop::read_file(out);
+  ASSERT_GT(before.size(), 8192u);
+  expect_failed_save_leaves_old_file(m, out, 4096, before);
 
   try {
     ckptio::save_script_module(dir + "/no/such/dir/m.pt", m);
@@ -303,32 +311,7 @@ TEST(WeightSwap, ScriptSaveOfALargeModuleFailsCleanlyWhenAWriteFails) {
   fs::create_directories(dir);
   const std::string out = dir + "/model.pt";
   interop::write_file(out, "old contents");
-
-  pid_t pid = fork();
-  ASSERT_GE(pid, 0);
-  if (pid == 0) {  // the child: a save that hits RLIMIT_FSIZE after 1 MiB
-    signal(SIGXFSZ, SIG_IGN);
-    rlimit lim{1 << 20, 1 << 20};
-    setrlimit(RLIMIT_FSIZE, &lim);
-    try {
-      ckptio::save_script_module(out, m);
-      _exit(10);  // no error: wrong
-    } catch (const ckptio::Error& e) {
-      const std::string msg = e.what();
-      _exit(msg.find(out) != std::string::npos && msg.find('\n') == std::string::npos ? 0 : 11);
-    } catch (...) {
-      _exit(12);
-    }
-  }
-  int status = 0;
-  ASSERT_EQ(waitpid(pid, &status, 0), pid);
-  ASSERT_TRUE(WIFEXITED(status)) << "child died of signal " << WTERMSIG(status);
-  EXPECT_EQ(WEXITSTATUS(status), 0)
-      << "10: no error, 11: message without the path or multi-line, 12: not a ckptio::Error";
-  EXPECT_EQ(interop::read_file(out), "old contents") << "the old file must be untouched";
-  for (const auto& e : fs::directory_iterator(dir))
-    EXPECT_EQ(e.path().filename().string().find("ckptio-tmp"), std::string::npos)
-        << "temporary left: " << e.path();
+  expect_failed_save_leaves_old_file(m, out, 1 << 20, "old contents");
 }
 
 TEST(WeightSwap, NewCheckpointFileReadIntoScriptedModule) {
