@@ -32,7 +32,6 @@ void ProgressConcat::finish() {
   std::lock_guard<std::mutex> lock(mu_);
   if (!user_ || finished_) return;
   finished_ = true;
-  last_emitted_ = 0;
   user_(total_, total_);
 }
 
