@@ -39,11 +39,10 @@ bool glob_match(const char* pat, const char* s) {
 std::string key_text(const Value& k) {
   switch (k.kind) {
     case Kind::kStr:
+    case Kind::kBigInt:  // decimal text
       return k.s;
     case Kind::kInt:
       return std::to_string(k.i);
-    case Kind::kBigInt:
-      return k.s;
     case Kind::kBool:
       return k.b ? "True" : "False";
     default:
