@@ -388,6 +388,17 @@ TEST(OptimErrors, MaximizeAndMissingState) {
       << msg;
 }
 
+// Sets a param_group's `key` to `value`: replaces the entry a PyTorch 2.7+ file already has
+// (its AdamW writes decoupled_weight_decay itself), or appends it, as a 2.7+ file would have it.
+void set_group_flag(const ckptio::ValuePtr& group, const std::string& key, bool value) {
+  for (auto& [k, v] : group->entries)
+    if (k->kind == ckptio::Kind::kStr && k->s == key) {
+      v = ckptio::Value::boolean(value);
+      return;
+    }
+  group->entries.emplace_back(ckptio::Value::str(key), ckptio::Value::boolean(value));
+}
+
 // PyTorch 2.7+ marks AdamW state with decoupled_weight_decay True (and Adam's False);
 // LibTorch's Adam and AdamW each do only one, so with weight decay the other is refused.
 TEST(OptimErrors, DecoupledWeightDecayGoesToTheMatchingOptimizer) {
@@ -396,8 +407,7 @@ TEST(OptimErrors, DecoupledWeightDecayGoesToTheMatchingOptimizer) {
     ckptio::TorchCheckpoint ck = ckptio::load(file("adamw_py3.pt"), ckptio::TorchLoadOptions{});
     ckptio::ValuePtr group = ck.find("optimizer_state_dict.param_groups.0");
     ASSERT_NE(ck.find("optimizer_state_dict.param_groups.0.weight_decay")->f, 0.0);
-    group->entries.emplace_back(ckptio::Value::str("decoupled_weight_decay"),
-                                ckptio::Value::boolean(decoupled));
+    set_group_flag(group, "decoupled_weight_decay", decoupled);
     optim::Adam adam(model->parameters(), optim::AdamOptions(0.5));
     optim::AdamW adamw(model->parameters(), optim::AdamWOptions(0.5));
     optim::Optimizer& wrong = decoupled ? static_cast<optim::Optimizer&>(adam) : adamw;
@@ -414,9 +424,7 @@ TEST(OptimErrors, DecoupledWeightDecayGoesToTheMatchingOptimizer) {
   // Without weight decay the two compute the same: accepted either way.
   ckptio::TorchCheckpoint ck = ckptio::load(file("adamw_py3.pt"), ckptio::TorchLoadOptions{});
   ck.find("optimizer_state_dict.param_groups.0.weight_decay")->f = 0.0;
-  ck.find("optimizer_state_dict.param_groups.0")
-      ->entries.emplace_back(ckptio::Value::str("decoupled_weight_decay"),
-                             ckptio::Value::boolean(true));
+  set_group_flag(ck.find("optimizer_state_dict.param_groups.0"), "decoupled_weight_decay", true);
   optim::Adam adam(model->parameters(), optim::AdamOptions(0.5));
   EXPECT_NO_THROW(ckptio::load_optimizer_state(adam, ck));
 }

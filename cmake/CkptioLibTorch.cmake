@@ -1,0 +1,64 @@
+# Which LibTorch ckptio builds against, and the Python/PyTorch its tests run.
+#
+#   CKPTIO_LIBTORCH=wheel (default)  the LibTorch inside the torch wheel of CKPTIO_PYTHON
+#                                    (the project's .venv, made by scripts/setup.sh: 2.13)
+#   CKPTIO_LIBTORCH=system           the LibTorch CMake finds by itself: Debian's libtorch-dev
+#                                    (1.13 on Debian 12), or one named by Torch_DIR /
+#                                    CMAKE_PREFIX_PATH (e.g. an unzipped libtorch)
+#
+# The wheel is found through its own package directory, not torch.utils.cmake_prefix_path:
+# that path holds only the CMake files, and TorchConfig's find_library would then take the
+# first libtorch.so on the system paths (Debian's 1.13 beside 2.13's headers) over the wheel's.
+#
+# LibTorch's C++ ABI must be the one the rest of the build links with: Debian's GoogleTest,
+# Google Benchmark and CLI11 use GCC's default (_GLIBCXX_USE_CXX11_ABI=1), as every torch
+# wheel from 2.7 on and Debian's libtorch do. A pre-C++11-ABI LibTorch is refused here with
+# the fix, instead of failing later at link time with undefined std::string symbols.
+set(CKPTIO_LIBTORCH wheel CACHE STRING "Where LibTorch comes from: wheel (CKPTIO_PYTHON's torch) or system")
+set_property(CACHE CKPTIO_LIBTORCH PROPERTY STRINGS wheel system)
+set(CKPTIO_PYTHON ${PROJECT_SOURCE_DIR}/.venv/bin/python CACHE FILEPATH
+  "Python whose torch wheel provides LibTorch (CKPTIO_LIBTORCH=wheel) and runs the tests")
+if(NOT CKPTIO_LIBTORCH MATCHES "^(wheel|system)$")
+  message(FATAL_ERROR "CKPTIO_LIBTORCH must be 'wheel' or 'system', not '${CKPTIO_LIBTORCH}'")
+endif()
+
+# The tests' Python and PyTorch follow the LibTorch: the wheel's Python, or Debian's 1.13.
+if(CKPTIO_LIBTORCH STREQUAL "wheel" AND EXISTS ${CKPTIO_PYTHON})
+  set(CKPTIO_TEST_PYTHON_DEFAULT ${CKPTIO_PYTHON})
+else()
+  set(CKPTIO_TEST_PYTHON_DEFAULT /usr/bin/python3)
+endif()
+
+macro(ckptio_find_libtorch)
+  if(CKPTIO_LIBTORCH STREQUAL "wheel" AND NOT Torch_DIR)
+    execute_process(
+      COMMAND ${CKPTIO_PYTHON} -c "import os, torch; print(os.path.dirname(torch.__file__))"
+      OUTPUT_VARIABLE _ckptio_torch_root OUTPUT_STRIP_TRAILING_WHITESPACE
+      ERROR_VARIABLE _ckptio_torch_err RESULT_VARIABLE _ckptio_torch_rc)
+    if(NOT _ckptio_torch_rc EQUAL 0)
+      message(FATAL_ERROR "ckptio: CKPTIO_LIBTORCH=wheel, but '${CKPTIO_PYTHON}' cannot import "
+        "torch (${_ckptio_torch_err}). Run scripts/setup.sh (it makes .venv), pass "
+        "-DCKPTIO_PYTHON=<a python with torch>, or -DCKPTIO_LIBTORCH=system.")
+    endif()
+    list(PREPEND CMAKE_PREFIX_PATH ${_ckptio_torch_root})
+  endif()
+  find_package(Torch REQUIRED)
+  message(STATUS "ckptio: LibTorch ${Torch_VERSION} (${CKPTIO_LIBTORCH}) at ${TORCH_INSTALL_PREFIX}")
+  string(REGEX MATCH "_GLIBCXX_USE_CXX11_ABI=([01])" _ckptio_abi "${TORCH_CXX_FLAGS}")
+  if(_ckptio_abi)
+    include(CheckCXXSourceCompiles)
+    set(CMAKE_REQUIRED_QUIET ON)
+    check_cxx_source_compiles("#include <string>
+      #if _GLIBCXX_USE_CXX11_ABI != ${CMAKE_MATCH_1}
+      #error different ABI
+      #endif
+      int main() {}" CKPTIO_LIBTORCH_ABI_MATCHES_${CMAKE_MATCH_1})
+    if(NOT CKPTIO_LIBTORCH_ABI_MATCHES_${CMAKE_MATCH_1})
+      message(FATAL_ERROR "ckptio: LibTorch at ${TORCH_INSTALL_PREFIX} is built with "
+        "_GLIBCXX_USE_CXX11_ABI=${CMAKE_MATCH_1}, but this compiler and the system's GoogleTest, "
+        "Benchmark and CLI11 use the other C++ ABI: their std::string symbols would not link. "
+        "Use a LibTorch with the compiler's ABI (torch wheels from 2.7 on, the cxx11-abi "
+        "libtorch zips, Debian's libtorch-dev), or -DCKPTIO_WITH_TORCH=OFF.")
+    endif()
+  endif()
+endmacro()
