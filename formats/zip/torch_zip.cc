@@ -273,6 +273,19 @@ Status write_torch_zip(ByteSink& out, const Tree& tree, const StorageWriter& sto
   for (const auto& [name, bytes] : options.leading_records)
     CKPTIO_RETURN_IF_ERROR(with_ctx(zip.add(name, bytes.data(), bytes.size())));
   CKPTIO_RETURN_IF_ERROR(with_ctx(zip.add("data.pkl", p.bytes.data(), p.bytes.size())));
+  if (!options.encode_record) {
+    // torch >= 2.7's records, as it writes them. ".format_version" 1 promises what this
+    // writer does anyway: data/<key> in numeric key order, each header right after the
+    // previous record, so that torch.load(mmap=True) with
+    // config.load.calculate_storage_offsets may predict every storage's offset from
+    // ".storage_alignment" instead of reading its local header. Records that are not the
+    // storage's raw bytes (encode_record: torch-zip-zstd) keep no such promise. torch 1.x
+    // ignores both records.
+    CKPTIO_RETURN_IF_ERROR(with_ctx(zip.add(".format_version", "1", 1)));
+    const std::string alignment = std::to_string(options.alignment);
+    CKPTIO_RETURN_IF_ERROR(
+        with_ctx(zip.add(".storage_alignment", alignment.data(), alignment.size())));
+  }
   CKPTIO_RETURN_IF_ERROR(with_ctx(zip.add("byteorder", "little", 6)));
   for (size_t k = 0; k < p.storage_order.size(); ++k) {
     const uint32_t index = p.storage_order[k];

@@ -93,8 +93,10 @@ struct ZipWriteOptions {
       encode_record;
 };
 
-// Writes data.pkl, byteorder ("little"), data/0..N-1 in numeric order, version ("3\n"),
-// as torch.save does.
+// Writes data.pkl, .format_version ("1"), .storage_alignment (options.alignment in
+// decimal), byteorder ("little"), data/0..N-1 in numeric order, version ("3\n"), as
+// torch.save 2.7+ does, without its informational .data/serialization_id (a hash of
+// torch's own; no reader needs it). With encode_record the two dot records are left out.
 Status write_torch_zip(ByteSink& out, const Tree& tree, const StorageWriter& storage_bytes,
                        const ZipWriteOptions& options);
 

@@ -240,13 +240,16 @@ TEST(TorchZip, WrittenFileLoadsInTorchAndBack) {
     names.push_back(e.name);
     EXPECT_EQ(e.data_offset % 64, 0u) << e.name;
   }
-  std::vector<std::string> want = {"sample/data.pkl", "sample/byteorder"};
+  std::vector<std::string> want = {"sample/data.pkl", "sample/.format_version",
+                                   "sample/.storage_alignment", "sample/byteorder"};
   for (size_t k = 0; k < s.tree.storages.size(); ++k)
     want.push_back("sample/data/" + std::to_string(k));
   want.push_back("sample/version");
   EXPECT_EQ(names, want);
   EXPECT_EQ(*zip->read(*zip->find("version")), "3\n");
   EXPECT_EQ(*zip->read(*zip->find("byteorder")), "little");
+  EXPECT_EQ(*zip->read(*zip->find(".format_version")), "1");
+  EXPECT_EQ(*zip->read(*zip->find(".storage_alignment")), "64");
 
   if (testing::torch_fixtures().empty()) GTEST_SKIP() << "no Debian torch to load it";
   testing::TempDir dir;

@@ -74,22 +74,22 @@ def weights_only_error(path):
         return "%s: %s" % (type(e).__name__, reason[:300])
 
 
-# dtypes numpy cannot take, viewed as an integer dtype of the same width. The newer ones
-# exist only in the torch that runs this when it is newer than 1.13.
-_SAME_BITS_FOR_NUMPY = {torch.bfloat16: torch.int16}
-for _name, _bits in (("float8_e5m2", torch.uint8), ("float8_e4m3fn", torch.uint8),
-                     ("float8_e5m2fnuz", torch.uint8), ("float8_e4m3fnuz", torch.uint8),
-                     ("float8_e8m0fnu", torch.uint8), ("uint16", torch.int16),
-                     ("uint32", torch.int32), ("uint64", torch.int64)):
-    if hasattr(torch, _name):
-        _SAME_BITS_FOR_NUMPY[getattr(torch, _name)] = _bits
+# dtypes numpy takes as they are; every other one (bfloat16, float8_*, uint16/32/64,
+# complex32, bits*, uint1..7, ...) is viewed as the integer dtype of its element size: the
+# same bytes. The view comes before contiguous(): torch has no copy kernel for some of them
+# (uint4, bits16), so a strided view of one can only be gathered as integers.
+_NUMPY_DTYPES = {torch.float64, torch.float32, torch.float16, torch.int64, torch.int32,
+                 torch.int16, torch.int8, torch.uint8, torch.bool, torch.complex64,
+                 torch.complex128}
+_INT_OF_SIZE = {1: torch.uint8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def element_bytes(t):
     """The tensor's elements in row-major order, each in its dtype's little-endian form."""
-    t = t.detach().contiguous().reshape(-1)
-    if t.dtype in _SAME_BITS_FOR_NUMPY:
-        t = t.view(_SAME_BITS_FOR_NUMPY[t.dtype])  # numpy lacks the dtype; same bits
+    t = t.detach()
+    if t.dtype not in _NUMPY_DTYPES:
+        t = t.view(_INT_OF_SIZE[t.element_size()])
+    t = t.contiguous().reshape(-1)
     try:
         return t.numpy().tobytes()  # bool is one byte, complex is (real, imag) pairs
     except RuntimeError:  # a torch without numpy (pip's 2.x does not require it): slower
