@@ -169,6 +169,9 @@ Result<DecodedFile> read_torch_legacy(const ByteSource& src, const LegacyReadOpt
                             o.allow_objects = options.allow_objects;
                             StorageTable* t = table.get();
                             o.persistent_load = [t](const ValuePtr& pid) { return t->load(pid); };
+                            o.inline_storage = [t](DType d, std::string b) {
+                              return t->add_inline(d, std::move(b));  // numpy arrays
+                            };
                             return o;
                           }));
   pos += d.consumed;
@@ -183,8 +186,18 @@ Result<DecodedFile> read_torch_legacy(const ByteSource& src, const LegacyReadOpt
   pos += e.consumed;
   if (e.value->kind != Kind::kList) return corrupt(src, "storage key list is not a list");
   std::unordered_map<std::string, uint32_t> index;
-  for (uint32_t i = 0; i < out.tree.storages.size(); ++i) index[out.tree.storages[i].key] = i;
+  out.extents.resize(out.tree.storages.size());
   std::vector<bool> listed(out.tree.storages.size(), false);
+  for (uint32_t i = 0; i < out.tree.storages.size(); ++i) {
+    if (auto bytes = table->inline_bytes(i)) {  // a numpy array's, from the pickle: not listed
+      out.extents[i].length = out.tree.storages[i].nbytes;
+      out.extents[i].plain = false;
+      out.extents[i].bytes = std::move(bytes);
+      listed[i] = true;
+      continue;
+    }
+    index[out.tree.storages[i].key] = i;
+  }
   std::vector<uint32_t> order;
   order.reserve(e.value->items.size());
   for (const ValuePtr& k : e.value->items) {
@@ -205,7 +218,6 @@ Result<DecodedFile> read_torch_legacy(const ByteSource& src, const LegacyReadOpt
                               "' is used by the object but has no data in the file");
 
   // F: per key, an int64 LE element count and the bytes.
-  out.extents.resize(out.tree.storages.size());
   for (uint32_t i : order) {
     const StorageInfo& s = out.tree.storages[i];
     if (options.defer_storage_headers) {

@@ -8,6 +8,7 @@
 
 #include "formats/dtype.h"
 #include "formats/pickle/pickle_error.h"
+#include "formats/pickle/pickle_numpy.h"
 #include "formats/pickle/pickle_text.h"
 
 namespace ckptio {
@@ -231,6 +232,7 @@ ValuePtr ordered_dict(const std::string& fn, const Value& args, const CallSite& 
 }
 
 ValuePtr call_allow_listed(const std::string& fn, const Value& args, const CallSite& site) {
+  if (is_numpy_global(fn)) return numpy_call(fn, args, site);  // pickle_numpy.h
   if (ValuePtr t = rebuild_tensor_call(fn, args, site)) return t;
   if (fn == "collections.OrderedDict") return ordered_dict(fn, args, site);
   if (fn == "collections.Counter") {
@@ -304,9 +306,11 @@ ValuePtr call_allow_listed(const std::string& fn, const Value& args, const CallS
       bad_arg(fn, 0, "items", "a list", args.items[0].get(), site);
     return args.items[0];
   }
-  if (fn == "torch.Tensor")
-    fail(Code::kUnsupported,
-         "constructing torch.Tensor directly is not supported" + at(site.offset));
+  // Legacy tensor constructors stay opaque objects under allow_objects, as before they were
+  // allow-listed as values.
+  if (site.allow_objects && is_tensor_type_class(fn))
+    return Value::object(fn, Value::tuple(args.items));
+  refuse_tensor_constructor(fn, site);  // torch.Tensor, tensor types, storages: say why
   fail(Code::kCorrupt, "'" + fn + "' is not callable" + at(site.offset));
 }
 
@@ -322,7 +326,8 @@ std::string normalize_global_name(const std::string& module, const std::string& 
 
 bool is_allow_listed(const std::string& dotted) {
   return callables().count(dotted) || plain_values().count(dotted) || is_storage_class(dotted) ||
-         !canonical_dtype(dotted).empty();
+         is_tensor_type_class(dotted) || !canonical_dtype(dotted).empty() ||
+         is_numpy_global(dotted);
 }
 
 ValuePtr resolve_global(const std::string& module, const std::string& name, const CallSite& site) {
@@ -332,6 +337,9 @@ ValuePtr resolve_global(const std::string& module, const std::string& name, cons
   if (dotted == "torch.UntypedStorage" || dotted == "torch.TypedStorage")
     dotted = "torch.storage." + name;  // the same classes, exported from torch
   if (is_allow_listed(dotted) || site.allow_objects) return Value::global(dotted);
+  if (const char* why = refused_torch_global_reason(dotted))
+    fail(Code::kUnsupported,
+         "refusing pickle global '" + dotted + "'" + at(site.offset) + ": " + why);
   fail(Code::kForbidden,
        "refusing pickle global '" + dotted + "'" + at(site.offset) +
            ": not in the allow-list (torch's weights-only set: tensor rebuild functions, "
@@ -380,10 +388,13 @@ ValuePtr new_object(const ValuePtr& cls, const ValuePtr& args, const CallSite& s
                                                            "torch.device"};
   if (kClasses.count(cls->s)) return call_allow_listed(cls->s, *args, site);
   if (!is_allow_listed(cls->s) && site.allow_objects) return Value::object(cls->s, args);
+  if (site.allow_objects && is_tensor_type_class(cls->s)) return Value::object(cls->s, args);
+  refuse_tensor_constructor(cls->s, site);
   fail(Code::kCorrupt, "NEWOBJ on '" + cls->s + "', which is not a class" + at(site.offset));
 }
 
 void build(const ValuePtr& obj, const ValuePtr& state, const CallSite& site) {
+  if (numpy_build(obj, state, site)) return;  // numpy dtypes and arrays (pickle_numpy.h)
   switch (obj->kind) {
     case Kind::kDict: {
       if (!obj->ordered) fail(Code::kCorrupt, "BUILD on a plain dict" + at(site.offset));

@@ -11,9 +11,12 @@
 namespace ckptio {
 namespace pickle_detail {
 
+struct NumpyContext;  // pickle_numpy.h
+
 struct CallSite {
-  size_t offset = 0;           // the opcode's byte offset, for messages
-  bool allow_objects = false;  // unknown globals become opaque kObject nodes
+  size_t offset = 0;              // the opcode's byte offset, for messages
+  bool allow_objects = false;     // unknown globals become opaque kObject nodes
+  NumpyContext* numpy = nullptr;  // the run's numpy state (array storages); null: no arrays
 };
 
 // Python 3's view of a pickle global (fix_imports: __builtin__ -> builtins, ...), joined.
@@ -35,6 +38,14 @@ void build(const ValuePtr& obj, const ValuePtr& state, const CallSite& site);
 // `name` is not one of them.
 ValuePtr rebuild_tensor_call(const std::string& name, const Value& args, const CallSite& site);
 bool is_tensor_rebuild_function(const std::string& name);
+// torch.FloatTensor, torch.cuda.sparse.LongTensor, ...: allow-listed as values.
+bool is_tensor_type_class(const std::string& dotted);
+// REDUCE / NEWOBJ of torch.Tensor, a tensor type class or a storage class: throws
+// kUnsupported saying why; returns when `fn` is none of them.
+void refuse_tensor_constructor(const std::string& fn, const CallSite& site);
+// Why a global that torch itself registers as safe (nested jagged tensors, DTensor) is
+// refused, or null for any other global.
+const char* refused_torch_global_reason(const std::string& dotted);
 
 // Argument checks shared by the call implementations; they throw kCorrupt naming `fn`.
 void expect_arity(const std::string& fn, const Value& args, size_t min, size_t max,

@@ -35,23 +35,42 @@ const std::unordered_set<std::string>& unsupported() {
   return k;
 }
 
-[[noreturn]] void unsupported_tensor(const std::string& fn, const CallSite& site) {
-  const char* what = "these tensors";
-  if (fn == "torch._utils._rebuild_qtensor")
+// The text of a str argument, or "?" (only for messages).
+std::string text_arg(const Value& args, size_t i) {
+  if (i < args.items.size() && args.items[i]->kind == Kind::kStr) return args.items[i]->s;
+  if (i < args.items.size() && args.items[i]->kind == Kind::kGlobal) return args.items[i]->s;
+  return "?";
+}
+
+// Each says what torch would build and why ckptio's tree cannot hold it: a TensorMeta is a
+// dense strided view of one storage record, nothing more.
+[[noreturn]] void unsupported_tensor(const std::string& fn, const Value& args,
+                                     const CallSite& site) {
+  std::string what = "these tensors", why;
+  if (fn == "torch._utils._rebuild_qtensor") {
     what = "quantized tensors";
-  else if (fn == "torch._utils._rebuild_sparse_tensor" ||
-           fn == "torch._utils._rebuild_sparse_csr_tensor")
-    what = "sparse tensors";
-  else if (fn == "torch._utils._rebuild_meta_tensor_no_storage")
+    why = "their scales and zero points have no place in a ckptio tensor";
+  } else if (fn == "torch._utils._rebuild_sparse_tensor") {
+    what = "sparse tensors (layout " + text_arg(args, 0) + ")";
+    why = "ckptio's tensors are dense views of one storage";
+  } else if (fn == "torch._utils._rebuild_sparse_csr_tensor") {
+    what = "sparse tensors (layout torch.sparse_csr)";
+    why = "ckptio's tensors are dense views of one storage";
+  } else if (fn == "torch._utils._rebuild_meta_tensor_no_storage") {
     what = "meta tensors (saved without storage)";
-  else if (fn == "torch._utils._rebuild_nested_tensor")
+    why = "they have shape and dtype but no data";
+  } else if (fn == "torch._utils._rebuild_nested_tensor") {
     what = "nested tensors";
-  else if (fn == "torch._utils._rebuild_wrapper_subclass")
-    what = "wrapper tensor subclasses";
-  else if (fn.find("_rebuild_device_tensor_from_") != std::string::npos)
+    why = "ckptio's tensors are dense views of one storage, not lists of them";
+  } else if (fn == "torch._utils._rebuild_wrapper_subclass") {
+    what = "wrapper tensor subclasses (class " + text_arg(args, 0) + ")";
+    why = "the subclass keeps its data outside the tensor";
+  } else if (fn.find("_rebuild_device_tensor_from_") != std::string::npos) {
     what = "tensors of storage-less devices (XLA, MTIA, ...)";
-  fail(Code::kUnsupported,
-       std::string(what) + " are not supported yet (" + fn + ")" + at(site.offset));
+    why = "the data is a CPU copy, and a ckptio tensor would lose the device '" +
+          text_arg(args, 2) + "' it was saved for";
+  }
+  fail(Code::kUnsupported, what + " are not supported yet (" + fn + "): " + why + at(site.offset));
 }
 
 ValuePtr rebuild_tensor(const std::string& fn, const Value& args, const CallSite& site) {
@@ -167,7 +186,58 @@ bool is_tensor_rebuild_function(const std::string& name) {
 ValuePtr rebuild_tensor_call(const std::string& fn, const Value& args, const CallSite& site) {
   if (fn == kV1 || fn == kV2 || fn == kV3) return rebuild_tensor(fn, args, site);
   if (fn == kParam || fn == kParamState) return rebuild_parameter(fn, args, site);
-  if (unsupported().count(fn)) unsupported_tensor(fn, site);
+  if (unsupported().count(fn)) unsupported_tensor(fn, args, site);
+  return nullptr;
+}
+
+bool is_tensor_type_class(const std::string& dotted) {
+  // torch._tensor_classes: the legacy per-dtype tensor types, dense (with Bool) and sparse,
+  // for the CPU and for CUDA. The classes are values like dtypes; calling one is refused.
+  static const std::unordered_set<std::string> k = [] {
+    std::unordered_set<std::string> s;
+    for (const char* module : {"torch.", "torch.cuda.", "torch.sparse.", "torch.cuda.sparse."})
+      for (const char* type :
+           {"Double", "Float", "Half", "BFloat16", "Byte", "Char", "Short", "Int", "Long", "Bool"})
+        if (std::string_view(type) != "Bool" ||
+            std::string_view(module).find("sparse") == std::string_view::npos)
+          s.insert(std::string(module) + type + "Tensor");
+    return s;
+  }();
+  return k.count(dotted) > 0;
+}
+
+void refuse_tensor_constructor(const std::string& fn, const CallSite& site) {
+  const char* what = nullptr;
+  if (fn == "torch.Tensor")
+    what =
+        "torch.Tensor(...) and Tensor.__new__ with a set_() state (the legacy unpickling "
+        "path) build a tensor without a storage record";
+  else if (is_tensor_type_class(fn))
+    what =
+        "a legacy tensor constructor builds a tensor from Python values or sizes, not from "
+        "a storage record";
+  else if (fn.find("Storage") != std::string::npos)
+    what =
+        "a storage constructor builds a storage from Python values or a size, not from a "
+        "storage record";
+  if (!what) return;
+  fail(Code::kUnsupported, "calling '" + fn + "' is not supported: " + what + at(site.offset));
+}
+
+const char* refused_torch_global_reason(const std::string& dotted) {
+  // torch registers these with add_safe_globals when it is imported, so torch.load accepts
+  // them by default; ckptio has no representation for what they build.
+  auto starts = [&](std::string_view prefix) {
+    return dotted.compare(0, prefix.size(), prefix) == 0;
+  };
+  if (starts("torch.nested._internal.nested_tensor.") ||
+      dotted == "torch._dynamo.decorators._DimRange")
+    return "nested jagged tensors (torch.jagged layout) are not supported: their values and "
+           "offsets are separate tensors under a Python wrapper, and ckptio's tensors are "
+           "dense views of one storage";
+  if (starts("torch.distributed."))
+    return "distributed tensors and device meshes (DTensor, DeviceMesh, placements) are not "
+           "supported: they describe shards across processes, not data in this file";
   return nullptr;
 }
 

@@ -1,7 +1,9 @@
 #include "formats/pickle/storage_table.h"
 
 #include <algorithm>
+#include <memory>
 #include <optional>
+#include <utility>
 
 #include "formats/dtype.h"
 
@@ -158,6 +160,22 @@ Result<ValuePtr> StorageTable::load(const ValuePtr& pid) {
     t.shape = {len};
   }
   return Value::make_tensor(std::move(t));
+}
+
+Result<uint32_t> StorageTable::add_inline(DType dtype, std::string bytes) {
+  if (storages_.size() >= UINT32_MAX)
+    return Status(Code::kLimit, (context_.empty() ? "" : context_ + ": ") + "too many storages");
+  const uint32_t index = static_cast<uint32_t>(storages_.size());
+  const uint64_t nbytes = bytes.size();
+  storages_.push_back(
+      StorageInfo{"inline-" + std::to_string(inline_count_++), dtype, nbytes, "cpu"});
+  inline_.resize(storages_.size());
+  inline_[index] = std::make_shared<const std::string>(std::move(bytes));
+  return index;
+}
+
+std::shared_ptr<const std::string> StorageTable::inline_bytes(uint32_t index) const {
+  return index < inline_.size() ? inline_[index] : nullptr;
 }
 
 }  // namespace ckptio

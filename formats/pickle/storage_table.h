@@ -3,6 +3,7 @@
 // list (so tensors that shared a storage in Python share it here).
 #pragma once
 
+#include <memory>
 #include <string>
 #include <unordered_map>
 #include <vector>
@@ -30,6 +31,13 @@ class StorageTable {
   // object built from it becomes an opaque kObject. The source text is ignored, never run.
   void allow_module_classes(bool allow) { allow_modules_ = allow; }
 
+  // The UnpickleOptions::inline_storage hook: a numpy array's bytes, which live inside the
+  // pickle, become a new storage held in memory (key "inline-<n>", device "cpu"). Such a
+  // storage is never looked up by key, so no key in the file can alias it.
+  Result<uint32_t> add_inline(DType dtype, std::string bytes);
+  // Storage `index`'s bytes when add_inline made it, else null (its bytes are in the file).
+  std::shared_ptr<const std::string> inline_bytes(uint32_t index) const;
+
   std::vector<StorageInfo>& storages() { return storages_; }
 
  private:
@@ -48,6 +56,8 @@ class StorageTable {
     int64_t size;
   };
   std::unordered_map<std::string, View> views_;  // legacy view keys, checked for agreement
+  std::vector<std::shared_ptr<const std::string>> inline_;  // by storage index, null: in file
+  uint32_t inline_count_ = 0;
 };
 
 }  // namespace ckptio

@@ -24,6 +24,7 @@
 
 #include "formats/pickle/pickle_error.h"
 #include "formats/pickle/pickle_globals.h"
+#include "formats/pickle/pickle_numpy.h"
 #include "formats/pickle/pickle_text.h"
 
 namespace ckptio {
@@ -194,6 +195,8 @@ class Machine {
   Machine(const uint8_t* data, size_t size, const UnpickleOptions& options)
       : data_(data), size_(size), opt_(options) {
     site_.allow_objects = options.allow_objects;
+    numpy_.add_storage = &options.inline_storage;
+    site_.numpy = &numpy_;
     find_fetched_keys();
   }
   // The memo and the node records may hold many values. Releasing the newest first hands
@@ -213,6 +216,7 @@ class Machine {
       site_.offset = op_;
       if (op == '.') {
         ValuePtr v = pop(op);
+        pickle_detail::numpy_check_complete(numpy_);
         return Unpickled{v, pos_};
       }
       step(op);
@@ -1083,6 +1087,7 @@ class Machine {
   size_t op_ = 0;
   const UnpickleOptions& opt_;
   CallSite site_;
+  pickle_detail::NumpyContext numpy_;
   std::vector<ValuePtr> stack_;
   std::vector<size_t> marks_;
   // Keys below kFetchedBits in a bitmap (at most 512 KiB), any others in a set.

@@ -12,7 +12,8 @@
 // Value mapping beyond the obvious: Python 2 str -> kStr (UTF-8 if valid, else latin-1);
 // bytearray (REDUCE or BYTEARRAY8) -> kObject "builtins.bytearray" with args (kBytes,);
 // set/frozenset -> kObject with args (kList,); torch.Size -> kTuple; dtypes -> kGlobal
-// "torch.float32". Recursive structures (a container reaching itself) are refused with
+// "torch.float32"; numpy scalars -> numbers, numeric numpy arrays -> kTensor (pickle_numpy.h,
+// through inline_storage). Recursive structures (a container reaching itself) are refused with
 // kUnsupported; sub-objects shared through the memo stay shared. With allow_objects,
 // APPENDS/SETITEMS on an opaque object (list/dict subclasses) fill its items/entries.
 #pragma once
@@ -34,6 +35,11 @@ struct PickleLimits {
   uint64_t max_string = 1ull << 31;  // one str/bytes payload (also bounded by the input)
 };
 
+// Takes the bytes of an array that lives inside the pickle (a numpy array, pickle_numpy.h):
+// its elements of `dtype`, little-endian, in C order. Returns the index of the storage that
+// now holds them in the caller's storage list.
+using InlineStorageFn = std::function<Result<uint32_t>(DType dtype, std::string bytes)>;
+
 struct UnpickleOptions {
   // Prefix for every error message, e.g. "model.pt: record 'archive/data.pkl'".
   std::string context;
@@ -49,6 +55,9 @@ struct UnpickleOptions {
   // Maps a persistent id (BINPERSID/PERSID argument) to a value; torch checkpoints return a
   // storage view (kTensor with is_storage). Unset: a persistent id is a kCorrupt error.
   std::function<Result<ValuePtr>(const ValuePtr& pid)> persistent_load;
+  // numpy arrays become tensors whose storage is held in memory through this hook. Unset:
+  // numpy arrays are kUnsupported (numpy scalars still read as numbers).
+  InlineStorageFn inline_storage;
 };
 
 struct Unpickled {

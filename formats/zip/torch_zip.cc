@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <utility>
 
 #include "formats/pickle/pickler.h"
 #include "formats/pickle/storage_table.h"
@@ -129,6 +130,12 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
   uo.limits = options.limits;
   uo.allow_objects = options.allow_objects;
   uo.persistent_load = [&table](const ValuePtr& pid) { return table.load(pid); };
+  // numpy arrays' bytes are kept in memory; the compressed variant (locate_record) has one
+  // record per storage, so there they are refused.
+  if (!options.locate_record)
+    uo.inline_storage = [&table](DType d, std::string b) {
+      return table.add_inline(d, std::move(b));
+    };
   CKPTIO_ASSIGN_OR_RETURN(Unpickled u, unpickle(pkl_data, pkl->uncompressed_size, uo));
 
   DecodedFile out;
@@ -136,6 +143,14 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
   out.tree.storages = std::move(table.storages());
   out.extents.reserve(out.tree.storages.size());
   for (const StorageInfo& s : out.tree.storages) {
+    if (auto bytes = table.inline_bytes(static_cast<uint32_t>(out.extents.size()))) {
+      StorageExtent x;
+      x.length = s.nbytes;
+      x.plain = false;
+      x.bytes = std::move(bytes);
+      out.extents.push_back(std::move(x));
+      continue;
+    }
     const std::string record = zip.prefix() + "/data/" + s.key;
     const ZipEntry* e = zip.find("data/" + s.key);
     if (!e) return corrupt(src, "missing record " + quote(record) + " for storage " + s.key);
@@ -211,6 +226,12 @@ std::string deflated_what(const StorageExtent& x) {
 
 Status read_storage_bytes(const ByteSource& src, const StorageExtent& extent, DType dtype,
                           void* dst) {
+  if (extent.bytes) {  // held in memory since the pickle was read
+    if (extent.bytes->size() != extent.length)
+      return Status(Code::kInternal, src.name() + ": in-memory storage size mismatch");
+    std::memcpy(dst, extent.bytes->data(), extent.length);
+    return Status::Ok();
+  }
   CKPTIO_RETURN_IF_ERROR(check_count_prefix(src, extent, dtype));
   uint8_t* out = static_cast<uint8_t*>(dst);
   if (extent.method == 0) {

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 #include <utility>
 #include <vector>
@@ -35,6 +36,10 @@ struct StorageExtent {
   // torch-legacy read with deferred storage headers: the 8-byte element count just before
   // `offset` was not read when the file was opened; it is checked when the bytes are read.
   bool count_prefixed = false;
+  // A storage whose bytes are not in the file's records but inside the pickle (a numpy
+  // array, StorageTable::add_inline): held here, little-endian, `length` of them; the other
+  // fields are unused and plain is false.
+  std::shared_ptr<const std::string> bytes;
 };
 
 struct DecodedFile {

@@ -46,6 +46,10 @@ ckptio_status decoded_read_storage(const ckptio_host_api* host, ckptio_reader* r
       return host->make_status(CKPTIO_INVALID_ARGUMENT, "read_storage: range out of bounds");
     if (offset == 0 && n == e.length)
       return to_c(host, read_storage_bytes(*reader->source, e, storages[index].dtype, dst));
+    if (e.bytes) {  // held in memory (a numpy array from the pickle)
+      std::memcpy(dst, e.bytes->data() + offset, n);
+      return nullptr;
+    }
     if (e.method == 0 && !e.byteswap) {  // stored bytes: read the range alone
       Status st = check_count_prefix(*reader->source, e, storages[index].dtype);
       if (st.ok()) st = reader->source->read_at(e.offset + offset, dst, n);
