@@ -82,7 +82,8 @@ configure_and_build() {
   log "configure $dir ($GEN; CUDA at $CUDA_ROOT; LibTorch $with_torch, from $TORCH_CMAKE)"
   # shellcheck disable=SC2086
   cmake -S . -B "$dir" -G "$GEN" -DCMAKE_BUILD_TYPE=Release \
-    -DCMAKE_PREFIX_PATH="$TORCH_CMAKE${CMAKE_PREFIX_PATH:+;$CMAKE_PREFIX_PATH}" \
+    -DCKPTIO_LIBTORCH=wheel -DCKPTIO_PYTHON="$PYTHON_PATH" \
+    ${CMAKE_PREFIX_PATH:+-DCMAKE_PREFIX_PATH="$CMAKE_PREFIX_PATH"} \
     -DCUDAToolkit_ROOT="$CUDA_ROOT" -DCMAKE_CUDA_COMPILER="$NVCC" \
     -DCKPTIO_WITH_CUDA=ON -DCKPTIO_WITH_TORCH="$with_torch" -DCKPTIO_TEST_PYTHON="$PYTHON_PATH" \
     ${BUNDLE_CMAKE_ARGS:-} >"$dir.configure.log" 2>&1 \
