@@ -82,11 +82,6 @@ std::string record_file(const std::string& out_or_input, const std::string& step
 }
 std::string check_file(const std::string& out) { return out + ".check.json"; }
 
-RunResult record(const std::string& path, const RunResult& r) {
-  write_file(path, r.to_json().dump(-1, ' ', false, json::error_handler_t::replace));
-  return r;
-}
-
 // The ckptio commands for one (case, source format).
 void run_case(const std::string& c, const std::string& src) {
   const std::string in = case_file(c, src);
@@ -124,15 +119,6 @@ std::string prepare(const std::string& dir) {
       run({kPython, py_script("check_outputs.py"), dir + "/out/manifest.json"}, 600);
   if (!checked.exited || checked.exit_code != 0) return checked.describe();
   return "";
-}
-
-RunResult recorded(const std::string& path) {
-  if (!fs::exists(path)) {
-    RunResult r;
-    r.err = "not run (an earlier step failed): " + path;
-    return r;
-  }
-  return RunResult::from_json(read_json(path));
 }
 
 class Interop : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {

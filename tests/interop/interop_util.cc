@@ -143,6 +143,28 @@ void write_file(const std::string& path, const std::string& data) {
 
 json read_json(const std::string& path) { return json::parse(read_file(path)); }
 
+RunResult record(const std::string& path, const RunResult& r) {
+  write_file(path, r.to_json().dump(-1, ' ', false, json::error_handler_t::replace));
+  return r;
+}
+
+RunResult recorded(const std::string& path) {
+  if (!std::filesystem::exists(path)) {
+    RunResult r;
+    r.err = "not run (an earlier step failed): " + path;
+    return r;
+  }
+  return RunResult::from_json(read_json(path));
+}
+
+json dict_get(const json& value, const std::string& key) {
+  if (value.is_object() && value.contains("dict"))
+    for (const auto& kv : value["dict"])
+      if (kv[0] == key) return kv[1];
+  ADD_FAILURE() << "no key '" << key << "' in " << value.dump().substr(0, 300);
+  return json();
+}
+
 size_t count_lines(const std::string& text) {
   size_t n = 0;
   for (char c : text) n += c == '\n';

@@ -39,6 +39,15 @@ struct RunResult {
 // timeout_s is killed: a hang must not stall the suite, and the test reports it.
 RunResult run(const std::vector<std::string>& argv, int timeout_s = 120);
 
+// A run's result kept as JSON (the prepare step runs each command once; the tests read it),
+// and read back: a missing file reads as a RunResult saying the step was not run.
+RunResult record(const std::string& path, const RunResult& r);
+RunResult recorded(const std::string& path);
+
+// The value of string key `key` in an encoded {"dict": [[k, v], ...]}; a test failure and
+// null when it has none.
+json dict_get(const json& value, const std::string& key);
+
 std::string read_file(const std::string& path);
 void write_file(const std::string& path, const std::string& data);
 json read_json(const std::string& path);

@@ -31,7 +31,7 @@ std::string converted(const std::string& file) { return file + ".to-zip.pt"; }
 
 // One ckptio run, kept as JSON beside its input for the tests.
 void run_to(const std::vector<std::string>& argv, const std::string& result) {
-  write_file(result, run(argv).to_json().dump(-1, ' ', false, json::error_handler_t::replace));
+  record(result, run(argv));
 }
 
 std::string prepare(const std::string& dir) {
@@ -77,17 +77,6 @@ std::string prepare(const std::string& dir) {
   return checked.exited && checked.exit_code == 0 ? "" : checked.describe();
 }
 
-RunResult result_of(const std::string& path) { return RunResult::from_json(read_json(path)); }
-
-// Looks a string key up in an encoded {"dict": [[k, v], ...]}.
-json get(const json& v, const std::string& key) {
-  if (v.is_object() && v.contains("dict"))
-    for (const auto& kv : v["dict"])
-      if (kv[0] == key) return kv[1];
-  ADD_FAILURE() << "no key '" << key << "' in " << v.dump().substr(0, 300);
-  return json();
-}
-
 class Numpy : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
@@ -122,7 +111,7 @@ TEST_P(Numpy, CasesComeFromTheRightNumpy) {
 TEST_P(Numpy, InspectJsonEqualsWhatNumpyHolds) {
   for (const auto& g : manifest_["good"]) {
     const std::string f = g["file"];
-    RunResult r = result_of(f + ".json.run");
+    RunResult r = recorded(f + ".json.run");
     ASSERT_TRUE(r.exited && r.exit_code == 0) << r.describe();
     const json doc = json::parse(r.out);
     EXPECT_EQ(doc["format"], g["format"] == "legacy" ? "torch-legacy" : "torch-zip") << f;
@@ -136,37 +125,37 @@ TEST_P(Numpy, InspectJsonEqualsWhatNumpyHolds) {
 
 TEST_P(Numpy, ValuesTakeTheirKinds) {
   const std::string f = manifest_["good"][0]["file"];
-  RunResult r = result_of(f + ".json.run");
+  RunResult r = recorded(f + ".json.run");
   ASSERT_TRUE(r.exited && r.exit_code == 0) << r.describe();
   const json root = json::parse(r.out)["root"];
-  EXPECT_EQ(get(root, "s_b1"), true);
-  EXPECT_EQ(get(root, "s_i8"), -5);
-  EXPECT_TRUE(get(root, "s_i8").is_number_integer());
-  EXPECT_EQ(get(root, "s_u1"), 200);
-  EXPECT_EQ(get(root, "s_u8_max"), json({{"int", "18446744073709551615"}}));
-  EXPECT_EQ(get(root, "s_i8_min"), INT64_MIN);
-  EXPECT_TRUE(get(root, "s_f4").is_number_float());
-  EXPECT_EQ(get(root, "s_f8"), 0.1);
-  EXPECT_EQ(get(root, "s_nan"), json({{"float", "nan"}}));
-  EXPECT_EQ(get(root, "s_c16"),
+  EXPECT_EQ(dict_get(root, "s_b1"), true);
+  EXPECT_EQ(dict_get(root, "s_i8"), -5);
+  EXPECT_TRUE(dict_get(root, "s_i8").is_number_integer());
+  EXPECT_EQ(dict_get(root, "s_u1"), 200);
+  EXPECT_EQ(dict_get(root, "s_u8_max"), json({{"int", "18446744073709551615"}}));
+  EXPECT_EQ(dict_get(root, "s_i8_min"), INT64_MIN);
+  EXPECT_TRUE(dict_get(root, "s_f4").is_number_float());
+  EXPECT_EQ(dict_get(root, "s_f8"), 0.1);
+  EXPECT_EQ(dict_get(root, "s_nan"), json({{"float", "nan"}}));
+  EXPECT_EQ(dict_get(root, "s_c16"),
             json::parse(R"({"object": "builtins.complex", "args": {"tuple": [1.5, -2.0]}})"));
-  const json be = get(root, "be_i4")["tensor"], le = get(root, "a_i4")["tensor"];
+  const json be = dict_get(root, "be_i4")["tensor"], le = dict_get(root, "a_i4")["tensor"];
   EXPECT_EQ(be["dtype"], "int32");
   EXPECT_EQ(be["shape"], json({2, 3}));
   EXPECT_EQ(be["sha256"], le["sha256"]) << "big-endian copy of the same values";
-  const json fo = get(root, "f_f8")["tensor"];
+  const json fo = dict_get(root, "f_f8")["tensor"];
   EXPECT_EQ(fo["shape"], json({3, 4, 5}));
   EXPECT_EQ(fo["strides"], json({20, 5, 1})) << "Fortran order read into C order";
-  EXPECT_EQ(get(root, "zero_dim")["tensor"]["shape"], json::array());
-  EXPECT_EQ(get(root, "empty")["tensor"]["shape"], json({0, 4}));
-  const json shared = get(root, "shared");
+  EXPECT_EQ(dict_get(root, "zero_dim")["tensor"]["shape"], json::array());
+  EXPECT_EQ(dict_get(root, "empty")["tensor"]["shape"], json({0, 4}));
+  const json shared = dict_get(root, "shared");
   EXPECT_EQ(shared[0]["tensor"]["storage"], shared[1]["tensor"]["storage"]);
-  EXPECT_EQ(get(root, "tensor")["tensor"]["storage"], "0") << "torch's own storage record";
+  EXPECT_EQ(dict_get(root, "tensor")["tensor"]["storage"], "0") << "torch's own storage record";
 }
 
 TEST_P(Numpy, InspectTextShowsNumbersAndTensors) {
   for (const auto& g : manifest_["good"]) {
-    RunResult r = result_of(g["file"].get<std::string>() + ".text.run");
+    RunResult r = recorded(g["file"].get<std::string>() + ".text.run");
     ASSERT_TRUE(r.exited && r.exit_code == 0) << r.describe();
     for (const char* line :
          {"'s_i8': -5\n", "'s_b1': True\n", "'s_f8': 0.1\n", "'s_u8_max': 18446744073709551615\n",
@@ -197,7 +186,7 @@ TEST_P(Numpy, ConvertedFileLoadsWithWeightsOnly) {
   ASSERT_GE(tests_torch_major(), 2) << "cannot tell the tests' torch version";
   for (const auto& g : manifest_["good"]) {
     const std::string f = g["file"];
-    RunResult r = result_of(f + ".convert.run");
+    RunResult r = recorded(f + ".convert.run");
     ASSERT_TRUE(r.exited && r.exit_code == 0) << r.describe();
     const json c = read_json(converted(f) + ".check.json");
     ASSERT_TRUE(c["error"].is_null()) << c["error"];
@@ -214,7 +203,7 @@ TEST_P(Numpy, RefusedValuesNameTheGlobalInOneLine) {
   for (const auto& c : manifest_["refused"]) {
     const std::string f = c["file"];
     for (const char* op : {".json.run", ".convert.run"}) {
-      RunResult r = result_of(f + op);
+      RunResult r = recorded(f + op);
       ASSERT_TRUE(r.exited) << r.describe();  // no crash, no hang
       EXPECT_EQ(r.exit_code, 1) << r.describe();
       EXPECT_EQ(count_lines(r.err), 1u) << r.err;

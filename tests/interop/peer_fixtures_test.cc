@@ -78,14 +78,6 @@ std::string prepare(const std::string& dir) {
   return checked.exited && checked.exit_code == 0 ? "" : checked.describe();
 }
 
-// Looks a string key up in an encoded {"dict": [[k, v], ...]}.
-json get(const json& v, const std::string& key) {
-  if (v.is_object() && v.contains("dict"))
-    for (const auto& kv : v["dict"])
-      if (kv[0] == key) return kv[1];
-  ADD_FAILURE() << "no key '" << key << "' in " << v.dump().substr(0, 300);
-  return json();
-}
 json tensor(const json& v) {
   if (v.is_object() && v.contains("tensor")) return v["tensor"];
   ADD_FAILURE() << "not a tensor: " << v.dump().substr(0, 300);
@@ -99,29 +91,31 @@ const std::map<std::string, Facts>& facts() {
   static const std::map<std::string, Facts> kFacts = {
       {"burn/bfloat16.pt",
        [](const json& d) {
-         json t = tensor(get(d["root"], "tensor"));
+         json t = tensor(dict_get(d["root"], "tensor"));
          EXPECT_EQ(t["dtype"], "bfloat16");
          EXPECT_EQ(t["shape"], json({3}));
        }},
       {"burn/float16.pt",
        [](const json& d) {
-         json t = tensor(get(d["root"], "tensor"));
+         json t = tensor(dict_get(d["root"], "tensor"));
          EXPECT_EQ(t["dtype"], "float16");
          EXPECT_EQ(t["shape"], json({3}));
        }},
       {"burn/scalar.pt",
-       [](const json& d) { EXPECT_EQ(tensor(get(d["root"], "tensor"))["shape"], json::array()); }},
+       [](const json& d) {
+         EXPECT_EQ(tensor(dict_get(d["root"], "tensor"))["shape"], json::array());
+       }},
       {"burn/empty.pt",
-       [](const json& d) { EXPECT_EQ(tensor(get(d["root"], "tensor"))["shape"], json({0})); }},
+       [](const json& d) { EXPECT_EQ(tensor(dict_get(d["root"], "tensor"))["shape"], json({0})); }},
       {"burn/parameter.pt",
        [](const json& d) {
-         json t = tensor(get(d["root"], "param"));
+         json t = tensor(dict_get(d["root"], "param"));
          EXPECT_EQ(t["shape"], json({3, 3}));
          EXPECT_EQ(t.value("parameter", false), true) << "torch._utils._rebuild_parameter";
        }},
       {"burn/batch_norm2d.pt",
        [](const json& d) {
-         json t = tensor(get(d["root"], "norm1.num_batches_tracked"));
+         json t = tensor(dict_get(d["root"], "norm1.num_batches_tracked"));
          EXPECT_EQ(t["dtype"], "int64");
          EXPECT_EQ(t["shape"], json::array());
          EXPECT_EQ(d["storages"], 5);
@@ -129,13 +123,13 @@ const std::map<std::string, Facts>& facts() {
       {"burn/complex_nested.pt", [](const json& d) { EXPECT_EQ(d["storages"], 23); }},
       {"burn/checkpoint.pt",
        [](const json& d) {
-         EXPECT_EQ(get(d["root"], "epoch"), 42);
-         EXPECT_EQ(get(d["root"], "loss"), 0.123);
+         EXPECT_EQ(dict_get(d["root"], "epoch"), 42);
+         EXPECT_EQ(dict_get(d["root"], "loss"), 0.123);
        }},
       {"burn/legacy_shared_storage.pt",
        [](const json& d) {
          EXPECT_EQ(d["format"], "torch-legacy");
-         EXPECT_EQ(tensor(get(d["root"], "view2"))["shape"], json({20}));
+         EXPECT_EQ(tensor(dict_get(d["root"], "view2"))["shape"], json({20}));
        }},
       {"bumblebee/noncontiguous_tensor.zip.pt",
        [](const json& d) {
@@ -146,13 +140,14 @@ const std::map<std::string, Facts>& facts() {
        }},
       {"candle/fortran_tensor_3d.pth",
        [](const json& d) {
-         json t = tensor(get(d["root"], "tensor_fortran"));
+         json t = tensor(dict_get(d["root"], "tensor_fortran"));
          EXPECT_EQ(t["shape"], json({2, 3, 4}));
          EXPECT_EQ(t["strides"], json({1, 2, 6})) << "column-major";
        }},
       {"picklejl/offset-strides.bin",
        [](const json& d) {
-         json w0 = tensor(get(d["root"], "weight0")), w1 = tensor(get(d["root"], "weight1"));
+         json w0 = tensor(dict_get(d["root"], "weight0")),
+              w1 = tensor(dict_get(d["root"], "weight1"));
          EXPECT_EQ(w0["strides"], json({100, 10, 1}));
          EXPECT_EQ(w1["shape"], json({4, 5}));
          EXPECT_EQ(w1["strides"], json({48, 3}));
@@ -194,8 +189,8 @@ const std::map<std::string, Facts>& facts() {
       {"rtorch/state_dict.pth",
        [](const json& d) {
          // Early zip files name storages by memory address.
-         std::set<std::string> keys = {tensor(get(d["root"], "ones"))["storage"],
-                                       tensor(get(d["root"], "twos"))["storage"]};
+         std::set<std::string> keys = {tensor(dict_get(d["root"], "ones"))["storage"],
+                                       tensor(dict_get(d["root"], "twos"))["storage"]};
          EXPECT_EQ(keys, (std::set<std::string>{"140641661000752", "140641875883712"}));
        }},
       {"text/glove.test_twitter.27B.200d.pt",

@@ -45,19 +45,6 @@ std::string step_file(const std::string& c, const std::string& step) {
   return work_dir() + "/out/" + c + "." + step + ".run.json";
 }
 
-void record(const std::string& path, const RunResult& r) {
-  write_file(path, r.to_json().dump(-1, ' ', false, json::error_handler_t::replace));
-}
-
-RunResult recorded(const std::string& path) {
-  if (!fs::exists(path)) {
-    RunResult r;
-    r.err = "not run (an earlier step failed): " + path;
-    return r;
-  }
-  return RunResult::from_json(read_json(path));
-}
-
 // The alignment option ckptio is asked to reproduce for an align_<N> case, or 0.
 uint32_t source_alignment(const std::string& c) {
   return c.rfind("align_", 0) == 0 ? uint32_t(std::stoul(c.substr(6))) : 0;

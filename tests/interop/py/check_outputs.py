@@ -61,9 +61,11 @@ def check(path):
     return out
 
 
-def main(argv):
+def check_manifest(argv, check_file, usage):
+    """For each {"file", "result"} of the manifest argv[0] names, writes check_file(file)
+    as JSON to result. Shared by the check scripts of the interop binaries."""
     if len(argv) != 1:
-        print(__doc__, file=sys.stderr)
+        print(usage, file=sys.stderr)
         return 2
     with open(argv[0], encoding="utf-8") as f:
         manifest = json.load(f)
@@ -71,8 +73,12 @@ def main(argv):
         if not os.path.exists(item["file"]):
             continue  # ckptio failed to write it; the test reports that
         with open(item["result"], "w", encoding="utf-8") as f:
-            json.dump(check(item["file"]), f)
+            json.dump(check_file(item["file"]), f)
     return 0
+
+
+def main(argv):
+    return check_manifest(argv, check, __doc__)
 
 
 if __name__ == "__main__":
