@@ -3,7 +3,8 @@
 // storage read, then the tree printed and JSON-encoded as `ckptio inspect` does.
 //
 // The first input byte chooses the format: 0 detect (every plugin's probe), 1 torch-zip,
-// 2 torch-legacy, 3 zstd, 4 torch-zip-zstd, 5 torchscript (others: detect). The rest is the file.
+// 2 torch-legacy, 3 zstd, 4 torch-zip-zstd, 5 torchscript, 6 safetensors (others: detect).
+// The rest is the file.
 // Decoded sizes are capped (max_size) so a decompression bomb is a refusal, not an OOM.
 #include <cstddef>
 #include <cstdint>
@@ -17,7 +18,7 @@
 
 namespace {
 const char* const kFormats[] = {"",     "torch-zip",      "torch-legacy",
-                                "zstd", "torch-zip-zstd", "torchscript"};
+                                "zstd", "torch-zip-zstd", "torchscript", "safetensors"};
 }
 
 extern "C" int LLVMFuzzerInitialize(int*, char***) {
@@ -30,7 +31,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (size < 1) return 0;
   using namespace ckptio;
   LoadOptions o;
-  o.format = (data[0] & 0xf) < 6 ? kFormats[data[0] & 0xf] : "";
+  o.format = (data[0] & 0xf) < 7 ? kFormats[data[0] & 0xf] : "";
   o.threads = 1;
   o.verify = data[0] & 0x10;
   o.allow_objects = data[0] & 0x20;

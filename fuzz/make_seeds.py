@@ -10,6 +10,7 @@ usage: make_seeds.py SOURCE_DIR OUT_DIR CKPTIO_CLI
 """
 import collections
 import io
+import json
 import os
 import pickle
 import subprocess
@@ -21,7 +22,8 @@ MAX = 64 * 1024  # the fuzzers' -max_len
 
 src, out, cli = sys.argv[1], sys.argv[2], sys.argv[3]
 targets = ["fuzz_unpickle", "fuzz_zip_reader", "fuzz_torch_zip", "fuzz_torch_legacy",
-           "fuzz_zstd_stream", "fuzz_chunked_zstd", "fuzz_torchscript", "fuzz_plugins"]
+           "fuzz_zstd_stream", "fuzz_chunked_zstd", "fuzz_torchscript", "fuzz_safetensors",
+           "fuzz_plugins"]
 for t in targets:
     os.makedirs(os.path.join(out, t), exist_ok=True)
 count = collections.Counter()
@@ -119,5 +121,47 @@ for name, p, _ in (zips + legacy)[:12]:
                     start = info.header_offset + 30 + n + m
                     rec = data[start:start + info.compress_size]
                     put("fuzz_chunked_zstd", name + "." + info.filename.replace("/", "_"), rec)
+# safetensors: headers made here (every dtype name, empty and 0-dim tensors, metadata,
+# padding), and the state_dicts among the small real files converted by ckptio.
+def safetensors_file(tensors, metadata=None, pad=True):
+    header, data = {}, b""
+    if metadata is not None:
+        header["__metadata__"] = metadata
+    for name, (dtype, shape, nbytes) in tensors.items():
+        header[name] = {"dtype": dtype, "shape": shape, "data_offsets": [len(data), len(data) + nbytes]}
+        data += bytes(range(nbytes % 256)) + b"\x7f" * max(0, nbytes - nbytes % 256)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    if pad:
+        text += b" " * (-len(text) % 8)
+    return struct.pack("<Q", len(text)) + text + data
+
+
+sizes = {"BOOL": 1, "U8": 1, "I8": 1, "F8_E5M2": 1, "F8_E4M3": 1, "F8_E8M0": 1, "F8_E4M3FNUZ": 1,
+         "F8_E5M2FNUZ": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2, "I32": 4, "U32": 4, "F32": 4,
+         "C64": 8, "F64": 8, "I64": 8, "U64": 8}
+every = {d.lower(): (d, [2, 3], 6 * n) for d, n in sizes.items()}
+every["f4"] = ("F4", [2, 4], 4)
+st_seeds = {
+    "every_dtype": safetensors_file(every, {"format": "pt", "k": "v"}),
+    "empty_and_scalar": safetensors_file({"e": ("F32", [0, 3], 0), "s": ("I64", [], 8)}),
+    "nothing": safetensors_file({}),
+    "f6_refused": safetensors_file({"f6": ("F6_E2M3", [4], 3)}),
+    "unpadded": safetensors_file({"w": ("F16", [3], 6)}, None, pad=False),
+    "nested_names": safetensors_file({"a.b.c": ("F32", [1], 4), "a.d": ("BF16", [2, 2], 8)},
+                                     {"format": "pt", "a.d": "a.b.c"}),
+}
+for name, data in st_seeds.items():
+    put("fuzz_safetensors", name, data)
+    put("fuzz_plugins", name + ".st", b"\6" + data)
+    put("fuzz_plugins", name + ".st.detect", b"\0" + data)
+for name, p, _ in (zips + legacy)[:20]:
+    dst = os.path.join(tmp, name + ".safetensors")
+    r = subprocess.run([cli, "convert", p, dst, "--format", "safetensors", "--option", "dedup=1"],
+                       capture_output=True, env=env)
+    if r.returncode == 0:
+        data = open(dst, "rb").read()
+        put("fuzz_safetensors", name, data)
+        put("fuzz_plugins", name + ".st", b"\6" + data)
+
 for t in targets:
     print("seeds: %-20s %d" % (t, count[t]))

@@ -52,46 +52,56 @@ ck=$prefix/bin/ckptio
 export CKPTIO_PLUGIN_PATH=$work/st:$work/minimal
 step "ckptio plugins"
 "$ck" plugins | tee "$log"
-grep -q "^  safetensors 0.1.0  (ABI 1)  $work/st/ckptio-safetensors.so" "$log" ||
-  { echo "FAILED: the safetensors plugin is not listed"; exit 1; }
-grep -q "^formats available:.* safetensors" "$log" || { echo "FAILED: no safetensors format"; exit 1; }
+grep -q "^  safetensors-example 0.1.0  (ABI 1)  $work/st/ckptio-safetensors-example.so" "$log" ||
+  { echo "FAILED: the safetensors example plugin is not listed"; exit 1; }
+grep -q "^formats available:.* safetensors-example" "$log" || { echo "FAILED: no safetensors-example format"; exit 1; }
+# The bundled plugin is installed too, and keeps its name beside the example's.
+grep -q "^  safetensors 0.1.0  (ABI 1)  $prefix/lib/ckptio/plugins/ckptio-safetensors.so" "$log" ||
+  { echo "FAILED: the bundled safetensors plugin is not listed"; exit 1; }
 grep -q "torch-zip" "$log" || { echo "FAILED: bundled plugins not found next to libckptio"; exit 1; }
 
 d=$work/data
 step "round trip a torch.save state_dict"
 "$py" "$check" make "$d"
-"$ck" convert "$d/model.pt" "$d/model.safetensors" --format safetensors
-"$ck" inspect "$d/model.safetensors"
+"$ck" convert "$d/model.pt" "$d/model.safetensors" --format safetensors-example
+"$ck" inspect "$d/model.safetensors" --input-format safetensors-example
+# Detection picks the bundled plugin (probe 90 against the example's 80); both read the
+# example's file into the same tree.
 [[ $("$ck" inspect --json "$d/model.safetensors" | "$py" -c 'import json,sys; print(json.load(sys.stdin)["format"])') == safetensors ]] ||
   { echo "FAILED: model.safetensors not detected as safetensors"; exit 1; }
-"$ck" convert "$d/model.safetensors" "$d/back.pt" --format torch-zip
+"$ck" inspect --json "$d/model.safetensors" --input-format safetensors-example --read-option metadata=1 >"$d/st_example.json"
+"$ck" inspect --json "$d/model.safetensors" >"$d/st_bundled.json"
+"$py" -c 'import json,sys; a,b=(json.load(open(f))["root"] for f in sys.argv[1:])
+assert a == b, "the bundled plugin reads the example'"'"'s file differently"' "$d/st_example.json" "$d/st_bundled.json"
+"$ck" convert "$d/model.safetensors" "$d/back.pt" --format torch-zip --input-format safetensors-example
 "$ck" inspect --json "$d/model.pt" >"$d/model.json"
 "$ck" inspect --json "$d/back.pt" >"$d/back.json"
 "$py" "$check" same_json "$d/model.json" "$d/back.json"
 "$py" "$check" check "$d/model.pt" "$d/model.safetensors"
 "$py" "$check" same_torch "$d/model.pt" "$d/back.pt"
 # safetensors -> safetensors is byte-identical (deterministic writer).
-"$ck" convert "$d/model.safetensors" "$d/again.safetensors" --format safetensors
+"$ck" convert "$d/model.safetensors" "$d/again.safetensors" --format safetensors-example \
+  --input-format safetensors-example
 cmp "$d/model.safetensors" "$d/again.safetensors"
 
 step "metadata options; the plugin exports only its entry"
-"$ck" convert "$d/model.pt" "$d/meta.safetensors" --format safetensors --option meta.note=hi
+"$ck" convert "$d/model.pt" "$d/meta.safetensors" --format safetensors-example --option meta.note=hi
 "$py" -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]
 assert json.loads(b[8:8+n])["__metadata__"] == {"format": "pt", "note": "hi"}' "$d/meta.safetensors"
-if "$ck" convert "$d/model.pt" "$d/x.safetensors" --format safetensors --option level=3 2>"$log"; then
+if "$ck" convert "$d/model.pt" "$d/x.safetensors" --format safetensors-example --option level=3 2>"$log"; then
   echo "FAILED: an unknown option was accepted"; exit 1
 fi
 grep -q "unknown safetensors option 'level'" "$log" || { cat "$log"; exit 1; }
 # Wrapped in the bundled zstd plugin: zstd's own options stay with it, the rest reach the
 # (strict) safetensors writer, and `zstd -d` gives a safetensors file back.
-"$ck" convert "$d/model.pt" "$d/model.safetensors.zst" --format zstd --inner safetensors \
+"$ck" convert "$d/model.pt" "$d/model.safetensors.zst" --format zstd --inner safetensors-example \
   --option level=5 --option meta.note=zst
 "$ck" convert "$d/model.safetensors.zst" "$d/back_zst.pt" --format torch-zip
 "$py" "$check" same_torch "$d/model.pt" "$d/back_zst.pt"
 zstd -q -d -f "$d/model.safetensors.zst" -o "$d/unzst.safetensors"
 "$py" -c 'import json,struct,sys; b=open(sys.argv[1],"rb").read(); n=struct.unpack("<Q",b[:8])[0]
 assert json.loads(b[8:8+n])["__metadata__"] == {"format": "pt", "note": "zst"}' "$d/unzst.safetensors"
-"$src/tests/abi/check_exports.sh" "$work/st/ckptio-safetensors.so"
+"$src/tests/abi/check_exports.sh" "$work/st/ckptio-safetensors-example.so"
 
 step "libckptio consumer reads both"
 "$work/consumer/consumer" "$d/model.pt" | head -1 | grep -qx "torch-zip 13 ok"  # the tied tensor is one node
@@ -111,10 +121,10 @@ step "the minimal plugin round-trips a vector"
 "$src/tests/abi/check_exports.sh" "$work/minimal/ckptio-f32raw.so"
 
 step "nested dicts flatten with '.'; non-tensor entries are refused by name"
-"$ck" convert "$d/nested.pt" "$d/nested.safetensors" --format safetensors
-"$ck" inspect "$d/nested.safetensors" | grep -q "'dec.b': tensor float32 \[1\]"
+"$ck" convert "$d/nested.pt" "$d/nested.safetensors" --format safetensors-example
+"$ck" inspect "$d/nested.safetensors" --input-format safetensors-example | grep -q "'dec.b': tensor float32 \[1\]"
 set +e
-"$ck" convert "$d/general.pt" "$d/general.safetensors" --format safetensors 2>"$log"
+"$ck" convert "$d/general.pt" "$d/general.safetensors" --format safetensors-example 2>"$log"
 rc=$?
 set -e
 cat "$log"
@@ -125,7 +135,7 @@ step "malformed files"
 bad=0
 while IFS=$'\t' read -r name expect; do
   set +e
-  "$ck" inspect "$d/$name" --input-format safetensors >/dev/null 2>"$log"
+  "$ck" inspect "$d/$name" --input-format safetensors-example >/dev/null 2>"$log"
   rc=$?
   set -e
   msg=$(cat "$log")

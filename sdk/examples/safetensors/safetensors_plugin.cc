@@ -1,6 +1,13 @@
 // safetensors for ckptio: a complete third-party format plugin written only against the
 // installed SDK (ckptio/plugin.h + ckptio/plugin.hpp) and nlohmann-json.
 //
+// ckptio now bundles its own safetensors plugin (plugins/safetensors, format `safetensors`);
+// this one stays as the teaching sample and is named `safetensors-example` (plugin, format
+// and ckptio-safetensors-example.so) so that both can be installed side by side: a format
+// name already provided is not replaced, and a file of the same name in the plugin
+// directory would be. Its probe answers 80, below the bundled plugin's 90, so detection
+// picks the bundled reader; `--format` / `--input-format safetensors-example` pick this one.
+//
 // The format (https://github.com/huggingface/safetensors, "Format"):
 //   u64 little-endian N | N bytes of UTF-8 JSON | data buffer
 // The JSON is an object: name -> {"dtype": "F32", "shape": [2, 3], "data_offsets": [b, e]}
@@ -254,7 +261,7 @@ int32_t st_probe(uint32_t, const uint8_t* head, size_t n, uint64_t file_size) {
   for (size_t i = 9; i < n && i < 8 + len; ++i) {
     uint8_t c = head[i];
     if (c == ' ' || c == '\n' || c == '\r' || c == '\t') continue;
-    return c == '"' || c == '}' ? 90 : 0;  // a key, or an empty header
+    return c == '"' || c == '}' ? 80 : 0;  // a key, or an empty header (below the bundled 90)
   }
   return 50;  // only blanks in the head: plausible, not certain
 }
@@ -597,7 +604,7 @@ ckptio_status st_save(uint32_t, const ckptio_tree* tree, const ckptio_sink* sink
 }
 
 const ckptio_format_info kFormats[] = {
-    {"safetensors", "Hugging Face safetensors: JSON header + raw little-endian tensors",
+    {"safetensors-example", "Hugging Face safetensors (the SDK's example plugin)",
      ".safetensors", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE}};
 
 const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
@@ -608,7 +615,7 @@ const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
     ckptio_plugin_api a{};
     a.struct_size = sizeof a;
     a.abi_version = CKPTIO_ABI_VERSION;
-    a.name = "safetensors";
+    a.name = "safetensors-example";
     a.version = "0.1.0";
     a.format_count = 1;
     a.formats = kFormats;

@@ -1,0 +1,107 @@
+// safetensors: Hugging Face's format (formats/safetensors/safetensors.h), read into the
+// same DecodedFile model as torch-zip so that the host maps or reads the tensors itself.
+#include <algorithm>
+#include <cstring>
+#include <string>
+
+#include "ckptio/plugin.hpp"
+#include "formats/safetensors/safetensors.h"
+#include "plugins/common/decoded_plugin.h"
+
+namespace {
+
+using namespace ckptio;
+using namespace ckptio::plugin;
+
+const ckptio_host_api* g_host = nullptr;
+
+const ckptio_format_info kFormats[] = {
+    {"safetensors", "Hugging Face safetensors: JSON header + raw little-endian tensors",
+     ".safetensors", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
+};
+
+uint64_t le64(const uint8_t* p) {
+  uint64_t v = 0;
+  for (int i = 7; i >= 0; --i) v = (v << 8) | p[i];
+  return v;
+}
+
+bool blank(uint8_t c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; }
+
+// A length that fits the file and the limit, then (after blanks, which the reference
+// accepts) '{' and a key or '}': nothing else starts so (a zip starts "PK", a pickle 0x80).
+int32_t probe(uint32_t, const uint8_t* head, size_t n, uint64_t file_size) {
+  if (n < 10 || file_size < 10) return 0;  // length + "{}"
+  const uint64_t len = le64(head);
+  if (len < 2 || len > kSafetensorsMaxHeader || len > file_size - 8) return 0;
+  const size_t end = size_t(std::min<uint64_t>(n, 8 + len));
+  size_t i = 8;
+  while (i < end && blank(head[i])) ++i;
+  if (i == end) return 0;
+  if (head[i] != '{') return 0;
+  while (++i < end && blank(head[i])) {
+  }
+  if (i == end) return 50;  // only blanks after '{' in the head: plausible, not certain
+  return head[i] == '"' || head[i] == '}' ? 90 : 0;
+}
+
+Result<DecodedFile> decode(const ByteSource& src, const DecodedPluginOptions&) {
+  return read_safetensors(src);
+}
+
+Status encode(ByteSink& out, const Tree& tree, const StorageWriter& bytes,
+              const std::string& context, const ckptio_options* options) {
+  SafetensorsWriteOptions o;
+  o.context = context;
+  for (size_t i = 0; options && i < options->count; ++i) {
+    const std::string key = options->items[i].key, value = options->items[i].value;
+    if (key.rfind("meta.", 0) == 0 && key.size() > 5) {
+      o.metadata.emplace_back(key.substr(5), value);
+    } else if (key == "dedup") {
+      if (value != "0" && value != "1")
+        return Status(Code::kInvalidArgument,
+                      context + ": option dedup=" + value + " is not 0 or 1");
+      o.dedup = value == "1";
+    } else {
+      // A typo must not pass silently (metadata lands in the file).
+      return Status(Code::kInvalidArgument, context + ": unknown safetensors option '" + key +
+                                                "' (options: meta.KEY=VALUE, dedup=0|1)");
+    }
+  }
+  return write_safetensors(out, tree, bytes, o);
+}
+
+ckptio_status plugin_open(uint32_t, const ckptio_source* src, const ckptio_options* options,
+                          const ckptio_builder* builder, ckptio_reader** out) {
+  return decoded_open(g_host, decode, src, options, builder, out);
+}
+ckptio_status plugin_read_storage(ckptio_reader* r, uint32_t i, uint64_t off, void* dst,
+                                  uint64_t n) {
+  return decoded_read_storage(g_host, r, i, off, dst, n);
+}
+ckptio_status plugin_save(uint32_t, const ckptio_tree* tree, const ckptio_sink* sink,
+                          const ckptio_options* options) {
+  auto enc = [options](ByteSink& out, const Tree& t, const StorageWriter& b,
+                       const std::string& ctx) { return encode(out, t, b, ctx, options); };
+  return encoded_save(g_host, enc, tree, sink, options);
+}
+
+const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
+  g_host = host;
+  static const ckptio_plugin_api api = {sizeof(ckptio_plugin_api),
+                                        CKPTIO_ABI_VERSION,
+                                        "safetensors",
+                                        "0.1.0",
+                                        1,
+                                        kFormats,
+                                        probe,
+                                        plugin_open,
+                                        plugin_read_storage,
+                                        decoded_close,
+                                        plugin_save};
+  return &api;
+}
+
+}  // namespace
+
+CKPTIO_DEFINE_PLUGIN(make_api)
