@@ -30,35 +30,59 @@ else()
 endif()
 
 macro(ckptio_find_libtorch)
-  if(CKPTIO_LIBTORCH STREQUAL "wheel" AND NOT Torch_DIR)
+  set(_ckptio_wheel_abi "")
+  if(CKPTIO_LIBTORCH STREQUAL "wheel")
     execute_process(
-      COMMAND ${CKPTIO_PYTHON} -c "import os, torch; print(os.path.dirname(torch.__file__))"
-      OUTPUT_VARIABLE _ckptio_torch_root OUTPUT_STRIP_TRAILING_WHITESPACE
+      COMMAND ${CKPTIO_PYTHON} -c "import os, torch
+print(os.path.dirname(torch.__file__))
+abi = getattr(torch._C, '_GLIBCXX_USE_CXX11_ABI', None)
+print('unknown' if abi is None else int(abi))"
+      OUTPUT_VARIABLE _ckptio_wheel OUTPUT_STRIP_TRAILING_WHITESPACE
       ERROR_VARIABLE _ckptio_torch_err RESULT_VARIABLE _ckptio_torch_rc)
     if(NOT _ckptio_torch_rc EQUAL 0)
       message(FATAL_ERROR "ckptio: CKPTIO_LIBTORCH=wheel, but '${CKPTIO_PYTHON}' cannot import "
         "torch (${_ckptio_torch_err}). Run scripts/setup.sh (it makes .venv), pass "
         "-DCKPTIO_PYTHON=<a python with torch>, or -DCKPTIO_LIBTORCH=system.")
     endif()
-    list(PREPEND CMAKE_PREFIX_PATH ${_ckptio_torch_root})
+    string(REPLACE "\n" ";" _ckptio_wheel "${_ckptio_wheel}")
+    list(GET _ckptio_wheel 0 _ckptio_torch_root)
+    list(GET _ckptio_wheel 1 _ckptio_wheel_abi)
+    if(NOT Torch_DIR)
+      list(PREPEND CMAKE_PREFIX_PATH ${_ckptio_torch_root})
+    endif()
   endif()
   find_package(Torch REQUIRED)
   message(STATUS "ckptio: LibTorch ${Torch_VERSION} (${CKPTIO_LIBTORCH}) at ${TORCH_INSTALL_PREFIX}")
-  string(REGEX MATCH "_GLIBCXX_USE_CXX11_ABI=([01])" _ckptio_abi "${TORCH_CXX_FLAGS}")
-  if(_ckptio_abi)
+  # The LibTorch's C++ ABI: the wheel's torch says it (its TorchConfig no longer puts it in
+  # TORCH_CXX_FLAGS); other LibTorch packages carry it in TORCH_CXX_FLAGS.
+  set(_ckptio_abi "")
+  if(_ckptio_wheel_abi MATCHES "^[01]$")
+    file(REAL_PATH "${TORCH_INSTALL_PREFIX}" _ckptio_found)
+    file(REAL_PATH "${_ckptio_torch_root}" _ckptio_wanted)
+    if(_ckptio_found STREQUAL _ckptio_wanted)
+      set(_ckptio_abi ${_ckptio_wheel_abi})
+    endif()
+  endif()
+  if(NOT _ckptio_abi MATCHES "^[01]$" AND TORCH_CXX_FLAGS MATCHES "_GLIBCXX_USE_CXX11_ABI=([01])")
+    set(_ckptio_abi ${CMAKE_MATCH_1})
+  endif()
+  set(CKPTIO_LIBTORCH_CXX11_ABI "${_ckptio_abi}")  # for tests/build/libtorch_abi_test.sh
+  if(_ckptio_abi MATCHES "^[01]$")
     include(CheckCXXSourceCompiles)
     set(CMAKE_REQUIRED_QUIET ON)
     check_cxx_source_compiles("#include <string>
-      #if _GLIBCXX_USE_CXX11_ABI != ${CMAKE_MATCH_1}
+      #if _GLIBCXX_USE_CXX11_ABI != ${_ckptio_abi}
       #error different ABI
       #endif
-      int main() {}" CKPTIO_LIBTORCH_ABI_MATCHES_${CMAKE_MATCH_1})
-    if(NOT CKPTIO_LIBTORCH_ABI_MATCHES_${CMAKE_MATCH_1})
+      int main() {}" CKPTIO_LIBTORCH_ABI_MATCHES_${_ckptio_abi})
+    if(NOT CKPTIO_LIBTORCH_ABI_MATCHES_${_ckptio_abi})
       message(FATAL_ERROR "ckptio: LibTorch at ${TORCH_INSTALL_PREFIX} is built with "
-        "_GLIBCXX_USE_CXX11_ABI=${CMAKE_MATCH_1}, but this compiler and the system's GoogleTest, "
+        "_GLIBCXX_USE_CXX11_ABI=${_ckptio_abi}, but this compiler and the system's GoogleTest, "
         "Benchmark and CLI11 use the other C++ ABI: their std::string symbols would not link. "
         "Use a LibTorch with the compiler's ABI (torch wheels from 2.7 on, the cxx11-abi "
         "libtorch zips, Debian's libtorch-dev), or -DCKPTIO_WITH_TORCH=OFF.")
     endif()
+  else()
+    message(STATUS "ckptio: LibTorch at ${TORCH_INSTALL_PREFIX} does not say its C++ ABI; not checked")
   endif()
 endmacro()
