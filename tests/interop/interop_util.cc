@@ -148,6 +148,10 @@ RunResult record(const std::string& path, const RunResult& r) {
   return r;
 }
 
+RunResult run_to(const std::vector<std::string>& argv, const std::string& path) {
+  return record(path, run(argv));
+}
+
 RunResult recorded(const std::string& path) {
   if (!std::filesystem::exists(path)) {
     RunResult r;
@@ -155,6 +159,20 @@ RunResult recorded(const std::string& path) {
     return r;
   }
   return RunResult::from_json(read_json(path));
+}
+
+json recorded_json(const std::string& path) {
+  const RunResult r = recorded(path);
+  if (!(r.exited && r.exit_code == 0)) {
+    ADD_FAILURE() << path << ": " << r.describe();
+    return json();
+  }
+  json doc = json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded()) {
+    ADD_FAILURE() << path << ": not JSON: " << r.out.substr(0, 300);
+    return json();
+  }
+  return doc;
 }
 
 json dict_get(const json& value, const std::string& key) {

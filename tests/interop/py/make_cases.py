@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import case_args  # noqa: E402
 import encode  # noqa: E402
 
 CASES = collections.OrderedDict()
@@ -405,14 +406,7 @@ def storage_records(path):
 
 
 def main(argv):
-    if argv == ["--list"]:
-        print("\n".join(CASES))
-        return 0
-    if len(argv) != 1:
-        print(__doc__, file=sys.stderr)
-        return 2
-    out = argv[0]
-    os.makedirs(out, exist_ok=True)
+    out = case_args.output_dir(argv, __doc__, CASES)
     for name in CASES:
         obj = build(name)
         for fmt in ("zip", "legacy"):

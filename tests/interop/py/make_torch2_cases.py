@@ -30,6 +30,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import check_torch2_outputs as check  # noqa: E402
+import case_args  # noqa: E402
 import encode  # noqa: E402
 
 OPTION_CASES = collections.OrderedDict()
@@ -320,14 +321,7 @@ def write_case(out, name, make):
 
 
 def main(argv):
-    if argv == ["--list"]:
-        print("\n".join(OPTION_CASES))
-        return 0
-    if len(argv) != 1:
-        print(__doc__, file=sys.stderr)
-        return 2
-    out = argv[0]
-    os.makedirs(out, exist_ok=True)
+    out = case_args.output_dir(argv, __doc__, OPTION_CASES)
     for name, fn in OPTION_CASES.items():
         write_case(out, name, fn)
     dtypes = []
