@@ -152,7 +152,10 @@ std::unique_ptr<Reader> Reader::open(const std::string& path, const LoadOptions&
   auto src = host::FileSource::open(path);
   if (!src.ok()) fail(src.status());
   std::shared_ptr<host::FileSource> file = src.value();
-  return std::unique_ptr<Reader>(new Reader(open_impl(file, file, options)));
+  file->advise_parsing(true);
+  auto impl = open_impl(file, file, options);
+  file->advise_parsing(false);
+  return std::unique_ptr<Reader>(new Reader(std::move(impl)));
 }
 
 std::unique_ptr<Reader> Reader::open_buffer(const void* data, uint64_t size,
@@ -255,6 +258,7 @@ Checkpoint Reader::checkpoint() const {
 std::string detect_format(const std::string& path, Registry* registry) {
   auto src = host::FileSource::open(path);
   if (!src.ok()) fail(src.status());
+  src.value()->advise_parsing(true);  // probes read file heads only
   auto f = choose_format(registry_of(registry), *src.value(), "");
   if (!f.ok()) fail(f.status());
   return f.value().name;

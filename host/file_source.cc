@@ -34,6 +34,11 @@ Result<std::shared_ptr<FileSource>> FileSource::open(const std::string& path) {
   return src;
 }
 
+void FileSource::advise_parsing(bool parsing) const {
+  // Advice only: a kernel that refuses it leaves the default, which is correct, only slower.
+  if (map_) madvise(const_cast<uint8_t*>(map_), size_, parsing ? MADV_RANDOM : MADV_NORMAL);
+}
+
 FileSource::~FileSource() {
   if (map_) munmap(const_cast<uint8_t*>(map_), size_);
   if (fd_ >= 0) ::close(fd_);

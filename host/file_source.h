@@ -20,6 +20,13 @@ class FileSource final : public ByteSource, public std::enable_shared_from_this<
   const uint8_t* data() const override { return map_; }
   const std::string& name() const override { return name_; }
 
+  // While a plugin parses the file (its directory, pickles and headers, a few scattered
+  // pages), faults on the mapping read only the page touched: the kernel's read-around
+  // would otherwise read up to read_ahead_kb (often 8 MiB) of storage bytes around each
+  // header of a cold file, synchronously, before the first storage is read. After the
+  // parse, storage reads and zero-copy tensors get the normal read-around back.
+  void advise_parsing(bool parsing) const;
+
  private:
   FileSource() = default;
   int fd_ = -1;
