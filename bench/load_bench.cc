@@ -10,16 +10,13 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include <atomic>
 #include <cstring>
 #include <filesystem>
-#include <memory>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "ckptio/ckptio.h"
-#include "host/fresh_page_fill.h"
+#include "limit_ops.h"
 
 namespace {
 
@@ -104,58 +101,34 @@ void read_limit(benchmark::State& state, const std::string& path) {
   std::vector<char> buf(f.file_bytes);
   std::memset(buf.data(), 0, buf.size());  // pre-faulted: measure the copy only
   for (auto _ : state) {
-    int fd = ::open(path.c_str(), O_RDONLY);
-    uint64_t off = 0;
-    while (off < f.file_bytes) {
-      ssize_t n = ::pread(fd, buf.data() + off, std::min<uint64_t>(1u << 30, f.file_bytes - off),
-                          static_cast<off_t>(off));
-      if (n <= 0) break;
-      off += static_cast<uint64_t>(n);
-    }
-    ::close(fd);
+    ckptio_bench::read_into(path, buf.data(), f.file_bytes);
     benchmark::DoNotOptimize(buf.data());
   }
   report(state, f);
 }
 
-// The save-side limit: write() of the storage bytes into a new file in the page cache, under
-// the same conditions as the save benchmarks (previous output removed, dirty pages flushed,
-// untimed; no fsync).
-// The write limit: the same bytes into a new file with one write() stream, as a save
-// produces them. `preallocate` first reserves the blocks with fallocate, as ckptio's saves
-// do; without it each page takes ext4's delayed-allocation path.
-void write_limit(benchmark::State& state, const std::string& path, bool preallocate) {
+// The save-side limit (limit_ops.h) under the same conditions as the save benchmarks
+// (previous output removed, dirty pages flushed, untimed).
+void write_limit(benchmark::State& state, const std::string& path, bool preallocate,
+                 bool durable = false) {
   FileFacts f = facts(path);
   std::vector<char> buf(f.storage_bytes, 1);  // pre-faulted
   std::string out = path + ".bench-write";
   for (auto _ : state) {
     settle_before_write(state, out);
-    int fd = ::open(out.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0) {
-      state.SkipWithError("cannot create the output file");
+    if (!ckptio_bench::write_file(out, buf.data(), buf.size(), preallocate, durable)) {
+      state.SkipWithError("cannot write the output file");
       break;
     }
-    if (preallocate) (void)::fallocate(fd, FALLOC_FL_KEEP_SIZE, 0, off_t(buf.size()));
-    for (uint64_t off = 0; off < buf.size();) {
-      ssize_t n = ::write(fd, buf.data() + off, std::min<uint64_t>(64u << 20, buf.size() - off));
-      if (n <= 0) break;
-      off += static_cast<uint64_t>(n);
-    }
-    ::close(fd);
   }
   std::filesystem::remove(out);
   report(state, f);
 }
 
-// The copy-load limit into fresh memory, which a load that returns new tensors must use:
-// one anonymous mapping for all the storage bytes, filled by 2 threads in 16 MiB chunks from
-// the file's first storage_bytes bytes (as much page cache as the storages occupy). No
-// parsing, no per-storage allocation: what the kernel alone costs. Two ways, as ckptio has:
-// `no_zeroing` fills the pages through userfaultfd (host/fresh_page_fill.h); otherwise each
-// chunk is populated with MADV_POPULATE_WRITE (the kernel zeroes the pages) and then pread.
+// The copy-load limit into fresh memory (limit_ops.h), 2 threads, over as much of the file
+// as the storages occupy.
 void fresh_copy_limit(benchmark::State& state, const std::string& path, bool no_zeroing) {
   FileFacts f = facts(path);
-  constexpr uint64_t kChunk = 16u << 20;
   if (f.storage_bytes == 0 || f.storage_bytes > f.file_bytes) {
     state.SkipWithError("storages larger than the file (compressed)");
     for (auto _ : state) {
@@ -163,53 +136,15 @@ void fresh_copy_limit(benchmark::State& state, const std::string& path, bool no_
     return;
   }
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  auto pread_all = [fd](uint64_t at, void* dst, uint64_t n) {
-    if (::pread(fd, dst, n, static_cast<off_t>(at)) != static_cast<ssize_t>(n))
-      return Status(Code::kIo, "short read");
-    return Status::Ok();
-  };
   for (auto _ : state) {
-    void* p =
-        mmap(nullptr, f.storage_bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    auto* dst = static_cast<uint8_t*>(p);
-    std::unique_ptr<host::FreshPageFiller> filler;
-    if (no_zeroing &&
-        (!(filler = host::FreshPageFiller::open()) || !filler->adopt(dst, f.storage_bytes))) {
-      state.SkipWithError("userfaultfd is not allowed here or refused the mapping");
-      munmap(p, f.storage_bytes);
-      break;
-    }
-    std::atomic<uint64_t> next{0};
-    std::atomic<bool> ok{true};
-    auto work = [&] {
-      for (uint64_t o; (o = next.fetch_add(kChunk)) < f.storage_bytes;) {
-        uint64_t n = std::min(kChunk, f.storage_bytes - o);
-        bool chunk_ok = false;
-        if (filler) {
-          auto read = [&](uint64_t at, void* buf, uint64_t len) {
-            return pread_all(o + at, buf, len);
-          };
-          bool filled = false;
-          chunk_ok = filler->fill(dst + o, n, read, filled).ok() && filled;
-        } else {
-          madvise(dst + o, n, 23 /* MADV_POPULATE_WRITE */);
-          chunk_ok = pread_all(o, dst + o, n).ok();
-        }
-        if (!chunk_ok) ok = false;
-      }
-    };
-    std::thread other(work);
-    work();
-    other.join();
-    filler.reset();
-    if (!ok) {
-      state.SkipWithError("a read or a userfaultfd copy failed");
-      munmap(p, f.storage_bytes);
+    uint8_t* dst = ckptio_bench::fresh_copy(fd, f.storage_bytes, no_zeroing, 2);
+    if (!dst) {
+      state.SkipWithError("a read failed, or userfaultfd is not allowed here");
       break;
     }
     benchmark::DoNotOptimize(dst);
     state.PauseTiming();
-    munmap(p, f.storage_bytes);
+    munmap(dst, f.storage_bytes);
     state.ResumeTiming();
   }
   ::close(fd);
@@ -236,8 +171,7 @@ int main(int argc, char** argv) {
     auto reg = [&](const std::string& what, auto fn) {
       benchmark::RegisterBenchmark((what + "/" + name).c_str(), fn)
           ->Unit(benchmark::kMillisecond)
-          ->UseRealTime()
-          ->MinTime(1.0);
+          ->UseRealTime();  // --benchmark_min_time sets how long (bench/run.py: 1 s)
     };
     reg("ckptio_load_copy_t1", [path](benchmark::State& s) { load_file(s, path, false, 1); });
     reg("ckptio_load_copy_t2", [path](benchmark::State& s) { load_file(s, path, false, 2); });
@@ -253,6 +187,7 @@ int main(int argc, char** argv) {
         [path](benchmark::State& s) { fresh_copy_limit(s, path, true); });
     reg("limit_write", [path](benchmark::State& s) { write_limit(s, path, true); });
     reg("limit_write_no_prealloc", [path](benchmark::State& s) { write_limit(s, path, false); });
+    reg("limit_write_fsync", [path](benchmark::State& s) { write_limit(s, path, true, true); });
   }
   benchmark::RunSpecifiedBenchmarks();
   benchmark::Shutdown();

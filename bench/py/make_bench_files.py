@@ -1,19 +1,25 @@
-"""Writes the benchmark checkpoints with real PyTorch (run with /usr/bin/python3).
+"""Writes the benchmark checkpoints with real PyTorch (run with the project's .venv python).
 
   make_bench_files.py OUT_DIR [--gib 1.0] [--small 20000]
 
-transformer_fp32.pt / .legacy.pt : a transformer-like state_dict (embeddings, per-layer
-    attention and MLP weights, layer norms; random normal, std 0.02) of about --gib GiB
-transformer_bf16.pt              : the same layout in bfloat16
-small_tensors.pt                 : --small tiny tensors (per-tensor overhead)
-optimizer.pt                     : model + Adam state after one step (general checkpoint)
-Existing files of the right size are kept, so reruns are quick.
+transformer_fp32_<gib>g.pt : a transformer-like state_dict (embeddings, per-layer attention
+    and MLP weights, layer norms; random normal, std 0.02) of about --gib GiB
+transformer_bf16_<gib>g.pt : the same layout in bfloat16
+small_tensors_<n>.pt       : --small tiny tensors (per-tensor overhead)
+Each also in the peers' own formats, from the same tensors: <stem>.safetensors
+(safetensors.torch.save_file) and <stem>.tensors (tensorizer's TensorSerializer.write_module,
+which its README recommends over write_state_dict; <stem>.tensors.error says why where it
+cannot). Prints the paths as one JSON object.
+Existing files are kept, so reruns are quick.
 """
 import argparse
 import collections
+import json
 import os
 
 import torch
+
+from peer_ops import mirror  # the modules the benchmarks load into, here sharing sd
 
 
 def transformer_state_dict(target_bytes, dtype):
@@ -25,11 +31,13 @@ def transformer_state_dict(target_bytes, dtype):
     def randn(*shape):
         return (torch.randn(*shape, generator=g) * 0.02).to(dtype)
 
+    # The embedding shrinks with the target, so a --quick run still has many layers.
+    vocab = max(256, min(vocab, target_bytes // (8 * d * elem)))
     sd["embed.weight"] = randn(vocab, d)
     used = vocab * d * elem
     layer = 0
     per_layer = (4 * d * d + 2 * 4 * d * d + 4 * d) * elem
-    while used + per_layer <= target_bytes:
+    while used + per_layer <= target_bytes or layer == 0:
         p = f"layers.{layer}."
         for name in ("q", "k", "v", "o"):
             sd[p + f"attn.{name}.weight"] = randn(d, d)
@@ -44,12 +52,37 @@ def transformer_state_dict(target_bytes, dtype):
     return sd
 
 
-def save(obj, path, legacy=False):
-    if os.path.exists(path):
-        return
-    tmp = path + ".tmp"
-    torch.save(obj, tmp, _use_new_zipfile_serialization=not legacy)
-    os.replace(tmp, path)
+def write_all(make_sd, pt):
+    """pt and its peer-format twins, each written only when missing (via a temporary)."""
+    stem = pt[:-3]
+    outs = {"pt": pt, "safetensors": stem + ".safetensors", "tensors": stem + ".tensors"}
+    missing = [k for k, p in outs.items()
+               if not os.path.exists(p) and not os.path.exists(p + ".error")]
+    if not missing:
+        return outs
+    sd = torch.load(pt) if os.path.exists(pt) else make_sd()
+    for kind in missing:
+        tmp = outs[kind] + ".tmp"
+        if kind == "pt":
+            torch.save(sd, tmp)
+        elif kind == "safetensors":
+            from safetensors.torch import save_file
+            save_file(sd, tmp)
+        else:
+            from tensorizer import TensorSerializer
+            try:
+                s = TensorSerializer(tmp)
+                s.write_module(mirror(sd, copy=False))
+                s.close()
+            except RuntimeError as e:
+                # tensorizer reserves 256 KiB for its tensor index and refuses more tensors
+                # than fit ("Metadata overflow" for 20,000): its loads then report this.
+                os.remove(tmp)
+                with open(outs[kind] + ".error", "w") as f:
+                    f.write(f"tensorizer cannot write this file: {type(e).__name__}: {e}")
+                continue
+        os.replace(tmp, outs[kind])
+    return outs
 
 
 def main():
@@ -61,25 +94,16 @@ def main():
     os.makedirs(a.out, exist_ok=True)
     target = int(a.gib * (1 << 30))
     tag = f"{a.gib:g}g"
-    fp32 = os.path.join(a.out, f"transformer_fp32_{tag}.pt")
-    if not (os.path.exists(fp32) and os.path.exists(fp32[:-3] + ".legacy.pt")):
-        sd = transformer_state_dict(target, torch.float32)
-        save(sd, fp32)
-        save(sd, fp32[:-3] + ".legacy.pt", legacy=True)
-        del sd
-    bf16 = os.path.join(a.out, f"transformer_bf16_{tag}.pt")
-    if not os.path.exists(bf16):
-        save(transformer_state_dict(target, torch.bfloat16), bf16)
-    small = collections.OrderedDict(
-        (f"t{i}", torch.full((4,), float(i))) for i in range(a.small))
-    save(small, os.path.join(a.out, "small_tensors.pt"))
-    model = torch.nn.Sequential(torch.nn.Linear(512, 512), torch.nn.ReLU(), torch.nn.Linear(512, 10))
-    opt = torch.optim.Adam(model.parameters())
-    model(torch.randn(8, 512)).sum().backward()
-    opt.step()
-    save({"epoch": 1, "model_state_dict": model.state_dict(),
-          "optimizer_state_dict": opt.state_dict(), "loss": 0.5},
-         os.path.join(a.out, "optimizer.pt"))
+    files = {
+        "fp32": write_all(lambda: transformer_state_dict(target, torch.float32),
+                          os.path.join(a.out, f"transformer_fp32_{tag}.pt")),
+        "bf16": write_all(lambda: transformer_state_dict(target, torch.bfloat16),
+                          os.path.join(a.out, f"transformer_bf16_{tag}.pt")),
+        "small": write_all(lambda: collections.OrderedDict(
+            (f"t{i}", torch.full((4,), float(i))) for i in range(a.small)),
+            os.path.join(a.out, f"small_tensors_{a.small}.pt")),
+    }
+    print(json.dumps(files))
 
 
 if __name__ == "__main__":
