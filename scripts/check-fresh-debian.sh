@@ -35,12 +35,22 @@ deb $mirror $suite-updates main
 deb http://deb.debian.org/debian-security $suite-security main
 EOF
 cp /etc/resolv.conf "$root/etc/"
+# Where this machine reaches PyPI through a TLS-inspecting proxy, its CA bundle (from the
+# host's PIP_CERT, or the system bundle) goes into the chroot for pip; a user's own fresh
+# machine needs none of this.
+pip_cert=${PIP_CERT:-/etc/ssl/certs/ca-certificates.crt}
+pip_cert_env=
+if [ -f "$pip_cert" ]; then
+  cp "$pip_cert" "$root/etc/ckptio-host-ca.crt"
+  pip_cert_env=PIP_CERT=/etc/ckptio-host-ca.crt
+fi
 for m in "${mounts[@]}"; do mount --bind "/$m" "$root/$m"; done
 git clone -q . "$root/root/ckptio"
 
 in_chroot() {
   chroot "$root" /usr/bin/env -i HOME=/root TERM=dumb \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    ${pip_cert_env:+"$pip_cert_env"} \
     bash -c "cd /root/ckptio && $1"
 }
 echo "== ./scripts/demo.sh (log: $root.demo.log)"
