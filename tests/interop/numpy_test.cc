@@ -29,7 +29,6 @@ std::vector<Writer> writers() { return {{"np2", kPython}, {"np1", kSystemPython}
 
 std::string converted(const std::string& file) { return file + ".to-zip.pt"; }
 
-// One ckptio run, kept as JSON beside its input for the tests.
 std::string prepare(const std::string& dir) {
   json check = json::array();
   for (const Writer& w : writers()) {
