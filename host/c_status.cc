@@ -2,6 +2,21 @@
 
 #include "host/registry_impl.h"
 
+namespace ckptio {
+namespace {
+
+thread_local const Registry::Impl* t_calling_registry = nullptr;
+
+}  // namespace
+
+CallingRegistry::CallingRegistry(const Registry::Impl& registry) : previous_(t_calling_registry) {
+  t_calling_registry = &registry;
+}
+CallingRegistry::~CallingRegistry() { t_calling_registry = previous_; }
+const Registry::Impl* CallingRegistry::current() { return t_calling_registry; }
+
+}  // namespace ckptio
+
 namespace ckptio::host {
 namespace {
 
@@ -22,7 +37,9 @@ void release_status(ckptio_status st) {
   if (st != &g_out_of_memory) delete st;
 }
 const ckptio_plugin_api* find_format(const char* name, uint32_t* index) {
-  return Registry::global().impl().find_format_api(name ? name : "", index);
+  const Registry::Impl* registry = CallingRegistry::current();
+  if (!registry) registry = &Registry::global().impl();
+  return registry->find_format_api(name ? name : "", index);
 }
 
 const ckptio_host_api kHostApi = {sizeof(ckptio_host_api), CKPTIO_ABI_VERSION, make_status,

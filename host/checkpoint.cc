@@ -135,6 +135,7 @@ std::unique_ptr<Reader::Impl> open_impl(std::shared_ptr<const ByteSource> src,
   // The plugin may keep this pointer until close(): it lives in the Reader, not here.
   impl->c_source = host::c_source(source);
   host::TreeBuilder builder;
+  const CallingRegistry calling(reg.impl());
   Status st = host::take_status(impl->format.api->open(impl->format.index, &impl->c_source, c_opts.get(),
                                                        builder.c_builder(), &impl->reader));
   if (!st.ok()) fail(with_file(st, source.name()));
@@ -297,8 +298,8 @@ void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& op
                                               "'; available: " + format_list_unlocked(reg)));
     fmt = *f;
   }
-  constexpr size_t kSaveEnd = offsetof(ckptio_plugin_api, save) + sizeof(void*);
-  if (!(fmt.caps & CKPTIO_CAN_WRITE) || fmt.api->struct_size < kSaveEnd || !fmt.api->save)
+  if (!(fmt.caps & CKPTIO_CAN_WRITE) || !CKPTIO_HAS_FIELD(fmt.api, ckptio_plugin_api, save) ||
+      !fmt.api->save)
     fail(Status(Code::kUnsupported, path + ": format '" + fmt.name + "' cannot be written"));
   if (!ckpt.tree.root) fail(Status(Code::kInvalidArgument, path + ": nothing to save"));
   if (ckpt.storages.size() != ckpt.tree.storages.size())
@@ -333,6 +334,7 @@ void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& op
     return host::make_c_status(static_cast<host::AtomicFileSink*>(ctx)->write(data, n));
   };
   COptions c_opts(options.plugin_options);
+  const CallingRegistry calling(reg.impl());
   Status st = host::take_status(fmt.api->save(fmt.index, view.c_tree(), &c_sink, c_opts.get()));
   if (!st.ok()) fail(with_file(st, path));
   st = sink.value()->commit();

@@ -26,13 +26,13 @@ std::vector<boost::dll::shared_library>& loaded_libraries() {
   return *libs;
 }
 
-// The smallest plugin table this host can use: everything up to and including close().
-constexpr size_t kMinApiSize = offsetof(ckptio_plugin_api, close) + sizeof(void*);
-
 std::string validate(const ckptio_plugin_api* api) {
-  if (api->struct_size < kMinApiSize)
+  // The smallest plugin table this host can use: everything up to and including close().
+  if (!CKPTIO_HAS_FIELD(api, ckptio_plugin_api, close))
     return "plugin table struct_size " + std::to_string(api->struct_size) +
-           " is smaller than the " + std::to_string(kMinApiSize) + " bytes ABI version 1 needs";
+           " is smaller than the " +
+           std::to_string(offsetof(ckptio_plugin_api, close) + sizeof api->close) +
+           " bytes ABI version 1 needs";
   if (api->abi_version < 1 || api->abi_version > CKPTIO_ABI_VERSION)
     return "plugin answered ABI version " + std::to_string(api->abi_version) + ", host speaks 1.." +
            std::to_string(CKPTIO_ABI_VERSION);
@@ -196,7 +196,8 @@ std::vector<std::string> Registry::formats() const {
 bool Registry::can_write(const std::string& name) const {
   std::lock_guard<std::mutex> lock(impl_->mu);
   const FormatEntry* f = impl_->find(name);
-  return f && (f->caps & CKPTIO_CAN_WRITE) && f->api->save;
+  return f && (f->caps & CKPTIO_CAN_WRITE) && CKPTIO_HAS_FIELD(f->api, ckptio_plugin_api, save) &&
+         f->api->save;
 }
 
 bool Registry::has_format(const std::string& name) const {

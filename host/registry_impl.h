@@ -28,4 +28,24 @@ struct Registry::Impl {
   const ckptio_plugin_api* find_format_api(const std::string& name, uint32_t* index) const;
 };
 
+// The host table's find_format takes no context, and one plugin library serves every
+// registry that loads it; yet a plugin that wraps another format must find it in the
+// registry the load or save goes through, not always in the global one. So the host marks
+// that registry on the calling thread for the length of each plugin call that may look
+// formats up (open, save); find_format answers from it, and from the global registry when
+// none is marked (a plugin calling from a thread of its own).
+class CallingRegistry {
+ public:
+  explicit CallingRegistry(const Registry::Impl& registry);
+  ~CallingRegistry();
+  CallingRegistry(const CallingRegistry&) = delete;
+  CallingRegistry& operator=(const CallingRegistry&) = delete;
+
+  // The registry marked on this thread, or null.
+  static const Registry::Impl* current();
+
+ private:
+  const Registry::Impl* previous_;
+};
+
 }  // namespace ckptio

@@ -82,10 +82,8 @@ struct Reader {
 };
 
 struct ChunkedReader final : Reader {
-  // The host's ckptio_source struct is only valid during open(): keep a copy (its ctx and
-  // read_at stay valid while the reader lives).
   std::string name;
-  ckptio_source c_source{};
+  // Reads through the host's ckptio_source, which the ABI keeps valid until close().
   std::unique_ptr<CSource> source;
   TorchZipZstdFile file;
   std::unique_ptr<WorkerPool> pool;
@@ -98,7 +96,6 @@ struct ChunkedReader final : Reader {
 
 struct ZstdReader final : Reader {
   std::string name;
-  ckptio_source c_source{};  // the host's source, copied (see ChunkedReader)
   std::unique_ptr<CSource> compressed;
   Buffer buffer;                               // buffered mode
   std::unique_ptr<ByteSource> decoded;         // what the inner plugin reads
@@ -120,9 +117,7 @@ ckptio_status open_chunked(const ckptio_source* source, const ckptio_options* op
   auto r = std::make_unique<ChunkedReader>();
   r->format = kTorchZipZstd;
   r->name = source->name ? source->name : "<input>";
-  r->c_source = *source;
-  r->c_source.name = r->name.c_str();
-  r->source = std::make_unique<CSource>(g_host, &r->c_source);
+  r->source = std::make_unique<CSource>(g_host, source);
   ZipReadOptions zo;
   zo.limits = limits_from_options(options);
   zo.allow_objects = sdk::option_flag(options, "allow_objects");
@@ -227,9 +222,7 @@ ckptio_status open_zstd(const ckptio_source* source, const ckptio_options* optio
   auto r = std::make_unique<ZstdReader>();
   r->format = kZstd;
   r->name = source->name ? source->name : "<input>";
-  r->c_source = *source;
-  r->c_source.name = r->name.c_str();
-  r->compressed = std::make_unique<CSource>(g_host, &r->c_source);
+  r->compressed = std::make_unique<CSource>(g_host, source);
   const CSource& src = *r->compressed;
   uint8_t head[512];
   const size_t head_n = size_t(std::min<uint64_t>(sizeof head, source->size));
@@ -387,8 +380,8 @@ ckptio_status save_zstd(const ckptio_tree* tree, const ckptio_sink* sink,
   if (!api)
     return g_host->make_status(CKPTIO_INVALID_ARGUMENT,
                                (name + ": inner format '" + inner + "' is not available").c_str());
-  constexpr size_t kSaveEnd = offsetof(ckptio_plugin_api, save) + sizeof(void*);
-  if (api->struct_size < kSaveEnd || !api->save || !(api->formats[index].caps & CKPTIO_CAN_WRITE))
+  if (!CKPTIO_HAS_FIELD(api, ckptio_plugin_api, save) || !api->save ||
+      !(api->formats[index].caps & CKPTIO_CAN_WRITE))
     return g_host->make_status(CKPTIO_INVALID_ARGUMENT,
                                (name + ": inner format '" + inner + "' cannot be written").c_str());
   CSink host_sink(g_host, sink);

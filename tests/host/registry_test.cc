@@ -77,6 +77,49 @@ TEST(Registry, RemovingAPluginRemovesItsFormat) {
   }
 }
 
+// A plugin that wraps another format (zstd) finds the inner one through the host's
+// find_format, which must answer from the registry the load or save goes through: here a
+// private one without torch-zip, while the global registry has it.
+TEST(Registry, WrappedFormatIsLookedUpInTheCallersRegistry) {
+  ASSERT_TRUE(Registry::global().has_format("torch-zip"));
+  TempDir dir;
+  SaveOptions zstd;
+  zstd.format = "zstd";  // wraps torch-zip
+  save(dir / "model.pt.zst", testing::small_checkpoint(), zstd);
+
+  Registry only_zstd;
+  ASSERT_TRUE(only_zstd.load_plugin(kPluginDir + "/ckptio-compressed.so"));
+  ASSERT_FALSE(only_zstd.has_format("torch-zip"));
+  LoadOptions lo;
+  lo.registry = &only_zstd;
+  try {
+    load(dir / "model.pt.zst", lo);
+    FAIL() << "torch-zip inside zstd must not load from a registry without torch-zip";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), Code::kUnsupported);
+    EXPECT_NE(std::string(e.what()).find("inner format 'torch-zip'"), std::string::npos)
+        << e.what();
+  }
+  SaveOptions so = zstd;
+  so.registry = &only_zstd;
+  try {
+    save(dir / "out.pt.zst", testing::small_checkpoint(), so);
+    FAIL() << "zstd must not find torch-zip to write in a registry without it";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("inner format 'torch-zip' is not available"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(dir / "out.pt.zst"));
+
+  Registry both;
+  ASSERT_TRUE(both.load_plugin(kPluginDir + "/ckptio-compressed.so"));
+  ASSERT_TRUE(both.load_plugin(kPluginDir + "/ckptio-torch-zip.so"));
+  lo.registry = &both;
+  EXPECT_EQ(load(dir / "model.pt.zst", lo).tree.storages.size(),
+            testing::small_checkpoint().tree.storages.size());
+}
+
 TEST(Registry, SearchPathHonoursEnvironmentFirst) {
   setenv("CKPTIO_PLUGIN_PATH", "/a:/b", 1);
   auto dirs = Registry::search_path();

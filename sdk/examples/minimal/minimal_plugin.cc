@@ -20,10 +20,10 @@ ckptio_status open(uint32_t, const ckptio_source* src, const ckptio_options*,
   return ckptio::sdk::guard(host, "f32raw: open", [&]() -> ckptio_status {
     if (src->size < 8 || (src->size - 8) % 4)
       throw PluginError(CKPTIO_CORRUPT, std::string(src->name) + ": not an f32raw file");
-    ckptio_storage_desc s{sizeof s, /*float32*/ 6, "values", "cpu", src->size - 8, 8};
+    ckptio_storage_desc s{sizeof s, CKPTIO_DTYPE_FLOAT32, "values", "cpu", src->size - 8, 8};
     if (ckptio_status st = b->add_storage(b->ctx, &s)) return st;
     int64_t shape[1] = {int64_t(src->size - 8) / 4}, strides[1] = {1};
-    ckptio_tensor_desc t{sizeof t, 6, 1, /*storage*/ 0, shape, strides, 0, 0};
+    ckptio_tensor_desc t{sizeof t, CKPTIO_DTYPE_FLOAT32, 1, /*storage*/ 0, shape, strides, 0, 0};
     if (ckptio_status st = b->begin(b->ctx, CKPTIO_DICT, 1, nullptr, 0, 0)) return st;
     if (ckptio_status st = b->scalar(b->ctx, CKPTIO_STR, 0, 0, "values", 6)) return st;
     if (ckptio_status st = b->tensor(b->ctx, &t)) return st;
@@ -45,7 +45,7 @@ ckptio_status save(uint32_t, const ckptio_tree* t, const ckptio_sink* sink,
     ckptio_tensor_desc d{};
     d.struct_size = sizeof d;
     if (v && t->kind(t->ctx, v) == CKPTIO_TENSOR) t->tensor(t->ctx, v, &d);
-    if (!v || d.dtype != 6 || d.ndim != 1 || (d.shape[0] > 1 && d.strides[0] != 1))
+    if (!v || d.dtype != CKPTIO_DTYPE_FLOAT32 || d.ndim != 1 || (d.shape[0] > 1 && d.strides[0] != 1))
       throw PluginError(CKPTIO_UNSUPPORTED, std::string(sink->name) +
                                                 ": f32raw writes {name: 1-D contiguous float32}");
     const uint8_t* bytes = static_cast<const uint8_t*>(t->storage_data(t->ctx, d.storage));

@@ -54,15 +54,19 @@ constexpr uint64_t kChunk = 1 << 20;
 
 struct DType {
   const char* name;  // safetensors name
-  int32_t code;      // ckptio dtype = c10::ScalarType code
+  int32_t code;      // CKPTIO_DTYPE_*
   uint32_t size;
 };
 constexpr DType kDTypes[] = {
-    {"F64", 7, 8},      {"F32", 6, 4},      {"F16", 5, 2},     {"BF16", 15, 2},
-    {"I64", 4, 8},      {"I32", 3, 4},      {"I16", 2, 2},     {"I8", 1, 1},
-    {"U64", 29, 8},     {"U32", 28, 4},     {"U16", 27, 2},    {"U8", 0, 1},
-    {"BOOL", 11, 1},    {"F8_E5M2", 23, 1}, {"F8_E4M3", 24, 1}, {"F8_E8M0", 44, 1},
-    {"C64", 9, 8},
+    {"F64", CKPTIO_DTYPE_FLOAT64, 8},        {"F32", CKPTIO_DTYPE_FLOAT32, 4},
+    {"F16", CKPTIO_DTYPE_FLOAT16, 2},        {"BF16", CKPTIO_DTYPE_BFLOAT16, 2},
+    {"I64", CKPTIO_DTYPE_INT64, 8},          {"I32", CKPTIO_DTYPE_INT32, 4},
+    {"I16", CKPTIO_DTYPE_INT16, 2},          {"I8", CKPTIO_DTYPE_INT8, 1},
+    {"U64", CKPTIO_DTYPE_UINT64, 8},         {"U32", CKPTIO_DTYPE_UINT32, 4},
+    {"U16", CKPTIO_DTYPE_UINT16, 2},         {"U8", CKPTIO_DTYPE_UINT8, 1},
+    {"BOOL", CKPTIO_DTYPE_BOOL, 1},          {"F8_E5M2", CKPTIO_DTYPE_FLOAT8_E5M2, 1},
+    {"F8_E4M3", CKPTIO_DTYPE_FLOAT8_E4M3FN, 1}, {"F8_E8M0", CKPTIO_DTYPE_FLOAT8_E8M0FNU, 1},
+    {"C64", CKPTIO_DTYPE_COMPLEX64, 8},
 };
 
 const DType* dtype_by_name(const std::string& name) {
@@ -608,8 +612,8 @@ const ckptio_format_info kFormats[] = {
      ".safetensors", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE}};
 
 const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
-  // Version 1 of the host table ends with find_format; an older, shorter one is refused.
-  if (host->struct_size < offsetof(ckptio_host_api, find_format)) return nullptr;
+  // A host table shorter than version 1's (which ends with find_format) is refused.
+  if (!CKPTIO_HAS_FIELD(host, ckptio_host_api, find_format)) return nullptr;
   g_host = host;
   static ckptio_plugin_api api = [] {
     ckptio_plugin_api a{};

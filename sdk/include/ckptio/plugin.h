@@ -6,9 +6,12 @@
  *
  * Versioning: a plugin exports exactly one symbol, CKPTIO_ENTRY_SYMBOL, of type
  * ckptio_entry_fn. The host passes the ABI version range it speaks; the plugin returns a
- * ckptio_plugin_api whose abi_version lies in that range (or NULL). Every struct starts
- * with struct_size; new fields are only ever appended, so a reader of a struct checks
- * struct_size before touching a field that a newer version added.
+ * ckptio_plugin_api whose abi_version lies in that range (or NULL). Every struct that can
+ * grow starts with struct_size; new fields are only ever appended, so a reader of a struct
+ * checks CKPTIO_HAS_FIELD before touching a field that a newer version added. Three small
+ * structs are frozen as version 1 has them and never grow, since they have no struct_size:
+ * ckptio_option, ckptio_options and ckptio_format_info (a later version that needs more adds
+ * a new struct beside them). tests/abi/abi_layout_v1.c pins every version-1 layout.
  *
  * Ownership:
  *  - Errors are ckptio_status values made with host->make_status(); NULL means success.
@@ -86,12 +89,66 @@ enum {
   CKPTIO_TENSOR_NEG = 1u << 4
 };
 
+/* True when the struct *s (whose first member is struct_size) is large enough to hold
+ * `field` of `type`: the check before reading a field that a later version appended. */
+#define CKPTIO_HAS_FIELD(s, type, field) \
+  ((s)->struct_size >= offsetof(type, field) + sizeof(((type*)0)->field))
+
 #define CKPTIO_NOT_PLAIN UINT64_MAX
 
-/* dtype values are PyTorch's c10::ScalarType codes (0 = uint8, 6 = float32, 15 = bfloat16). */
+/* Element types: PyTorch's c10::ScalarType codes, which the files' dtypes map to. */
+enum {
+  CKPTIO_DTYPE_UINT8 = 0,
+  CKPTIO_DTYPE_INT8 = 1,
+  CKPTIO_DTYPE_INT16 = 2,
+  CKPTIO_DTYPE_INT32 = 3,
+  CKPTIO_DTYPE_INT64 = 4,
+  CKPTIO_DTYPE_FLOAT16 = 5,
+  CKPTIO_DTYPE_FLOAT32 = 6,
+  CKPTIO_DTYPE_FLOAT64 = 7,
+  CKPTIO_DTYPE_COMPLEX32 = 8,
+  CKPTIO_DTYPE_COMPLEX64 = 9,
+  CKPTIO_DTYPE_COMPLEX128 = 10,
+  CKPTIO_DTYPE_BOOL = 11,
+  CKPTIO_DTYPE_QINT8 = 12,
+  CKPTIO_DTYPE_QUINT8 = 13,
+  CKPTIO_DTYPE_QINT32 = 14,
+  CKPTIO_DTYPE_BFLOAT16 = 15,
+  CKPTIO_DTYPE_QUINT4X2 = 16,
+  CKPTIO_DTYPE_QUINT2X4 = 17,
+  CKPTIO_DTYPE_BITS1X8 = 18,
+  CKPTIO_DTYPE_BITS2X4 = 19,
+  CKPTIO_DTYPE_BITS4X2 = 20,
+  CKPTIO_DTYPE_BITS8 = 21,
+  CKPTIO_DTYPE_BITS16 = 22,
+  CKPTIO_DTYPE_FLOAT8_E5M2 = 23,
+  CKPTIO_DTYPE_FLOAT8_E4M3FN = 24,
+  CKPTIO_DTYPE_FLOAT8_E5M2FNUZ = 25,
+  CKPTIO_DTYPE_FLOAT8_E4M3FNUZ = 26,
+  CKPTIO_DTYPE_UINT16 = 27,
+  CKPTIO_DTYPE_UINT32 = 28,
+  CKPTIO_DTYPE_UINT64 = 29,
+  CKPTIO_DTYPE_UINT1 = 30, /* uint1 .. uint7, int1 .. int7: one element per byte */
+  CKPTIO_DTYPE_UINT2 = 31,
+  CKPTIO_DTYPE_UINT3 = 32,
+  CKPTIO_DTYPE_UINT4 = 33,
+  CKPTIO_DTYPE_UINT5 = 34,
+  CKPTIO_DTYPE_UINT6 = 35,
+  CKPTIO_DTYPE_UINT7 = 36,
+  CKPTIO_DTYPE_INT1 = 37,
+  CKPTIO_DTYPE_INT2 = 38,
+  CKPTIO_DTYPE_INT3 = 39,
+  CKPTIO_DTYPE_INT4 = 40,
+  CKPTIO_DTYPE_INT5 = 41,
+  CKPTIO_DTYPE_INT6 = 42,
+  CKPTIO_DTYPE_INT7 = 43,
+  CKPTIO_DTYPE_FLOAT8_E8M0FNU = 44,
+  CKPTIO_DTYPE_FLOAT4_E2M1FN_X2 = 45
+};
+
 typedef struct ckptio_storage_desc {
   uint32_t struct_size;
-  int32_t dtype;        /* element type declared by the file (uint8 for untyped) */
+  int32_t dtype;        /* CKPTIO_DTYPE_*: declared by the file (UINT8 for untyped) */
   const char* key;      /* name in the file */
   const char* device;   /* saved location tag: "cpu", "cuda:1", ... */
   uint64_t nbytes;
@@ -102,7 +159,7 @@ typedef struct ckptio_storage_desc {
 
 typedef struct ckptio_tensor_desc {
   uint32_t struct_size;
-  int32_t dtype;
+  int32_t dtype; /* CKPTIO_DTYPE_* */
   uint32_t ndim;
   uint32_t storage; /* index of a storage added before */
   const int64_t* shape;
@@ -111,6 +168,7 @@ typedef struct ckptio_tensor_desc {
   uint32_t flags;         /* CKPTIO_TENSOR_* */
 } ckptio_tensor_desc;
 
+/* Frozen (no struct_size): see the versioning note at the top. */
 typedef struct ckptio_option {
   const char* key;
   const char* value;
@@ -118,7 +176,7 @@ typedef struct ckptio_option {
 
 /* Plugin-specific settings as key=value strings. Keys every plugin should honour where it
  * applies: "allow_objects" (0/1), "max_depth", "max_memo", "verify" (0/1: check CRCs). */
-typedef struct ckptio_options {
+typedef struct ckptio_options { /* frozen */
   size_t count;
   const ckptio_option* items;
 } ckptio_options;
@@ -192,7 +250,7 @@ enum {
   CKPTIO_CAN_WRITE = 1u << 1
 };
 
-typedef struct ckptio_format_info {
+typedef struct ckptio_format_info { /* frozen */
   const char* name;        /* "torch-zip" */
   const char* description; /* one line */
   const char* extension;   /* preferred file extension, ".pt" */
