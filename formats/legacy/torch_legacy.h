@@ -3,10 +3,11 @@
 // the sorted storage keys), then for each key an int64 element count and the raw bytes.
 #pragma once
 
+#include "formats/decoded_file.h"
 #include "formats/io.h"
+#include "formats/pickle/unpickler.h"
 #include "formats/status.h"
 #include "formats/value.h"
-#include "formats/zip/torch_zip.h"  // DecodedFile, StorageExtent, StorageWriter
 
 namespace ckptio {
 

@@ -53,10 +53,10 @@
 #include <utility>
 #include <vector>
 
+#include "formats/decoded_file.h"
 #include "formats/io.h"
 #include "formats/status.h"
 #include "formats/value.h"
-#include "formats/zip/torch_zip.h"
 
 namespace ckptio {
 

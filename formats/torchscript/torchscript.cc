@@ -9,12 +9,12 @@
 #include <unordered_set>
 
 #include "formats/pickle/storage_table.h"
+#include "formats/zip/archive_records.h"
 #include "formats/zip/zip_reader.h"
 
 namespace ckptio {
 namespace {
 
-constexpr uint64_t kMaxSmallRecord = 4096;
 constexpr char kQTensor[] = "torch._utils._rebuild_qtensor";
 
 std::string quote(const std::string& s) { return "'" + s + "'"; }
@@ -38,24 +38,6 @@ bool torchscript_record_name(const std::string& name) {
   return rest == "constants.pkl" || rest == "bytecode.pkl" || starts_with(rest, "code/") ||
          starts_with(rest, "extra/") || starts_with(rest, "constants/") ||
          ends_with(rest, ".debug_pkl");
-}
-
-Result<uint64_t> read_version(const ByteSource& src, const ZipReader& zip) {
-  const ZipEntry* e = zip.find(".data/version");
-  if (!e) e = zip.find("version");
-  if (!e) return corrupt(src, "no record " + quote(zip.prefix() + "/version"));
-  CKPTIO_ASSIGN_OR_RETURN(std::string text, zip.read(*e, kMaxSmallRecord));
-  while (!text.empty() && (text.back() == '\n' || text.back() == '\r' || text.back() == ' '))
-    text.pop_back();
-  uint64_t v = 0;
-  bool ok = !text.empty() && text.size() <= 18;
-  for (char c : text) ok = ok && c >= '0' && c <= '9', v = v * 10 + uint64_t(c - '0');
-  if (!ok) return corrupt(src, "record " + quote(e->name) + " does not hold a decimal version");
-  if (v < 1 || v > 10)
-    return Status(Code::kUnsupported, src.name() + ": archive format version " + std::to_string(v) +
-                                          " in record " + quote(e->name) +
-                                          " is not supported (expected 1 to 10)");
-  return v;
 }
 
 // ---- class source -----------------------------------------------------------------------
@@ -144,14 +126,8 @@ class ArchiveReader {
     if (!zip_.find("data.pkl"))
       return corrupt(src_,
                      "TorchScript archive has no record " + quote(zip_.prefix() + "/data.pkl"));
-    CKPTIO_ASSIGN_OR_RETURN(version_, read_version(src_, zip_));
-    if (const ZipEntry* e = zip_.find("byteorder")) {
-      CKPTIO_ASSIGN_OR_RETURN(std::string text, zip_.read(*e, kMaxSmallRecord));
-      if (text == "big")
-        big_ = true;
-      else if (text != "little")
-        return corrupt(src_, "record " + quote(e->name) + " holds neither 'little' nor 'big'");
-    }
+    CKPTIO_ASSIGN_OR_RETURN(version_, read_archive_version(src_, zip_));
+    CKPTIO_ASSIGN_OR_RETURN(big_, read_archive_big_endian(src_, zip_));
 
     CKPTIO_ASSIGN_OR_RETURN(ValuePtr constants, unpickle_record("constants.pkl", "constants/"));
     CKPTIO_ASSIGN_OR_RETURN(ValuePtr data, unpickle_record("data.pkl", "data/"));

@@ -6,11 +6,11 @@
 #include <string>
 
 #include "ckptio/plugin.h"
+#include "formats/decoded_file.h"
 #include "formats/io.h"
 #include "formats/pickle/unpickler.h"
 #include "formats/status.h"
 #include "formats/value.h"
-#include "formats/zip/torch_zip.h"
 
 namespace ckptio::plugin {
 

@@ -1,15 +1,16 @@
 // The open / read_storage / close / save implementation shared by plugins whose codec
-// decodes a whole file into a DecodedFile up front (torch-zip, torch-legacy). Each plugin
-// supplies its decode and encode functions and its probe; the rest is here once.
+// decodes a whole file into a DecodedFile up front (torch-zip, torch-legacy, torchscript,
+// safetensors; single_format_plugin.h wires them, the compressed plugin calls them itself).
 #pragma once
 
 #include <functional>
 
 #include "ckptio/plugin.h"
+#include "formats/decoded_file.h"
 #include "formats/io.h"
+#include "formats/pickle/unpickler.h"
 #include "formats/status.h"
 #include "formats/value.h"
-#include "formats/zip/torch_zip.h"
 
 namespace ckptio::plugin {
 
