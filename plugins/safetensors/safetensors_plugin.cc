@@ -6,19 +6,12 @@
 
 #include "ckptio/plugin.hpp"
 #include "formats/safetensors/safetensors.h"
-#include "plugins/common/decoded_plugin.h"
+#include "plugins/common/single_format_plugin.h"
 
 namespace {
 
 using namespace ckptio;
 using namespace ckptio::plugin;
-
-const ckptio_host_api* g_host = nullptr;
-
-const ckptio_format_info kFormats[] = {
-    {"safetensors", "Hugging Face safetensors: JSON header + raw little-endian tensors",
-     ".safetensors", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
-};
 
 uint64_t le64(const uint8_t* p) {
   uint64_t v = 0;
@@ -30,7 +23,7 @@ bool blank(uint8_t c) { return c == ' ' || c == '\n' || c == '\r' || c == '\t'; 
 
 // A length that fits the file and the limit, then (after blanks, which the reference
 // accepts) '{' and a key or '}': nothing else starts so (a zip starts "PK", a pickle 0x80).
-int32_t probe(uint32_t, const uint8_t* head, size_t n, uint64_t file_size) {
+int32_t probe(const uint8_t* head, size_t n, uint64_t file_size) {
   if (n < 10 || file_size < 10) return 0;  // length + "{}"
   const uint64_t len = le64(head);
   if (len < 2 || len > kSafetensorsMaxHeader || len > file_size - 8) return 0;
@@ -45,7 +38,8 @@ int32_t probe(uint32_t, const uint8_t* head, size_t n, uint64_t file_size) {
   return head[i] == '"' || head[i] == '}' ? 90 : 0;
 }
 
-Result<DecodedFile> decode(const ByteSource& src, const DecodedPluginOptions&) {
+Result<DecodedFile> decode(const ByteSource& src, const DecodedPluginOptions&,
+                           const ckptio_options*) {
   return read_safetensors(src);
 }
 
@@ -71,37 +65,12 @@ Status encode(ByteSink& out, const Tree& tree, const StorageWriter& bytes,
   return write_safetensors(out, tree, bytes, o);
 }
 
-ckptio_status plugin_open(uint32_t, const ckptio_source* src, const ckptio_options* options,
-                          const ckptio_builder* builder, ckptio_reader** out) {
-  return decoded_open(g_host, decode, src, options, builder, out);
-}
-ckptio_status plugin_read_storage(ckptio_reader* r, uint32_t i, uint64_t off, void* dst,
-                                  uint64_t n) {
-  return decoded_read_storage(g_host, r, i, off, dst, n);
-}
-ckptio_status plugin_save(uint32_t, const ckptio_tree* tree, const ckptio_sink* sink,
-                          const ckptio_options* options) {
-  auto enc = [options](ByteSink& out, const Tree& t, const StorageWriter& b,
-                       const std::string& ctx) { return encode(out, t, b, ctx, options); };
-  return encoded_save(g_host, enc, tree, sink, options);
-}
-
-const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
-  g_host = host;
-  static const ckptio_plugin_api api = {sizeof(ckptio_plugin_api),
-                                        CKPTIO_ABI_VERSION,
-                                        "safetensors",
-                                        "0.1.0",
-                                        1,
-                                        kFormats,
-                                        probe,
-                                        plugin_open,
-                                        plugin_read_storage,
-                                        decoded_close,
-                                        plugin_save};
-  return &api;
-}
+constexpr SingleFormatPlugin kPlugin{
+    "safetensors", "0.1.0",
+    {"safetensors", "Hugging Face safetensors: JSON header + raw little-endian tensors",
+     ".safetensors", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
+    probe, decode, encode};
 
 }  // namespace
 
-CKPTIO_DEFINE_PLUGIN(make_api)
+CKPTIO_DEFINE_SINGLE_FORMAT_PLUGIN(kPlugin)

@@ -4,22 +4,14 @@
 
 #include "ckptio/plugin.hpp"
 #include "formats/legacy/torch_legacy.h"
-#include "plugins/common/decoded_plugin.h"
+#include "plugins/common/single_format_plugin.h"
 
 namespace {
 
 using namespace ckptio;
 using namespace ckptio::plugin;
 
-const ckptio_host_api* g_host = nullptr;
-
-const ckptio_format_info kFormats[] = {
-    {"torch-legacy", "torch.save legacy pickle stream (PyTorch < 1.6, or "
-                     "_use_new_zipfile_serialization=False)",
-     ".pt", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
-};
-
-int32_t probe(uint32_t, const uint8_t* head, size_t n, uint64_t) {
+int32_t probe(const uint8_t* head, size_t n, uint64_t) {
   if (looks_like_torch_legacy(head, n)) return 90;
   // Any other pickle (PROTO 2..5) is claimed weakly, so that a legacy file with a damaged
   // magic number gets torch's own diagnosis ("Invalid magic number") instead of "unknown".
@@ -27,7 +19,8 @@ int32_t probe(uint32_t, const uint8_t* head, size_t n, uint64_t) {
   return 0;
 }
 
-Result<DecodedFile> decode(const ByteSource& src, const DecodedPluginOptions& o) {
+Result<DecodedFile> decode(const ByteSource& src, const DecodedPluginOptions& o,
+                           const ckptio_options*) {
   LegacyReadOptions opts;
   opts.limits = o.limits;
   opts.allow_objects = o.allow_objects;
@@ -36,32 +29,19 @@ Result<DecodedFile> decode(const ByteSource& src, const DecodedPluginOptions& o)
 }
 
 Status encode(ByteSink& out, const Tree& tree, const StorageWriter& bytes,
-              const std::string& context) {
+              const std::string& context, const ckptio_options*) {
   LegacyWriteOptions opts;
   opts.context = context;
   return write_torch_legacy(out, tree, bytes, opts);
 }
 
-ckptio_status plugin_open(uint32_t, const ckptio_source* src, const ckptio_options* options,
-                   const ckptio_builder* builder, ckptio_reader** out) {
-  return decoded_open(g_host, decode, src, options, builder, out);
-}
-ckptio_status plugin_read_storage(ckptio_reader* r, uint32_t i, uint64_t off, void* dst, uint64_t n) {
-  return decoded_read_storage(g_host, r, i, off, dst, n);
-}
-ckptio_status plugin_save(uint32_t, const ckptio_tree* tree, const ckptio_sink* sink,
-                   const ckptio_options* options) {
-  return encoded_save(g_host, encode, tree, sink, options);
-}
-
-const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
-  g_host = host;
-  static const ckptio_plugin_api api = {
-      sizeof(ckptio_plugin_api), CKPTIO_ABI_VERSION, "torch-legacy", "0.1.0", 1, kFormats,
-      probe, plugin_open, plugin_read_storage, decoded_close, plugin_save};
-  return &api;
-}
+constexpr SingleFormatPlugin kPlugin{
+    "torch-legacy", "0.1.0",
+    {"torch-legacy",
+     "torch.save legacy pickle stream (PyTorch < 1.6, or _use_new_zipfile_serialization=False)",
+     ".pt", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
+    probe, decode, encode};
 
 }  // namespace
 
-CKPTIO_DEFINE_PLUGIN(make_api)
+CKPTIO_DEFINE_SINGLE_FORMAT_PLUGIN(kPlugin)

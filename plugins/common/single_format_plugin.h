@@ -1,0 +1,78 @@
+// A bundled plugin of one format whose codec decodes a whole file into a DecodedFile: the
+// plugin states its format's facts and its codec calls in a SingleFormatPlugin, and
+// CKPTIO_DEFINE_SINGLE_FORMAT_PLUGIN makes the C table, keeps the host table and wires
+// open / read_storage / close / save to decoded_plugin's shared implementation.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "ckptio/plugin.hpp"
+#include "formats/decoded_file.h"
+#include "plugins/common/decoded_plugin.h"
+
+namespace ckptio::plugin {
+
+struct SingleFormatPlugin {
+  const char* plugin_name;
+  const char* plugin_version;
+  ckptio_format_info format;
+  // 0..100 from the file's first n bytes (ckptio_plugin_api::probe, for this format).
+  int32_t (*probe)(const uint8_t* head, size_t n, uint64_t file_size);
+  // `options` holds the call's key=value settings, for the format's own keys.
+  Result<DecodedFile> (*decode)(const ByteSource& src, const DecodedPluginOptions& common,
+                                const ckptio_options* options);
+  // Unused (null) for a read-only format (no CKPTIO_CAN_WRITE in format.caps), whose save
+  // answers read_only_message.
+  Status (*encode)(ByteSink& out, const Tree& tree, const StorageWriter& bytes,
+                   const std::string& context, const ckptio_options* options);
+  const char* read_only_message = "format is read-only";
+};
+
+// One instance per plugin (P has internal linkage in the plugin's source), so each plugin
+// keeps its own host table.
+template <const SingleFormatPlugin& P>
+struct SingleFormatTable {
+  static inline const ckptio_host_api* host = nullptr;
+
+  static int32_t probe(uint32_t, const uint8_t* head, size_t n, uint64_t file_size) {
+    return P.probe(head, n, file_size);
+  }
+  static ckptio_status open(uint32_t, const ckptio_source* src, const ckptio_options* options,
+                            const ckptio_builder* builder, ckptio_reader** out) {
+    auto decode = [options](const ByteSource& s, const DecodedPluginOptions& common) {
+      return P.decode(s, common, options);
+    };
+    return decoded_open(host, decode, src, options, builder, out);
+  }
+  static ckptio_status read_storage(ckptio_reader* reader, uint32_t index, uint64_t offset,
+                                    void* dst, uint64_t n) {
+    return decoded_read_storage(host, reader, index, offset, dst, n);
+  }
+  static ckptio_status save(uint32_t, const ckptio_tree* tree, const ckptio_sink* sink,
+                            const ckptio_options* options) {
+    if constexpr (!(P.format.caps & CKPTIO_CAN_WRITE)) {
+      return host->make_status(CKPTIO_UNSUPPORTED, P.read_only_message);
+    } else {
+      auto encode = [options](ByteSink& out, const Tree& t, const StorageWriter& bytes,
+                              const std::string& context) {
+        return P.encode(out, t, bytes, context, options);
+      };
+      return encoded_save(host, encode, tree, sink, options);
+    }
+  }
+  static const ckptio_plugin_api* make_api(const ckptio_host_api* h) {
+    host = h;
+    static const ckptio_plugin_api api = {
+        sizeof(ckptio_plugin_api), CKPTIO_ABI_VERSION, P.plugin_name, P.plugin_version, 1,
+        &P.format, probe, open, read_storage, decoded_close, save};
+    return &api;
+  }
+};
+
+}  // namespace ckptio::plugin
+
+// Defines the plugin's entry symbol from its SingleFormatPlugin (a namespace-scope constant).
+#define CKPTIO_DEFINE_SINGLE_FORMAT_PLUGIN(facts) \
+  CKPTIO_DEFINE_PLUGIN(::ckptio::plugin::SingleFormatTable<facts>::make_api)
