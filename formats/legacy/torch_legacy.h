@@ -1,6 +1,7 @@
 // The legacy torch.save stream (_use_new_zipfile_serialization=False, and every file
 // before 1.6): five pickles (magic number, protocol version 1001, sys_info, the object,
 // the sorted storage keys), then for each key an int64 element count and the raw bytes.
+// Byte-level spec: SPEC.md beside this file.
 #pragma once
 
 #include "formats/decoded_file.h"

@@ -30,6 +30,7 @@
 // parameter or buffer is kUnsupported, naming its key, dtype and qscheme.
 // Lite-interpreter archives (bytecode.pkl; tensors often under constants/ with storage
 // context keys "<n>.storage") read the same way; bytecode itself is not interpreted.
+// Byte-level spec: SPEC.md beside this file.
 #pragma once
 
 #include <string>

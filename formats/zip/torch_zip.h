@@ -1,5 +1,6 @@
 // The torch.save zip format (PyTorch 1.6+): <prefix>/data.pkl, <prefix>/data/<key>,
 // <prefix>/version, byteorder, and 2.x's informational records.
+// Byte-level spec: SPEC.md beside this file.
 #pragma once
 
 #include <cstdint>
