@@ -7,6 +7,7 @@
 
 #include "ckptio/ckptio.h"
 #include "host/atomic_sink.h"
+#include "host/c_options.h"
 #include "host/c_status.h"
 #include "host/file_source.h"
 #include "host/registry_impl.h"
@@ -25,70 +26,6 @@ Registry& registry_of(Registry* r) { return r ? *r : Registry::global(); }
 Status with_file(const Status& st, const std::string& name) {
   if (st.ok() || st.message().rfind(name, 0) == 0) return st;
   return st.with_context(name);
-}
-
-// Lists formats; the caller holds the registry lock.
-std::string format_list_unlocked(Registry& reg) {
-  std::string list;
-  for (const auto& f : reg.impl().formats) list += (list.empty() ? "" : ", ") + f.name;
-  return list.empty() ? "none (no plugins found; see `ckptio plugins`)" : list;
-}
-
-// C option array over owned strings.
-class COptions {
- public:
-  explicit COptions(PluginOptions opts) : opts_(std::move(opts)) {
-    for (const auto& [k, v] : opts_) items_.push_back(ckptio_option{k.c_str(), v.c_str()});
-    c_.count = items_.size();
-    c_.items = items_.data();
-  }
-  const ckptio_options* get() const { return &c_; }
-
- private:
-  PluginOptions opts_;
-  std::vector<ckptio_option> items_;
-  ckptio_options c_{};
-};
-
-Result<FormatEntry> choose_format(Registry& reg, const ByteSource& src,
-                                  const std::string& requested) {
-  std::lock_guard<std::mutex> lock(reg.impl().mu);
-  if (!requested.empty()) {
-    const FormatEntry* f = reg.impl().find(requested);
-    if (!f)
-      return Status(Code::kInvalidArgument, "unknown format '" + requested +
-                                                "'; available: " + format_list_unlocked(reg));
-    return *f;
-  }
-  uint8_t head[4096];
-  uint64_t n = std::min<uint64_t>(sizeof head, src.size());
-  CKPTIO_RETURN_IF_ERROR(src.read_at(0, head, n));
-  const FormatEntry* best = nullptr;
-  int32_t best_score = 0;
-  for (const auto& f : reg.impl().formats) {
-    if (!(f.caps & CKPTIO_CAN_READ)) continue;
-    // A plugin's score is its claim, not trusted: the contract is 0..100, and an answer
-    // outside it comes from a broken plugin and claims nothing (clamping 1000 to 100 would
-    // let it tie with a real match and win by load order, e.g. from CKPTIO_PLUGIN_PATH).
-    int32_t score = 0;
-    try {
-      score = f.api->probe(f.index, head, n, src.size());
-    } catch (...) {
-      // Plugins must catch everything at the C boundary; one that does not (built with the
-      // same C++ runtime, so the exception does reach us) just does not claim the file.
-      score = 0;
-    }
-    if (score < 0 || score > 100) score = 0;
-    if (score > best_score) {
-      best = &f;
-      best_score = score;
-    }
-  }
-  if (!best)
-    return Status(Code::kUnsupported,
-                  src.name() + ": not a checkpoint any loaded plugin reads (formats: " +
-                      format_list_unlocked(reg) + ")");
-  return *best;
 }
 
 }  // namespace
@@ -124,14 +61,14 @@ std::unique_ptr<Reader::Impl> open_impl(std::shared_ptr<const ByteSource> src,
   impl->options = options;
   const ByteSource& source = *impl->source;
   Registry& reg = registry_of(options.registry);
-  auto chosen = choose_format(reg, source, options.format);
+  auto chosen = reg.impl().choose_format(source, options.format);
   if (!chosen.ok()) fail(with_file(chosen.status(), source.name()));
   impl->format = chosen.value();
 
   PluginOptions opts = options.plugin_options;
   if (options.allow_objects) opts.emplace_back("allow_objects", "1");
   if (options.verify) opts.emplace_back("verify", "1");
-  COptions c_opts(std::move(opts));
+  host::COptions c_opts(std::move(opts));
   // The plugin may keep this pointer until close(): it lives in the Reader, not here.
   impl->c_source = host::c_source(source);
   host::TreeBuilder builder;
@@ -260,7 +197,7 @@ std::string detect_format(const std::string& path, Registry* registry) {
   auto src = host::FileSource::open(path);
   if (!src.ok()) fail(src.status());
   src.value()->advise_parsing(true);  // probes read file heads only
-  auto f = choose_format(registry_of(registry), *src.value(), "");
+  auto f = registry_of(registry).impl().choose_format(*src.value(), "");
   if (!f.ok()) fail(f.status());
   return f.value().name;
 }
@@ -295,7 +232,7 @@ void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& op
     const FormatEntry* f = reg.impl().find(options.format);
     if (!f)
       fail(Status(Code::kInvalidArgument, path + ": unknown format '" + options.format +
-                                              "'; available: " + format_list_unlocked(reg)));
+                                              "'; available: " + reg.impl().format_list_unlocked()));
     fmt = *f;
   }
   if (!(fmt.caps & CKPTIO_CAN_WRITE) || !CKPTIO_HAS_FIELD(fmt.api, ckptio_plugin_api, save) ||
@@ -333,7 +270,7 @@ void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& op
   c_sink.write = [](void* ctx, const void* data, uint64_t n) -> ckptio_status {
     return host::make_c_status(static_cast<host::AtomicFileSink*>(ctx)->write(data, n));
   };
-  COptions c_opts(options.plugin_options);
+  host::COptions c_opts(options.plugin_options);
   const CallingRegistry calling(reg.impl());
   Status st = host::take_status(fmt.api->save(fmt.index, view.c_tree(), &c_sink, c_opts.get()));
   if (!st.ok()) fail(with_file(st, path));

@@ -57,6 +57,34 @@ std::string loader_message(const std::string& what) {
   return what.substr(start, end - start);
 }
 
+// The options a format declares, copied out of the plugin's table; nullopt when it
+// declares none. A bad declaration (no key) drops the whole list rather than trust half.
+std::optional<std::vector<FormatOption>> declared_options(const ckptio_plugin_api* api,
+                                                          uint32_t format) {
+  if (!CKPTIO_HAS_FIELD(api, ckptio_plugin_api, options) || !api->options) return std::nullopt;
+  uint32_t count = 0;
+  const ckptio_option_info* infos = api->options(format, &count);
+  if (!infos) return std::nullopt;
+  std::vector<FormatOption> out;
+  for (uint32_t i = 0; i < count; ++i) {
+    const ckptio_option_info& o = infos[i];
+    if (!CKPTIO_HAS_FIELD(&o, ckptio_option_info, inspect_value) || !o.key || !*o.key)
+      return std::nullopt;
+    FormatOption f;
+    f.key = o.key;
+    f.meaning = o.meaning ? o.meaning : "";
+    f.default_value = o.default_value ? o.default_value : "";
+    f.inspect_value = o.inspect_value ? o.inspect_value : "";
+    f.read = o.flags & CKPTIO_OPTION_READ;
+    f.write = o.flags & CKPTIO_OPTION_WRITE;
+    f.number = o.flags & CKPTIO_OPTION_NUMBER;
+    f.prefix = o.flags & CKPTIO_OPTION_PREFIX;
+    f.names_format = o.flags & CKPTIO_OPTION_NAMES_FORMAT;
+    out.push_back(std::move(f));
+  }
+  return out;
+}
+
 }  // namespace
 
 const FormatEntry* Registry::Impl::find(const std::string& name) const {
@@ -72,6 +100,53 @@ const ckptio_plugin_api* Registry::Impl::find_format_api(const std::string& name
   if (!f) return nullptr;
   if (index) *index = f->index;
   return f->api;
+}
+
+std::string Registry::Impl::format_list_unlocked() const {
+  std::string list;
+  for (const auto& f : formats) list += (list.empty() ? "" : ", ") + f.name;
+  return list.empty() ? "none (no plugins found; see `ckptio plugins`)" : list;
+}
+
+Result<FormatEntry> Registry::Impl::choose_format(const ByteSource& src,
+                                                  const std::string& requested) {
+  std::lock_guard<std::mutex> lock(mu);
+  if (!requested.empty()) {
+    const FormatEntry* f = find(requested);
+    if (!f)
+      return Status(Code::kInvalidArgument, "unknown format '" + requested +
+                                                "'; available: " + format_list_unlocked());
+    return *f;
+  }
+  uint8_t head[4096];
+  uint64_t n = std::min<uint64_t>(sizeof head, src.size());
+  CKPTIO_RETURN_IF_ERROR(src.read_at(0, head, n));
+  const FormatEntry* best = nullptr;
+  int32_t best_score = 0;
+  for (const auto& f : formats) {
+    if (!(f.caps & CKPTIO_CAN_READ)) continue;
+    // A plugin's score is its claim, not trusted: the contract is 0..100, and an answer
+    // outside it comes from a broken plugin and claims nothing (clamping 1000 to 100 would
+    // let it tie with a real match and win by load order, e.g. from CKPTIO_PLUGIN_PATH).
+    int32_t score = 0;
+    try {
+      score = f.api->probe(f.index, head, n, src.size());
+    } catch (...) {
+      // Plugins must catch everything at the C boundary; one that does not (built with the
+      // same C++ runtime, so the exception does reach us) just does not claim the file.
+      score = 0;
+    }
+    if (score < 0 || score > 100) score = 0;
+    if (score > best_score) {
+      best = &f;
+      best_score = score;
+    }
+  }
+  if (!best)
+    return Status(Code::kUnsupported,
+                  src.name() + ": not a checkpoint any loaded plugin reads (formats: " +
+                      format_list_unlocked() + ")");
+  return *best;
 }
 
 Registry::Registry() : impl_(std::make_unique<Impl>()) {}
@@ -172,7 +247,8 @@ bool Registry::load_plugin(const std::string& path) {
       shadowed.push_back(f.name);
       continue;
     }
-    impl_->formats.push_back(FormatEntry{f.name, api, i, canonical, f.caps});
+    impl_->formats.push_back(
+        FormatEntry{f.name, api, i, canonical, f.caps, declared_options(api, i)});
   }
   if (!shadowed.empty()) {
     std::string list;
@@ -191,6 +267,13 @@ std::vector<std::string> Registry::formats() const {
   std::vector<std::string> out;
   for (const auto& f : impl_->formats) out.push_back(f.name);
   return out;
+}
+
+std::optional<std::vector<FormatOption>> Registry::format_options(const std::string& name) const {
+  std::lock_guard<std::mutex> lock(impl_->mu);
+  const FormatEntry* f = impl_->find(name);
+  if (!f) return std::nullopt;
+  return f->options;
 }
 
 bool Registry::can_write(const std::string& name) const {

@@ -2,11 +2,13 @@
 #pragma once
 
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "ckptio/ckptio.h"
 #include "ckptio/plugin.h"
+#include "formats/io.h"
 
 namespace ckptio {
 
@@ -16,6 +18,7 @@ struct FormatEntry {
   uint32_t index = 0;        // format index within the plugin
   std::string plugin_path;
   uint32_t caps = 0;
+  std::optional<std::vector<FormatOption>> options;  // as declared; nullopt: not declared
 };
 
 struct Registry::Impl {
@@ -25,6 +28,10 @@ struct Registry::Impl {
   std::vector<std::string> loaded_paths;  // canonical paths, to load each file once
 
   const FormatEntry* find(const std::string& name) const;
+  // The plugin (or the named format, when `requested` is not empty) that reads `src`;
+  // takes the lock.
+  Result<FormatEntry> choose_format(const ByteSource& src, const std::string& requested);
+  std::string format_list_unlocked() const;  // "a, b" or a hint that none is loaded
   const ckptio_plugin_api* find_format_api(const std::string& name, uint32_t* index) const;
 };
 

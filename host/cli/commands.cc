@@ -3,6 +3,7 @@
 #include <iostream>
 
 #include "ckptio/ckptio.h"
+#include "host/cli/option_check.h"
 #include "host/cli/progress.h"
 #include "host/extract_state_dict.h"
 #include "host/json_encode.h"
@@ -12,40 +13,12 @@ namespace ckptio::cli {
 namespace {
 
 const char kLimitHelp[] =
-    "Reading limit key=value (repeatable): max_depth, max_memo, max_string (pickle nesting, "
-    "memo entries, bytes of one str/bytes), max_size (decoded bytes of a compressed file)";
+    "Reading limit key=N (repeatable): the input format's numeric read options, e.g. "
+    "max_depth, max_memo, max_string, max_size (`ckptio plugins` lists them)";
 
 constexpr const char* kReadOptionHelp =
-    "Input plugin option key=value (repeatable), e.g. threads=N, or stream=0 to buffer a "
-    "zstd-wrapped torch-legacy file instead of streaming it";
-
-// --read-option key=value pairs, passed to the reading plugin as they are.
-void add_read_options(const std::vector<std::string>& kvs, PluginOptions& out) {
-  for (const auto& kv : kvs) {
-    auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw Error(Code::kInvalidArgument, "--read-option '" + kv + "' is not key=value");
-    out.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-  }
-}
-
-// --limit key=value pairs, checked, as plugin options.
-PluginOptions limit_options(const std::vector<std::string>& limits) {
-  PluginOptions out;
-  for (const auto& kv : limits) {
-    auto eq = kv.find('=');
-    std::string key = kv.substr(0, eq);
-    if (eq == std::string::npos ||
-        (key != "max_depth" && key != "max_memo" && key != "max_string" && key != "max_size"))
-      throw Error(Code::kInvalidArgument,
-                  "--limit '" + kv + "': expected max_depth, max_memo, max_string or max_size=N");
-    std::string v = kv.substr(eq + 1);
-    if (v.empty() || v.find_first_not_of("0123456789") != std::string::npos)
-      throw Error(Code::kInvalidArgument, "--limit '" + kv + "': the value must be a number");
-    out.emplace_back(key, v);
-  }
-  return out;
-}
+    "Input plugin option key=value (repeatable; `ckptio plugins` lists each format's), e.g. "
+    "threads=N, or stream=0 to buffer a zstd-wrapped torch-legacy file instead of streaming it";
 
 }  // namespace
 
@@ -69,10 +42,9 @@ void Commands::add_all(CLI::App& app) {
   convert_->add_option("--format", format_, "Output format, e.g. torch-zip, torch-legacy")
       ->required();
   convert_->add_option("--input-format", in_format_, "Read as this format instead of detecting");
-  convert_->add_option("--option", options_, "Output plugin option key=value (repeatable)");
-  convert_->add_option("--inner", inner_,
-                       "For --format zstd: the format inside the zstd stream (default "
-                       "torch-zip); same as --option inner=NAME");
+  convert_->add_option("--option", options_,
+                       "Output plugin option key=value (repeatable; `ckptio plugins` lists "
+                       "each format's), e.g. inner=torch-legacy for --format zstd");
   convert_->add_flag("--allow-objects", allow_objects_,
                      "Keep unknown pickle classes as opaque objects (never executed)");
   convert_->add_option("--limit", limits_, kLimitHelp);
@@ -131,6 +103,8 @@ int Commands::plugins() {
               << "\n          formats:";
     for (const auto& f : p.formats) std::cout << " " << f;
     std::cout << "\n";
+    for (const auto& f : p.formats)
+      if (reg.has_format(f)) std::cout << describe_options(f, "          ");
     if (!p.error.empty()) std::cout << "          note: " << p.error << "\n";
   }
   std::cout << "formats available:";
@@ -142,18 +116,23 @@ int Commands::plugins() {
   return 0;
 }
 
+PluginOptions Commands::read_settings(const std::string& format) const {
+  PluginOptions out = checked_options(limits_, "--limit", format, OptionUse::kRead, true);
+  PluginOptions more = checked_options(read_options_, "--read-option", format, OptionUse::kRead);
+  out.insert(out.end(), more.begin(), more.end());
+  return out;
+}
+
 int Commands::inspect() {
   LoadOptions opts;
   opts.format = in_format_;
   opts.allow_objects = allow_objects_;
-  opts.plugin_options = limit_options(limits_);
-  add_read_options(read_options_, opts.plugin_options);
+  const std::string format = in_format_.empty() ? detect_format(in_) : in_format_;
+  opts.plugin_options = read_settings(format);
   opts.load_data = json_;  // tensor hashes need the bytes; the tree alone does not
-  // A TorchScript archive is shown as its module tree (parameters, buffers, submodules,
-  // attributes, methods, constants, extra files); `convert` keeps the plugin's default view,
-  // the state_dict that Python's load_state_dict accepts.
-  if ((in_format_.empty() ? detect_format(in_) : in_format_) == "torchscript")
-    opts.plugin_options.emplace_back("view", "modules");
+  // The view a format declares for people (a TorchScript archive's module tree) rather
+  // than the one `convert` keeps (its state_dict).
+  add_inspect_values(format, opts.plugin_options);
   opts.zero_copy = true;
   Progress progress("reading");
   opts.progress = [&](uint64_t d, uint64_t t) { progress.update(d, t); };
@@ -168,27 +147,20 @@ int Commands::inspect() {
 int Commands::convert() {
   SaveOptions save_opts;
   save_opts.format = format_;
-  for (const auto& kv : options_) {
-    auto eq = kv.find('=');
-    if (eq == std::string::npos || eq == 0)
-      throw Error(Code::kInvalidArgument, "--option '" + kv + "' is not key=value");
-    save_opts.plugin_options.emplace_back(kv.substr(0, eq), kv.substr(eq + 1));
-  }
-  if (!inner_.empty()) save_opts.plugin_options.emplace_back("inner", inner_);
   if (!Registry::global().has_format(format_)) {
     std::string list;
     for (const auto& f : Registry::global().formats()) list += (list.empty() ? "" : ", ") + f;
     throw Error(Code::kInvalidArgument, "unknown output format '" + format_ +
                                             "'; available: " + (list.empty() ? "none" : list));
   }
+  save_opts.plugin_options = checked_options(options_, "--option", format_, OptionUse::kWrite);
   if (extract_state_dict_ && !allow_objects_)
     throw Error(Code::kInvalidArgument,
                 "--extract-state-dict reads a whole-model pickle: it needs --allow-objects");
   LoadOptions opts;
   opts.format = in_format_;
   opts.allow_objects = allow_objects_;
-  opts.plugin_options = limit_options(limits_);
-  add_read_options(read_options_, opts.plugin_options);
+  opts.plugin_options = read_settings(in_format_.empty() ? detect_format(in_) : in_format_);
   opts.zero_copy = true;  // the mapping outlives the save below; nothing is copied twice
   Checkpoint ckpt;
   {

@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "ckptio/ckptio.h"
 #include "host/cli/bench_command.h"
 #include "host/cli/verify_command.h"
 
@@ -20,6 +21,8 @@ class Commands {
   int plugins();
   int inspect();
   int convert();
+  // --limit and --read-option, checked against the input format's declared options.
+  PluginOptions read_settings(const std::string& format) const;
   void add_bench(CLI::App& app);
   void add_verify(CLI::App& app);
 
@@ -38,7 +41,6 @@ class Commands {
   std::vector<std::string> limits_;        // --limit key=value: reading limits (plugin options)
   std::vector<std::string> read_options_;  // --read-option key=value: other reading options
   bool extract_state_dict_ = false;        // convert --extract-state-dict
-  std::string inner_;                      // convert --inner: plugin option inner=NAME (zstd)
 };
 
 }  // namespace ckptio::cli

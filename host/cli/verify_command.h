@@ -3,8 +3,9 @@
 // problem found, one line each (exit 1), or one "ok" line (exit 0).
 //
 // What is checked:
-//  - zip containers (torch-zip, torch-zip-zstd): the directory (bounds, overlaps,
-//    duplicates), and the CRC32 of every record — all of them, each bad one on its own line;
+//  - the container, by the format's plugin where it offers a check (ckptio_plugin_api::
+//    verify; the zip formats: the directory's bounds, overlaps and duplicates, and the CRC32
+//    of every record — all of them, each bad one on its own line);
 //  - the plugin's own reading of the structure (pickle, allow-list, every tensor view
 //    against its storage, every storage against its record or blob);
 //  - every storage's bytes, read one storage at a time into a scratch buffer: bounds for

@@ -84,6 +84,18 @@ Status CSource::read_at(uint64_t offset, void* dst, uint64_t n) const {
   return from_c(host_, src_->read_at(src_->ctx, offset, dst, n));
 }
 
+void send_verify_report(const ckptio_verify_report* report,
+                        const std::vector<std::string>& problems, uint64_t checksums) {
+  if (!report || !CKPTIO_HAS_FIELD(report, ckptio_verify_report, checksums)) return;
+  for (const std::string& p : problems)
+    if (report->problem) report->problem(report->ctx, p.c_str());
+  if (report->checksums) report->checksums(report->ctx, checksums);
+}
+
+// option_infos.h's kDecodedReadOptions states these defaults.
+static_assert(PickleLimits{}.max_depth == 1000 && PickleLimits{}.max_memo == 4194304 &&
+              PickleLimits{}.max_string == 2147483648ull);
+
 PickleLimits limits_from_options(const ckptio_options* options) {
   PickleLimits l;
   l.max_depth = sdk::option_uint(options, "max_depth", l.max_depth);

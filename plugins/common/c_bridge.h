@@ -4,6 +4,7 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "ckptio/plugin.h"
 #include "formats/decoded_file.h"
@@ -48,6 +49,10 @@ class CSink final : public ByteSink {
 
 // The read-side options every torch plugin honours.
 PickleLimits limits_from_options(const ckptio_options* options);
+
+// Hands a container check's findings (problems, checksums verified) to the host's report.
+void send_verify_report(const ckptio_verify_report* report,
+                        const std::vector<std::string>& problems, uint64_t checksums);
 
 // Describes a decoded file to the host: storages first, then the tree in pre-order.
 Status emit_tree(const ckptio_host_api* host, const DecodedFile& file,

@@ -7,10 +7,13 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "ckptio/plugin.hpp"
 #include "formats/decoded_file.h"
+#include "plugins/common/c_bridge.h"
 #include "plugins/common/decoded_plugin.h"
+#include "plugins/common/option_infos.h"
 
 namespace ckptio::plugin {
 
@@ -27,8 +30,21 @@ struct SingleFormatPlugin {
   // answers read_only_message.
   Status (*encode)(ByteSink& out, const Tree& tree, const StorageWriter& bytes,
                    const std::string& context, const ckptio_options* options);
+  // The option keys the format understands (option_infos.h).
+  const ckptio_option_info* options;
+  uint32_t option_count;
+  // The container check of `ckptio verify`: appends one line per problem, returns the
+  // number of checksums verified. Null: none (the host opens the file with verify=1).
+  uint64_t (*verify)(const ByteSource& src, std::vector<std::string>& problems);
   const char* read_only_message = "format is read-only";
 };
+
+// Whether an optional entry is set, asked of a constant without the compiler's warning that
+// a function's address is never null.
+template <class F>
+constexpr bool present(F* f) {
+  return f != nullptr;
+}
 
 // One instance per plugin (P has internal linkage in the plugin's source), so each plugin
 // keeps its own host table.
@@ -62,11 +78,35 @@ struct SingleFormatTable {
       return encoded_save(host, encode, tree, sink, options);
     }
   }
+  static const ckptio_option_info* options(uint32_t, uint32_t* count) {
+    *count = P.option_count;
+    return P.options;
+  }
+  static ckptio_status verify(uint32_t, const ckptio_source* src, const ckptio_options*,
+                              const ckptio_verify_report* report) {
+    return sdk::guard(host, P.plugin_name, [&]() -> ckptio_status {
+      const CSource source(host, src);
+      std::vector<std::string> problems;
+      const uint64_t checksums = P.verify(source, problems);
+      send_verify_report(report, problems, checksums);
+      return nullptr;
+    });
+  }
   static const ckptio_plugin_api* make_api(const ckptio_host_api* h) {
     host = h;
-    static const ckptio_plugin_api api = {
-        sizeof(ckptio_plugin_api), CKPTIO_ABI_VERSION, P.plugin_name, P.plugin_version, 1,
-        &P.format, probe, open, read_storage, decoded_close, save};
+    static const ckptio_plugin_api api = {sizeof(ckptio_plugin_api),
+                                          CKPTIO_ABI_VERSION,
+                                          P.plugin_name,
+                                          P.plugin_version,
+                                          1,
+                                          &P.format,
+                                          probe,
+                                          open,
+                                          read_storage,
+                                          decoded_close,
+                                          save,
+                                          options,
+                                          present(P.verify) ? verify : nullptr};
     return &api;
   }
 };

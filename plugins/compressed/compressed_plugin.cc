@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -19,9 +20,12 @@
 #include "formats/compress/chunked_zstd.h"
 #include "formats/compress/torch_zip_zstd.h"
 #include "formats/compress/zstd_sequential_source.h"
+#include "formats/compress/zip_zstd_crc.h"
 #include "formats/compress/zstd_stream.h"
+#include "formats/zip/zip_verify.h"
 #include "plugins/common/c_bridge.h"
 #include "plugins/common/decoded_plugin.h"
+#include "plugins/common/option_infos.h"
 
 namespace {
 
@@ -420,6 +424,69 @@ ckptio_status plugin_save(uint32_t format, const ckptio_tree* tree, const ckptio
   return encoded_save(g_host, enc, tree, sink, options);
 }
 
+// ---------------------------------------------------------------- declarations
+
+constexpr uint32_t kRead = CKPTIO_OPTION_READ, kWrite = CKPTIO_OPTION_WRITE;
+
+constexpr std::array kZstdOptions = {
+    option_info(kRead | CKPTIO_OPTION_NAMES_FORMAT, "inner",
+                "the format inside the stream (default: named by a ckptio frame, else probed)"),
+    option_info(kReadNumber, "max_size", "decoded bytes limit (default: physical memory)"),
+    option_info(kRead, "stream",
+                "0/1: read the inner format front to back instead of buffering it "
+                "(default 1 for torch-legacy)"),
+    option_info(kWrite | CKPTIO_OPTION_NAMES_FORMAT, "inner",
+                "the format inside the stream; its options apply too", "torch-zip"),
+    option_info(kWrite, "level", "zstd compression level", "3"),
+    option_info(kWrite | CKPTIO_OPTION_NUMBER, "threads", "compression threads (0: one)",
+                "0"),
+};
+
+constexpr std::array kTorchZipZstdOptions = {
+    kDecodedReadOptions[0],  // max_depth
+    kDecodedReadOptions[1],  // max_memo
+    kDecodedReadOptions[2],  // max_string
+    kDecodedReadOptions[3],  // allow_objects
+    option_info(kReadNumber, "max_size", "decoded bytes limit (default: physical memory)"),
+    option_info(kReadNumber, "threads", "decoding threads (0: one per core)", "0"),
+    option_info(kWrite, "prefix", "the archive's top-level directory", "archive"),
+    option_info(kWrite, "level", "zstd level of the data records", "-3"),
+    option_info(kWrite | CKPTIO_OPTION_NUMBER, "chunk_size",
+                "bytes per independently decodable chunk", "1048576"),
+    option_info(kWrite | CKPTIO_OPTION_NUMBER, "threads", "compression threads (0: one per core)",
+                "0"),
+};
+static_assert(kDefaultLevel == -3 && kDefaultChunkSize == 1048576,
+              "kTorchZipZstdOptions states the defaults");
+
+const ckptio_option_info* plugin_options(uint32_t format, uint32_t* count) {
+  if (format == kZstd) {
+    *count = kZstdOptions.size();
+    return kZstdOptions.data();
+  }
+  *count = kTorchZipZstdOptions.size();
+  return kTorchZipZstdOptions.data();
+}
+
+// torch-zip-zstd's records: method 93 ones are decoded (streaming) to check the CRC-32 of
+// what they decode to, the others as any zip record. A zstd stream has no container check
+// beyond decoding it, which opening with verify=1 does.
+ckptio_status plugin_verify(uint32_t format, const ckptio_source* source, const ckptio_options*,
+                            const ckptio_verify_report* report) {
+  if (format == kZstd)
+    return g_host->make_status(CKPTIO_UNSUPPORTED, "zstd: no container check");
+  return sdk::guard(g_host, "torch-zip-zstd: verify", [&]() -> ckptio_status {
+    const CSource src(g_host, source);
+    std::vector<std::string> problems;
+    const uint64_t checksums =
+        verify_zip_records(src, problems, [&src](const ZipReader& zip, const ZipEntry& e) {
+          return e.method == kZipMethodZstd ? verify_zstd_record_crc(src, e) : zip.verify_crc(e);
+        });
+    send_verify_report(report, problems, checksums);
+    return nullptr;
+  });
+}
+
 const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
   g_host = host;
   static const ckptio_plugin_api api = {sizeof(ckptio_plugin_api),
@@ -432,7 +499,9 @@ const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
                                         plugin_open,
                                         plugin_read_storage,
                                         plugin_close,
-                                        plugin_save};
+                                        plugin_save,
+                                        plugin_options,
+                                        plugin_verify};
   return &api;
 }
 

@@ -1,6 +1,7 @@
 // safetensors: Hugging Face's format (formats/safetensors/safetensors.h), read into the
 // same DecodedFile model as torch-zip so that the host maps or reads the tensors itself.
 #include <algorithm>
+#include <array>
 #include <cstring>
 #include <string>
 
@@ -65,11 +66,19 @@ Status encode(ByteSink& out, const Tree& tree, const StorageWriter& bytes,
   return write_safetensors(out, tree, bytes, o);
 }
 
+constexpr std::array kOptions = {
+    option_info(CKPTIO_OPTION_WRITE | CKPTIO_OPTION_PREFIX, "meta.",
+                "meta.KEY=VALUE: an entry of the header's __metadata__"),
+    option_info(CKPTIO_OPTION_WRITE, "dedup",
+                "0/1: keep one name of tensors sharing bytes, as save_model does (else refused)",
+                "0"),
+};
+
 constexpr SingleFormatPlugin kPlugin{
     "safetensors", "0.1.0",
     {"safetensors", "Hugging Face safetensors: JSON header + raw little-endian tensors",
      ".safetensors", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
-    probe, decode, encode};
+    probe, decode, encode, kOptions.data(), kOptions.size(), nullptr};
 
 }  // namespace
 

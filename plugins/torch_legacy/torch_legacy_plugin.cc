@@ -40,7 +40,7 @@ constexpr SingleFormatPlugin kPlugin{
     {"torch-legacy",
      "torch.save legacy pickle stream (PyTorch < 1.6, or _use_new_zipfile_serialization=False)",
      ".pt", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
-    probe, decode, encode};
+    probe, decode, encode, kDecodedReadOptions.data(), kDecodedReadOptions.size(), nullptr};
 
 }  // namespace
 

@@ -1,9 +1,12 @@
 // torch-zip: the zip container torch.save writes by default since PyTorch 1.6.
 #include <cstring>
+#include <array>
 #include <string>
+#include <vector>
 
 #include "ckptio/plugin.hpp"
 #include "formats/zip/torch_zip.h"
+#include "formats/zip/zip_verify.h"
 #include "plugins/common/single_format_plugin.h"
 
 namespace {
@@ -38,11 +41,24 @@ Status encode(ByteSink& out, const Tree& tree, const StorageWriter& bytes,
   return write_torch_zip(out, tree, bytes, opts);
 }
 
+uint64_t verify(const ByteSource& src, std::vector<std::string>& problems) {
+  return verify_zip_records(src, problems);
+}
+
+constexpr auto kOptions = concat(
+    kDecodedReadOptions,
+    std::array{
+        option_info(CKPTIO_OPTION_WRITE, "prefix", "the archive's top-level directory",
+                    "archive"),
+        option_info(CKPTIO_OPTION_WRITE | CKPTIO_OPTION_NUMBER, "alignment",
+                    "record data alignment in bytes, a power of two up to 32768", "64"),
+    });
+
 constexpr SingleFormatPlugin kPlugin{
     "torch-zip", "0.1.0",
     {"torch-zip", "torch.save zip archive (PyTorch >= 1.6 default)", ".pt",
      CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
-    probe, decode, encode};
+    probe, decode, encode, kOptions.data(), kOptions.size(), verify};
 
 }  // namespace
 

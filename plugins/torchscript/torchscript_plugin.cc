@@ -10,10 +10,13 @@
 //   view=modules     the module tree (class, parameters, buffers, submodules, attributes,
 //                    methods), tensor constants, extra files and archive facts; what
 //                    `ckptio inspect` shows.
+#include <array>
 #include <string>
+#include <vector>
 
 #include "ckptio/plugin.hpp"
 #include "formats/torchscript/torchscript.h"
+#include "formats/zip/zip_verify.h"
 #include "plugins/common/single_format_plugin.h"
 
 namespace {
@@ -34,11 +37,21 @@ Result<DecodedFile> decode(const ByteSource& src, const DecodedPluginOptions& co
   return read_torchscript(src, ro);
 }
 
+uint64_t verify(const ByteSource& src, std::vector<std::string>& problems) {
+  return verify_zip_records(src, problems);
+}
+
+constexpr auto kOptions = concat(
+    kDecodedReadOptions,
+    std::array{option_info(CKPTIO_OPTION_READ, "view",
+                           "state_dict (what load_state_dict takes) or modules (the module tree)",
+                           "state_dict", "modules")});
+
 constexpr SingleFormatPlugin kPlugin{
     "torchscript", "0.1.0",
     {"torchscript", "torch.jit.save archive (TorchScript, also lite .ptl), read as data", ".pt",
      CKPTIO_CAN_READ},
-    probe, decode, nullptr,
+    probe, decode, nullptr, kOptions.data(), kOptions.size(), verify,
     "the torchscript format is read-only here: save a torch::jit::Module with "
     "ckptio::save_script_module (libckptio_torch)"};
 

@@ -1,6 +1,8 @@
 /* The version-1 layouts of plugin.h, pinned: a change that moves a field a v1 plugin or host
  * reads breaks every plugin built against the released header, so it must fail the build
- * here instead. Growing structs may gain fields after their v1 end (the last line of each);
+ * here instead. Growing structs may gain fields after their v1 end (the last line of each;
+ * the plugin table's options and verify were appended after the first release, which ended
+ * at save, 80 bytes, and the host accepts such shorter tables);
  * the frozen ones (no struct_size) keep their size. C, as the ABI is; for LP64 targets,
  * where the numbers below hold. */
 #include <stddef.h>
@@ -109,7 +111,23 @@ PIN(ckptio_plugin_api, open, 48);
 PIN(ckptio_plugin_api, read_storage, 56);
 PIN(ckptio_plugin_api, close, 64);
 PIN(ckptio_plugin_api, save, 72);
-V1_END(ckptio_plugin_api, save, 80);
+PIN(ckptio_plugin_api, options, 80);
+PIN(ckptio_plugin_api, verify, 88);
+V1_END(ckptio_plugin_api, verify, 96);
+
+PIN(ckptio_option_info, struct_size, 0);
+PIN(ckptio_option_info, flags, 4);
+PIN(ckptio_option_info, key, 8);
+PIN(ckptio_option_info, meaning, 16);
+PIN(ckptio_option_info, default_value, 24);
+PIN(ckptio_option_info, inspect_value, 32);
+V1_END(ckptio_option_info, inspect_value, 40);
+
+PIN(ckptio_verify_report, struct_size, 0);
+PIN(ckptio_verify_report, ctx, 8);
+PIN(ckptio_verify_report, problem, 16);
+PIN(ckptio_verify_report, checksums, 24);
+V1_END(ckptio_verify_report, checksums, 32);
 
 #endif
 

@@ -94,7 +94,7 @@ fi
 grep -q "unknown safetensors option 'level'" "$log" || { cat "$log"; exit 1; }
 # Wrapped in the bundled zstd plugin: zstd's own options stay with it, the rest reach the
 # (strict) safetensors writer, and `zstd -d` gives a safetensors file back.
-"$ck" convert "$d/model.pt" "$d/model.safetensors.zst" --format zstd --inner safetensors-example \
+"$ck" convert "$d/model.pt" "$d/model.safetensors.zst" --format zstd --option inner=safetensors-example \
   --option level=5 --option meta.note=zst
 "$ck" convert "$d/model.safetensors.zst" "$d/back_zst.pt" --format torch-zip
 "$py" "$check" same_torch "$d/model.pt" "$d/back_zst.pt"

@@ -77,7 +77,7 @@ class CompressRoundTrip : public ::testing::Test {
 
   static void convert(const std::string& in, const std::string& out, const std::string& fmt) {
     std::string f = fmt, extra;
-    if (fmt == "zstd:legacy") f = "zstd", extra = " --inner torch-legacy";
+    if (fmt == "zstd:legacy") f = "zstd", extra = " --option inner=torch-legacy";
     CmdResult r = run(kCli + " convert " + in + " " + out + " --format " + f + extra);
     ASSERT_EQ(r.status, 0) << in << " -> " << fmt << ": " << r.out;
   }

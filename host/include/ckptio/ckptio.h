@@ -12,6 +12,7 @@
 #include <functional>
 #include <future>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <utility>
@@ -43,6 +44,19 @@ struct PluginInfo {
   std::string error;  // why it failed to load; empty when loaded
 };
 
+// An option a format's plugin declares (ckptio_option_info in the plugin ABI).
+struct FormatOption {
+  std::string key;            // "level"; with `prefix`, a prefix such as "meta."
+  std::string meaning;        // one line
+  std::string default_value;  // empty when it depends on the file
+  std::string inspect_value;  // what `ckptio inspect` passes for a view meant for people
+  bool read = false;
+  bool write = false;
+  bool number = false;        // the value is a non-negative decimal integer
+  bool prefix = false;        // key is a prefix (meta.NAME)
+  bool names_format = false;  // the value names a format whose options apply too
+};
+
 class Registry {
  public:
   Registry();
@@ -67,6 +81,9 @@ class Registry {
   std::vector<std::string> formats() const;  // formats of loaded plugins, in load order
   bool has_format(const std::string& name) const;
   bool can_write(const std::string& name) const;  // the format's plugin can save it
+  // The options format `name` declares; nullopt when the format is unknown or its plugin
+  // declares none (an older plugin: its settings pass through unchecked).
+  std::optional<std::vector<FormatOption>> format_options(const std::string& name) const;
 
   struct Impl;
   Impl& impl() { return *impl_; }
@@ -158,6 +175,18 @@ class Reader {
 
 // Which format the file is (the winning plugin's probe), or throws naming what was tried.
 std::string detect_format(const std::string& path, Registry* registry = nullptr);
+
+// The container layer of a file checked by its format's plugin (ckptio_plugin_api::verify):
+// structure, bounds and every record's checksum, each problem listed rather than only the
+// first. Uses options.format (else detects), options.registry and options.plugin_options.
+// Throws only when the file cannot be opened or no plugin reads it.
+struct ContainerCheck {
+  std::string format;
+  bool offered = false;    // false: the plugin has no container check (open with verify)
+  uint64_t checksums = 0;  // checksums verified
+  std::vector<std::string> problems;
+};
+ContainerCheck check_container(const std::string& path, const LoadOptions& options = {});
 
 Checkpoint load(const std::string& path, const LoadOptions& options = {});
 // `data` must outlive the call; the Checkpoint copies what it keeps (zero_copy is ignored).

@@ -257,6 +257,36 @@ typedef struct ckptio_format_info { /* frozen */
   uint32_t caps;           /* CKPTIO_CAN_* */
 } ckptio_format_info;
 
+/* An option key a format understands, declared so that the host can list it (`ckptio
+ * plugins`) and check a user's key=value settings before the plugin sees them. */
+enum {
+  CKPTIO_OPTION_READ = 1u << 0,    /* a read (open) option */
+  CKPTIO_OPTION_WRITE = 1u << 1,   /* a write (save) option */
+  CKPTIO_OPTION_NUMBER = 1u << 2,  /* the value is a non-negative decimal integer */
+  CKPTIO_OPTION_PREFIX = 1u << 3,  /* key is a prefix: "meta." takes meta.NAME */
+  /* The value names another format, whose options are accepted too (zstd's inner). */
+  CKPTIO_OPTION_NAMES_FORMAT = 1u << 4
+};
+
+typedef struct ckptio_option_info {
+  uint32_t struct_size;
+  uint32_t flags;               /* CKPTIO_OPTION_* */
+  const char* key;
+  const char* meaning;          /* one line */
+  const char* default_value;    /* as text; "" when it depends on the file */
+  /* The value `ckptio inspect` passes for a view meant for people (e.g. TorchScript's
+   * module tree), or NULL. */
+  const char* inspect_value;
+} ckptio_option_info;
+
+/* Where a plugin's verify() reports, so that every problem is listed, not only the first. */
+typedef struct ckptio_verify_report {
+  uint32_t struct_size;
+  void* ctx;
+  void (*problem)(void* ctx, const char* message); /* one line naming the file and record */
+  void (*checksums)(void* ctx, uint64_t count);    /* checksums verified (adds up) */
+} ckptio_verify_report;
+
 typedef struct ckptio_host_api {
   uint32_t struct_size;
   uint32_t abi_version;
@@ -297,6 +327,20 @@ typedef struct ckptio_plugin_api {
   /* Writes the tree to the sink. NULL when no format of the plugin can write. */
   ckptio_status (*save)(uint32_t format, const ckptio_tree* tree, const ckptio_sink* sink,
                         const ckptio_options* options);
+
+  /* Appended after the first release of version 1: a host checks CKPTIO_HAS_FIELD before
+   * reading them, and a NULL entry means the plugin does not offer it. */
+
+  /* The option keys `format` understands (*count of them); NULL: not declared, so the host
+   * cannot check settings and passes them through as they are. */
+  const ckptio_option_info* (*options)(uint32_t format, uint32_t* count);
+  /* Checks the file's container layer (structure, bounds, every record's checksum) without
+   * parsing its values, reporting each problem through `report` and going on past it;
+   * returns an error only when it cannot check at all, CKPTIO_UNSUPPORTED when `format`
+   * has no container check. `ckptio verify` calls it, then opens the file. NULL (or
+   * CKPTIO_UNSUPPORTED): the host opens the file with verify=1 instead. */
+  ckptio_status (*verify)(uint32_t format, const ckptio_source* source,
+                          const ckptio_options* options, const ckptio_verify_report* report);
 } ckptio_plugin_api;
 
 /* The one exported symbol. Returns NULL when no version in [min_abi, max_abi] is spoken. */
