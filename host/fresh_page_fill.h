@@ -1,10 +1,10 @@
 // Fills new anonymous memory without the kernel zeroing it first. A first touch of a fresh
 // page makes the kernel allocate and zero it, and the read then writes every byte again;
 // userfaultfd's UFFDIO_COPY allocates each page and copies the bytes into it in one step.
-// On the development VM this takes about a fifth off a copy load of 1 GiB into new tensors
-// (0.21-0.24 s to 0.17-0.18 s; README, Benchmarks). Linux only, best effort: where userfaultfd is
-// not allowed (old kernels, privilege), under any seccomp filter (one might kill the process for
-// the call), or with CKPTIO_USERFAULTFD=0, open() returns null and callers fault pages in as
+// That saves the zeroing pass of a copy load into new tensors (bench/run.py measures it:
+// bench/results/README-notes.md). Linux only, best effort: where userfaultfd is not allowed
+// (old kernels, privilege), under any seccomp filter (one might kill the process for the
+// call), or with CKPTIO_USERFAULTFD=0, open() returns null and callers fault pages in as
 // before.
 #pragma once
 

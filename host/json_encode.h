@@ -1,5 +1,5 @@
 // The JSON encoding of a value tree (`ckptio inspect --json`), a contract other tools rely
-// on; see README "JSON encoding". Tensors carry the SHA-256 of their elements in row-major
+// on; see docs/json.md. Tensors carry the SHA-256 of their elements in row-major
 // order, so two files hold the same tensors exactly when their encodings are equal.
 #pragma once
 

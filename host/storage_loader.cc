@@ -49,10 +49,10 @@ void populate_for_write(uint8_t* p, uint64_t n) {
 
 std::shared_ptr<uint8_t> allocate_storage(uint64_t nbytes) {
   if (nbytes >= kHugeThreshold) {
-    // No MADV_HUGEPAGE: huge pages halve the fault cost once memory is warm, but on the
-    // development VM (free page reporting) the first 1 GiB of them in a process took
-    // 0.8-2.3 s against 0.2-0.3 s with 4 KiB pages, in two sessions' measurements (README,
-    // Benchmarks). The reading threads fill the pages instead, in parallel: by userfaultfd
+    // No MADV_HUGEPAGE: huge pages halve the fault cost once memory is warm, but where the
+    // hypervisor reports free pages (as on the 2-core VMs this is measured on), a process's
+    // first huge pages cost several times what 4 KiB pages do (bench/results/README-notes.md).
+    // The reading threads fill the pages instead, in parallel: by userfaultfd
     // copies where allowed (fresh_page_fill.h), else chunk by chunk (populate_for_write).
     void* p = mmap(nullptr, nbytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED) throw std::bad_alloc();

@@ -29,7 +29,7 @@ void Commands::add_all(CLI::App& app) {
 
   inspect_ = app.add_subcommand("inspect", "Print a checkpoint's format and value tree");
   inspect_->add_option("file", in_, "Checkpoint file")->required();
-  inspect_->add_flag("--json", json_, "One JSON object (see README: JSON encoding)");
+  inspect_->add_flag("--json", json_, "One JSON object (see docs/json.md)");
   inspect_->add_option("--input-format", in_format_, "Read as this format instead of detecting");
   inspect_->add_flag("--allow-objects", allow_objects_,
                      "Show unknown pickle classes as opaque objects (never executed)");
