@@ -57,6 +57,12 @@ struct TensorMeta {
 struct Value;
 using ValuePtr = std::shared_ptr<Value>;
 
+// The deepest value tree ckptio builds, walks or writes (containers inside containers), the
+// one limit every recursive walk and the tree builder share: deeper is refused with one
+// error (kLimit, or kInvalidArgument for a tree handed to a writer) instead of exhausting a
+// thread's stack. Readers of pickles stop sooner by default (PickleLimits::max_depth).
+constexpr size_t kMaxTreeDepth = 4096;
+
 struct Value {
   Kind kind = Kind::kNone;
   bool b = false;

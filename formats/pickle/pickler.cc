@@ -19,7 +19,6 @@ using pickle_detail::fail;
 using pickle_detail::PickleError;
 
 constexpr size_t kBatch = 1000;     // Python's _BATCHSIZE for APPENDS / SETITEMS
-constexpr size_t kMaxDepth = 4096;  // recursion guard; our unpickler reads 1000 by default
 
 class Writer {
  public:
@@ -175,8 +174,8 @@ class Writer {
   }
 
   void save(const Value& v, size_t depth) {
-    if (depth > kMaxDepth)
-      fail(Code::kInvalidArgument, "value nested deeper than " + std::to_string(kMaxDepth));
+    if (depth > kMaxTreeDepth)
+      fail(Code::kInvalidArgument, "value nested deeper than " + std::to_string(kMaxTreeDepth));
     auto m = memo_.find(&v);
     if (m != memo_.end()) return get(m->second);
     switch (v.kind) {

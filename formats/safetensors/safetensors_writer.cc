@@ -18,7 +18,6 @@ using json = nlohmann::ordered_json;
 using safetensors::STDType;
 using safetensors::TensorSpan;
 
-constexpr int kMaxNesting = 256;  // dicts inside dicts; deeper is refused, not recursed
 constexpr uint64_t kChunk = 1 << 20;
 
 struct OutTensor {
@@ -81,8 +80,8 @@ class Writer {
  private:
   Status refuse(const std::string& why) { return Status(Code::kUnsupported, file_ + ": " + why); }
 
-  Status collect(const Value& dict, const std::string& prefix, int depth) {
-    if (depth > kMaxNesting) return refuse("'" + prefix + "' is nested too deeply");
+  Status collect(const Value& dict, const std::string& prefix, size_t depth) {
+    if (depth > kMaxTreeDepth) return refuse("'" + prefix + "' is nested too deeply");
     // A state_dict's _metadata (dict attributes) has no place in safetensors: dropped.
     for (const auto& [k, v] : dict.entries) {
       if (!k || k->kind != Kind::kStr)

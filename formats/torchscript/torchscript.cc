@@ -417,24 +417,7 @@ class ArchiveReader {
     for (size_t i = 0; i < out.tree.storages.size(); ++i) {
       const StorageInfo& s = out.tree.storages[i];
       const ZipEntry* e = zip_.find(used_records_[i]);
-      if (e->uncompressed_size != s.nbytes)
-        return corrupt(src_, "record " + quote(e->name) + " holds " +
-                                 std::to_string(e->uncompressed_size) +
-                                 " bytes but its storage needs " + std::to_string(s.nbytes));
-      if (e->method != 0 && e->method != 8)
-        return Status(Code::kUnsupported, src_.name() + ": record " + quote(e->name) +
-                                              " uses compression method " +
-                                              std::to_string(e->method));
-      StorageExtent x;
-      x.offset = e->data_offset;
-      x.length = s.nbytes;
-      x.method = e->method;
-      x.compressed_length = e->compressed_size;
-      x.crc32 = e->crc32;
-      x.record = e->name;
-      const int unit = dtype_size(s.dtype);
-      x.byteswap = big_ && unit > 1;
-      x.plain = e->method == 0 && !x.byteswap;
+      CKPTIO_ASSIGN_OR_RETURN(StorageExtent x, storage_extent(src_, *e, s, big_));
       out.extents.push_back(x);
     }
     return Status::Ok();

@@ -47,4 +47,29 @@ Result<bool> read_archive_big_endian(const ByteSource& src, const ZipReader& zip
   return corrupt(src, "record " + quote(e->name) + " holds neither 'little' nor 'big'");
 }
 
+Result<StorageExtent> storage_extent(const ByteSource& src, const ZipEntry& e,
+                                     const StorageInfo& s, bool big_endian) {
+  if (e.uncompressed_size != s.nbytes)
+    return corrupt(src, "record " + quote(e.name) + " holds " + std::to_string(e.uncompressed_size) +
+                            " bytes but storage " + s.key + " needs " + std::to_string(s.nbytes));
+  if (e.method != 0 && e.method != 8)
+    return Status(Code::kUnsupported, src.name() + ": record " + quote(e.name) +
+                                          " uses compression method " + std::to_string(e.method) +
+                                          "; only stored (0) and deflate (8) are supported");
+  if (e.method == 8 && e.uncompressed_size / 1032 > e.compressed_size + 1)
+    return corrupt(src, "record " + quote(e.name) + " claims " +
+                            std::to_string(e.uncompressed_size) + " bytes from only " +
+                            std::to_string(e.compressed_size) + " deflated bytes");
+  StorageExtent x;
+  x.offset = e.data_offset;
+  x.length = s.nbytes;
+  x.method = e.method;
+  x.compressed_length = e.compressed_size;
+  x.crc32 = e.crc32;
+  x.record = e.name;
+  x.byteswap = big_endian && dtype_size(s.dtype) > 1;  // one-byte elements read as they are
+  x.plain = e.method == 0 && !x.byteswap;
+  return x;
+}
+
 }  // namespace ckptio

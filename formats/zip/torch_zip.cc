@@ -108,30 +108,7 @@ Result<DecodedFile> read_torch_zip(const ByteSource& src, const ZipReadOptions& 
       out.extents.push_back(x);
       continue;
     }
-    if (e->uncompressed_size != s.nbytes)
-      return corrupt(src, "record " + quote(record) + " holds " +
-                              std::to_string(e->uncompressed_size) + " bytes but storage " + s.key +
-                              " needs " + std::to_string(s.nbytes));
-    if (e->method != 0 && e->method != 8)
-      return Status(Code::kUnsupported, src.name() + ": record " + quote(record) +
-                                            " uses compression method " +
-                                            std::to_string(e->method) +
-                                            "; only stored (0) and deflate (8) are supported");
-    // The host allocates nbytes for the storage before inflating: a deflated record may
-    // not claim more than DEFLATE can expand to (~1032:1, as ZipReader::read checks).
-    if (e->method == 8 && e->uncompressed_size / 1032 > e->compressed_size + 1)
-      return corrupt(src, "record " + quote(record) + " claims " +
-                              std::to_string(e->uncompressed_size) + " bytes from only " +
-                              std::to_string(e->compressed_size) + " deflated bytes");
-    StorageExtent x;
-    x.offset = e->data_offset;
-    x.length = s.nbytes;
-    x.method = e->method;
-    x.compressed_length = e->compressed_size;
-    x.crc32 = e->crc32;
-    x.record = e->name;
-    x.byteswap = big && dtype_size(s.dtype) > 1;  // one-byte elements read as they are
-    x.plain = e->method == 0 && !x.byteswap;
+    CKPTIO_ASSIGN_OR_RETURN(StorageExtent x, storage_extent(src, *e, s, big));
     out.extents.push_back(x);
   }
 

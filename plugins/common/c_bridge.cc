@@ -106,8 +106,6 @@ PickleLimits limits_from_options(const ckptio_options* options) {
 
 namespace {
 
-constexpr size_t kMaxEmitDepth = 100000;
-
 class Emitter {
  public:
   Emitter(const ckptio_host_api* host, const ckptio_builder* b) : host_(host), b_(b) {}
@@ -138,7 +136,8 @@ class Emitter {
   }
 
   Status emit(const ValuePtr& v, size_t depth) {
-    if (depth > kMaxEmitDepth) return Status(Code::kLimit, "value tree nested too deeply");
+    if (depth > kMaxTreeDepth)
+      return Status(Code::kLimit, "value tree nested deeper than " + std::to_string(kMaxTreeDepth));
     const Value& n = *v;
     auto shared = v.use_count() > 1 ? refs_.find(&n) : refs_.end();
     if (shared != refs_.end() && shared->second > 1) {
@@ -245,7 +244,8 @@ class Importer {
   explicit Importer(const ckptio_tree* t) : t_(t) {}
 
   Result<ValuePtr> node(ckptio_node n, size_t depth) {
-    if (depth > kMaxEmitDepth) return Status(Code::kLimit, "value tree nested too deeply");
+    if (depth > kMaxTreeDepth)
+      return Status(Code::kLimit, "value tree nested deeper than " + std::to_string(kMaxTreeDepth));
     auto it = memo_.find(n);
     if (it != memo_.end()) return it->second;
     void* ctx = t_->ctx;

@@ -233,6 +233,38 @@ TEST_P(SaveLoad, NewerDtypesRoundTripOrAreRefusedByName) {
   EXPECT_EQ(std::memcmp(back.storages.at(f.storage).data, raw, 4), 0);
 }
 
+// One depth limit (kMaxTreeDepth) for the writers, the host's tree builder and every walk:
+// a tree just inside it is written and read back (with the pickle reader's own limit
+// raised), one just past it is refused naming the limit, before anything is written.
+TEST_P(SaveLoad, OneTreeDepthLimitForWritingAndReading) {
+  auto nested = [](size_t depth) {
+    ValuePtr v = Value::integer(7);
+    for (size_t i = 1; i < depth; ++i) v = Value::list({v});
+    Checkpoint c;
+    c.tree.root = v;
+    return c;
+  };
+  SaveOptions so;
+  so.format = GetParam();
+  save(path("deep.pt"), nested(kMaxTreeDepth - 8), so);
+  LoadOptions lo;
+  lo.plugin_options.emplace_back("max_depth", std::to_string(2 * kMaxTreeDepth));
+  Checkpoint back = load(path("deep.pt"), lo);
+  size_t depth = 1;
+  for (ValuePtr v = back.tree.root; v->kind == Kind::kList; v = v->items.at(0)) ++depth;
+  EXPECT_EQ(depth, kMaxTreeDepth - 8);
+
+  try {
+    save(path("deeper.pt"), nested(kMaxTreeDepth + 8), so);
+    FAIL() << "a tree deeper than kMaxTreeDepth was written";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(std::to_string(kMaxTreeDepth)), std::string::npos)
+        << e.what();
+  }
+  EXPECT_FALSE(fs::exists(path("deeper.pt")));
+  EXPECT_TRUE(leftovers().empty());
+}
+
 INSTANTIATE_TEST_SUITE_P(Formats, SaveLoad, ::testing::Values("torch-zip", "torch-legacy"));
 
 TEST(Load, MissingFileAndUnknownFormatAreClearErrors) {

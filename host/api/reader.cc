@@ -1,34 +1,24 @@
-// Reader, load(), save() and detect_format(): the host's side of reading and writing through
-// plugins. Nothing here knows a format.
+// Reader: a checkpoint opened through its format's plugin, its structure known and its
+// storages read on demand. Nothing here knows a format.
 #include <algorithm>
 #include <cstring>
 #include <memory>
 #include <mutex>
 
 #include "ckptio/ckptio.h"
-#include "host/atomic_sink.h"
-#include "host/c_options.h"
-#include "host/c_status.h"
-#include "host/file_source.h"
-#include "host/registry_impl.h"
-#include "host/storage_loader.h"
-#include "host/tree_builder.h"
-#include "host/tree_view.h"
+#include "host/abi/c_options.h"
+#include "host/abi/c_status.h"
+#include "host/abi/registry_impl.h"
+#include "host/abi/tree_builder.h"
+#include "host/api/call_context.h"
+#include "host/io/file_source.h"
+#include "host/io/storage_loader.h"
 
 namespace ckptio {
-namespace {
 
-Registry& registry_of(Registry* r) { return r ? *r : Registry::global(); }
-
-[[noreturn]] void fail(const Status& st) { throw Error(st); }
-
-// Plugins are asked to name the file; make sure every message does.
-Status with_file(const Status& st, const std::string& name) {
-  if (st.ok() || st.message().rfind(name, 0) == 0) return st;
-  return st.with_context(name);
-}
-
-}  // namespace
+using host::fail;
+using host::registry_of;
+using host::with_file;
 
 struct Reader::Impl {
   std::shared_ptr<const ByteSource> source;    // owns the file (or wraps the caller's buffer)
@@ -191,91 +181,6 @@ Checkpoint Reader::checkpoint() const {
   c.format = format();
   c.plugin_path = plugin_path();
   return c;
-}
-
-std::string detect_format(const std::string& path, Registry* registry) {
-  auto src = host::FileSource::open(path);
-  if (!src.ok()) fail(src.status());
-  src.value()->advise_parsing(true);  // probes read file heads only
-  auto f = registry_of(registry).impl().choose_format(*src.value(), "");
-  if (!f.ok()) fail(f.status());
-  return f.value().name;
-}
-
-namespace {
-Checkpoint load_all(Reader& r, const LoadOptions& options) {
-  if (options.load_data) {
-    std::vector<uint32_t> all(r.tree().storages.size());
-    for (uint32_t i = 0; i < all.size(); ++i) all[i] = i;
-    r.read_storages(all);
-  }
-  return r.checkpoint();
-}
-}  // namespace
-
-Checkpoint load(const std::string& path, const LoadOptions& options) {
-  auto r = Reader::open(path, options);
-  return load_all(*r, options);
-}
-
-Checkpoint load_buffer(const void* data, uint64_t size, const std::string& name,
-                       const LoadOptions& options) {
-  auto r = Reader::open_buffer(data, size, name, options);
-  return load_all(*r, options);
-}
-
-void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& options) {
-  Registry& reg = registry_of(options.registry);
-  FormatEntry fmt;
-  {
-    std::lock_guard<std::mutex> lock(reg.impl().mu);
-    const FormatEntry* f = reg.impl().find(options.format);
-    if (!f)
-      fail(Status(Code::kInvalidArgument, path + ": unknown format '" + options.format +
-                                              "'; available: " + reg.impl().format_list_unlocked()));
-    fmt = *f;
-  }
-  if (!(fmt.caps & CKPTIO_CAN_WRITE) || !CKPTIO_HAS_FIELD(fmt.api, ckptio_plugin_api, save) ||
-      !fmt.api->save)
-    fail(Status(Code::kUnsupported, path + ": format '" + fmt.name + "' cannot be written"));
-  if (!ckpt.tree.root) fail(Status(Code::kInvalidArgument, path + ": nothing to save"));
-  if (ckpt.storages.size() != ckpt.tree.storages.size())
-    fail(Status(Code::kInvalidArgument, path + ": checkpoint has " +
-                                            std::to_string(ckpt.tree.storages.size()) +
-                                            " storages but bytes for " +
-                                            std::to_string(ckpt.storages.size())));
-  uint64_t total = 0;
-  for (size_t i = 0; i < ckpt.storages.size(); ++i) {
-    const StorageBytes& b = ckpt.storages[i];
-    if ((!b.data && ckpt.tree.storages[i].nbytes) || b.size != ckpt.tree.storages[i].nbytes)
-      fail(Status(Code::kInvalidArgument, path + ": storage '" + ckpt.tree.storages[i].key +
-                                              "' has no bytes loaded"));
-    total += b.size;
-  }
-
-  auto sink = host::AtomicFileSink::create(path, options.fsync);
-  if (!sink.ok()) fail(sink.status());
-  // The storages dominate every format's output; headers and pickles get a generous margin.
-  // A compressed output ends smaller and commit() frees the rest.
-  sink.value()->reserve(total + (1u << 20) + 1024 * uint64_t(ckpt.storages.size()));
-  uint64_t done = 0;
-  host::TreeView view(ckpt, [&](uint64_t n) {
-    done += n;
-    if (options.progress) options.progress(std::min(done, total), total);
-  });
-  ckptio_sink c_sink{};
-  c_sink.struct_size = sizeof c_sink;
-  c_sink.ctx = sink.value().get();
-  c_sink.name = path.c_str();
-  c_sink.write = [](void* ctx, const void* data, uint64_t n) -> ckptio_status {
-    return host::make_c_status(static_cast<host::AtomicFileSink*>(ctx)->write(data, n));
-  };
-  host::COptions c_opts(options.plugin_options);
-  const CallingRegistry calling(reg.impl());
-  Status st = host::take_status(fmt.api->save(fmt.index, view.c_tree(), &c_sink, c_opts.get()));
-  if (!st.ok()) fail(with_file(st, path));
-  st = sink.value()->commit();
-  if (!st.ok()) fail(st);
 }
 
 }  // namespace ckptio
