@@ -16,7 +16,7 @@
 #include <thread>
 #include <vector>
 
-#include "host/fresh_page_fill.h"
+#include "host/io/fresh_page_fill.h"
 
 namespace ckptio_bench {
 

@@ -13,8 +13,8 @@
 #include <string>
 
 #include "ckptio/ckptio.h"
-#include "host/json_encode.h"
-#include "host/tree_printer.h"
+#include "host/render/json_encode.h"
+#include "host/render/tree_printer.h"
 
 namespace {
 const char* const kFormats[] = {"",     "torch-zip",      "torch-legacy",

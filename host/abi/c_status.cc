@@ -1,6 +1,6 @@
-#include "host/c_status.h"
+#include "host/abi/c_status.h"
 
-#include "host/registry_impl.h"
+#include "host/abi/registry_impl.h"
 
 namespace ckptio {
 namespace {

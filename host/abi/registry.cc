@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <sstream>
 
-#include "host/c_status.h"
-#include "host/registry_impl.h"
+#include "host/abi/c_status.h"
+#include "host/abi/registry_impl.h"
 
 #ifndef CKPTIO_INSTALL_PLUGIN_DIR
 #define CKPTIO_INSTALL_PLUGIN_DIR ""

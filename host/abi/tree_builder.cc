@@ -1,10 +1,9 @@
-#include "host/tree_builder.h"
+#include "host/abi/tree_builder.h"
 
-#include "host/c_status.h"
+#include "host/abi/c_status.h"
 
 namespace ckptio::host {
 namespace {
-constexpr uint64_t kMaxDepth = 100000;
 constexpr uint32_t kMaxDims = 64;
 }  // namespace
 
@@ -131,7 +130,8 @@ Status TreeBuilder::add(ValuePtr v) {
 
 Status TreeBuilder::begin(int32_t kind, uint64_t count, const char* name, size_t len,
                           uint32_t flags) {
-  if (stack_.size() >= kMaxDepth) return Status(Code::kLimit, "value tree nested too deeply");
+  if (stack_.size() >= kMaxTreeDepth)
+    return Status(Code::kLimit, "value tree nested deeper than " + std::to_string(kMaxTreeDepth));
   ValuePtr v;
   uint64_t expected = count;
   int slot = 0;

@@ -1,8 +1,8 @@
-#include "host/tree_view.h"
+#include "host/abi/tree_view.h"
 
 #include <cstring>
 
-#include "host/c_status.h"
+#include "host/abi/c_status.h"
 
 namespace ckptio::host {
 namespace {

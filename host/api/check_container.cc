@@ -1,10 +1,10 @@
 // `ckptio verify`'s container check, done by the format's plugin: the host knows no
 // container, so removing a plugin removes its checks with its format.
 #include "ckptio/ckptio.h"
-#include "host/c_options.h"
-#include "host/c_status.h"
-#include "host/file_source.h"
-#include "host/registry_impl.h"
+#include "host/abi/c_options.h"
+#include "host/abi/c_status.h"
+#include "host/io/file_source.h"
+#include "host/abi/registry_impl.h"
 
 namespace ckptio {
 

@@ -1,4 +1,4 @@
-#include "host/extract_state_dict.h"
+#include "host/api/extract_state_dict.h"
 
 #include <set>
 
@@ -6,7 +6,6 @@ namespace ckptio::host {
 namespace {
 
 constexpr size_t kMaxEntries = 10'000'000;
-constexpr size_t kMaxDepth = 10'000;
 
 bool is_module(const ValuePtr& v) {
   return v && v->kind == Kind::kObject && v->state && v->state->kind == Kind::kDict &&
@@ -24,7 +23,7 @@ class Extractor {
   explicit Extractor(ValuePtr out) : out_(std::move(out)) {}
 
   Status module(const ValuePtr& m, const std::string& prefix, size_t depth) {
-    if (depth > kMaxDepth) return Status(Code::kLimit, "modules nested too deeply");
+    if (depth > kMaxTreeDepth) return Status(Code::kLimit, "modules nested too deeply");
     const ValuePtr& state = m->state;
     std::set<std::string> non_persistent;
     if (ValuePtr s = state->get("_non_persistent_buffers_set");

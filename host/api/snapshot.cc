@@ -6,7 +6,7 @@
 #include <thread>
 
 #include "ckptio/ckptio.h"
-#include "host/storage_loader.h"
+#include "host/io/storage_loader.h"
 
 namespace ckptio {
 

@@ -5,9 +5,9 @@
 #include "ckptio/ckptio.h"
 #include "host/cli/option_check.h"
 #include "host/cli/progress.h"
-#include "host/extract_state_dict.h"
-#include "host/json_encode.h"
-#include "host/tree_printer.h"
+#include "host/api/extract_state_dict.h"
+#include "host/render/json_encode.h"
+#include "host/render/tree_printer.h"
 
 namespace ckptio::cli {
 namespace {

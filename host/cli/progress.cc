@@ -4,7 +4,7 @@
 
 #include <cstdio>
 
-#include "host/tree_printer.h"
+#include "host/render/tree_printer.h"
 
 namespace ckptio::cli {
 

@@ -10,7 +10,7 @@
 
 #include "ckptio/cuda.h"
 #include "host/cuda/staging_pipeline.h"
-#include "host/storage_loader.h"
+#include "host/io/storage_loader.h"
 
 namespace ckptio::cuda {
 namespace {

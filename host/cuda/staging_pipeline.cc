@@ -8,7 +8,7 @@
 #include <mutex>
 #include <thread>
 
-#include "host/storage_loader.h"
+#include "host/io/storage_loader.h"
 
 namespace ckptio::cuda_detail {
 namespace {

@@ -1,4 +1,4 @@
-#include "host/atomic_sink.h"
+#include "host/io/atomic_sink.h"
 
 #include <dirent.h>
 #include <fcntl.h>

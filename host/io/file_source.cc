@@ -1,4 +1,4 @@
-#include "host/file_source.h"
+#include "host/io/file_source.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -8,7 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
-#include "host/c_status.h"
+#include "host/abi/c_status.h"
 
 namespace ckptio::host {
 

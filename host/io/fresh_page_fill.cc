@@ -1,4 +1,4 @@
-#include "host/fresh_page_fill.h"
+#include "host/io/fresh_page_fill.h"
 
 #include <fcntl.h>
 #include <linux/userfaultfd.h>

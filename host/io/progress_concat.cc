@@ -1,4 +1,4 @@
-#include "host/progress_concat.h"
+#include "host/io/progress_concat.h"
 
 #include <algorithm>
 

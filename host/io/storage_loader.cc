@@ -1,4 +1,4 @@
-#include "host/storage_loader.h"
+#include "host/io/storage_loader.h"
 
 #include <sys/mman.h>
 
@@ -9,7 +9,7 @@
 #include <thread>
 
 #include "ckptio/plugin.h"
-#include "host/fresh_page_fill.h"
+#include "host/io/fresh_page_fill.h"
 
 namespace ckptio::host {
 namespace {

@@ -1,6 +1,6 @@
-#include "host/json_encode.h"
+#include "host/render/json_encode.h"
 
-#include "host/sha256.h"
+#include "host/render/sha256.h"
 
 
 #include <cmath>
@@ -89,7 +89,9 @@ class Encoder {
       throw Error(Code::kLimit, ckpt_.path +
                                     ": value tree expands to more than 10,000,000 JSON nodes "
                                     "(shared sub-objects); refusing to print it");
-    if (depth > 10000) throw Error(Code::kLimit, ckpt_.path + ": value tree nested too deeply");
+    if (depth > kMaxTreeDepth)
+      throw Error(Code::kLimit, ckpt_.path + ": value tree nested deeper than " +
+                                    std::to_string(kMaxTreeDepth));
     const Value& n = *v;
     switch (n.kind) {
       case Kind::kNone: return nullptr;

@@ -1,4 +1,4 @@
-#include "host/sha256.h"
+#include "host/render/sha256.h"
 
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "host/tree_printer.h"
+#include "host/render/tree_printer.h"
 
 #include <cmath>
 #include <cstdio>

@@ -14,7 +14,7 @@
 
 #include "cuda_bridge.h"
 #include "dtype_map.h"
-#include "host/progress_concat.h"
+#include "host/io/progress_concat.h"
 #include "host/torch/load_state_dict_core.h"
 #include "host/torch/torch_checkpoint_impl.h"
 

@@ -7,7 +7,7 @@
 #include <set>
 
 #include "ckptio/script.h"
-#include "host/atomic_sink.h"
+#include "host/io/atomic_sink.h"
 #include "host/torch/load_state_dict_core.h"
 
 namespace ckptio {

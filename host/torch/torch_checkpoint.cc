@@ -8,7 +8,7 @@
 #include "ckptio/torch.h"
 #include "cuda_bridge.h"
 #include "dtype_map.h"
-#include "host/progress_concat.h"
+#include "host/io/progress_concat.h"
 #include "host/torch/torch_checkpoint_impl.h"
 
 namespace ckptio {
@@ -54,7 +54,7 @@ std::string key_text(const Value& k) {
 template <class Fn>
 void visit(const ValuePtr& v, const std::string& path, std::unordered_set<const Value*>& seen,
            Fn& fn, int depth = 0) {
-  if (!v || depth > 10000 || !seen.insert(v.get()).second) return;
+  if (!v || size_t(depth) > kMaxTreeDepth || !seen.insert(v.get()).second) return;
   switch (v->kind) {
     case Kind::kTensor:
       fn(v, path);
@@ -124,7 +124,7 @@ std::vector<std::pair<std::string, ValuePtr>> TorchCheckpoint::Impl::entries(
   // A state_dict lists tied tensors under each name: visit per entry, not per node.
   std::function<void(const ValuePtr&, const std::string&, int)> go =
       [&](const ValuePtr& v, const std::string& path, int depth) {
-        if (!v || depth > 10000) return;
+        if (!v || size_t(depth) > kMaxTreeDepth) return;
         if (v->kind == Kind::kTensor) {
           found.emplace_back(path, v);
         } else if (v->kind == Kind::kDict) {
@@ -209,7 +209,7 @@ ValuePtr TorchCheckpoint::find(const std::string& dotted_path) const {
   std::function<ValuePtr(const ValuePtr&, const std::string&, int)> go =
       [&](const ValuePtr& v, const std::string& rest, int depth) -> ValuePtr {
     if (rest.empty()) return v;
-    if (!v || depth > 10000) return nullptr;
+    if (!v || size_t(depth) > kMaxTreeDepth) return nullptr;
     if (v->kind == Kind::kDict) {
       for (const auto& [k, val] : v->entries)
         if (key_text(*k) == rest) return val;
@@ -267,7 +267,8 @@ c10::IValue TorchCheckpoint::to_ivalue(const std::string& dotted_path) {
   std::unordered_map<const Value*, c10::IValue> memo;  // shared nodes stay shared
   std::function<c10::IValue(const ValuePtr&, int)> conv = [&](const ValuePtr& v,
                                                               int depth) -> c10::IValue {
-    if (depth > 10000) throw Error(Code::kLimit, "value tree nested too deeply");
+    if (size_t(depth) > kMaxTreeDepth) throw Error(Code::kLimit,
+                                    "value tree nested deeper than " + std::to_string(kMaxTreeDepth));
     auto it = memo.find(v.get());
     if (it != memo.end()) return it->second;
     c10::IValue out;
