@@ -1,7 +1,7 @@
 // AtomicFileSink's preallocation: reserve() allocates blocks without changing what the file
 // holds, and commit() leaves exactly the written bytes, whether the hint was too large (a
 // compressed save) or too small.
-#include "host/atomic_sink.h"
+#include "host/io/atomic_sink.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -3,7 +3,7 @@
 // that is ordinary again once the filler is gone; it is not tried under a seccomp filter,
 // and CKPTIO_USERFAULTFD=0 turns it off. The loader's use of it is covered in
 // save_load_test.cc (LargeStoragesLoadTheSameWithAndWithoutUserfaultfd).
-#include "host/fresh_page_fill.h"
+#include "host/io/fresh_page_fill.h"
 
 #include <fcntl.h>
 #include <gtest/gtest.h>

@@ -1,5 +1,5 @@
 // ProgressConcat: reads that each count from zero become one rising sequence.
-#include "host/progress_concat.h"
+#include "host/io/progress_concat.h"
 
 #include <gtest/gtest.h>
 

@@ -1,6 +1,6 @@
 // SHA-256 of tensor bytes (inspect --json): the portable implementation against FIPS 180-4
 // test vectors, and the one the build uses (OpenSSL's when present) against it.
-#include "host/sha256.h"
+#include "host/render/sha256.h"
 
 #include <gtest/gtest.h>
 
