@@ -60,8 +60,10 @@ using ValuePtr = std::shared_ptr<Value>;
 // The deepest value tree ckptio builds, walks or writes (containers inside containers), the
 // one limit every recursive walk and the tree builder share: deeper is refused with one
 // error (kLimit, or kInvalidArgument for a tree handed to a writer) instead of exhausting a
-// thread's stack. Readers of pickles stop sooner by default (PickleLimits::max_depth).
-constexpr size_t kMaxTreeDepth = 4096;
+// thread's stack, sanitizer builds' larger frames included. The pickle reader's own nesting
+// limit (PickleLimits::max_depth) has the same default. Real checkpoints nest a few dozen
+// levels at most.
+constexpr size_t kMaxTreeDepth = 1000;
 
 struct Value {
   Kind kind = Kind::kNone;
