@@ -27,8 +27,8 @@ uint64_t default_max_size();
 unsigned option_threads(const ckptio_options* o);
 int option_level(const ckptio_options* o, int fallback);
 
-// One format's entries; the plugin table dispatches on the format index. Each catches
-// everything it throws.
+// One format's entries; the plugin table dispatches on the format index. open and
+// read_storage may throw (the table catches at the boundary); the others catch themselves.
 struct FormatOps {
   int32_t (*probe)(const uint8_t* head, size_t n);
   ckptio_status (*open)(const ckptio_source* source, const ckptio_options* options,

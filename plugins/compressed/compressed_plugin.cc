@@ -54,12 +54,15 @@ int32_t plugin_probe(uint32_t format, const uint8_t* head, size_t n, uint64_t) {
 }
 ckptio_status plugin_open(uint32_t format, const ckptio_source* src, const ckptio_options* options,
                           const ckptio_builder* builder, ckptio_reader** out) {
-  return ops(format).open(src, options, builder, out);
+  return sdk::guard(g_host, src->name ? src->name : "<input>",
+                    [&] { return ops(format).open(src, options, builder, out); });
 }
 ckptio_status plugin_read_storage(ckptio_reader* reader, uint32_t index, uint64_t offset,
                                   void* dst, uint64_t n) {
-  Reader* r = as_reader(reader);
-  return ops(r->format).read_storage(r, index, offset, dst, n);
+  return sdk::guard(g_host, "read_storage", [&] {
+    Reader* r = as_reader(reader);
+    return ops(r->format).read_storage(r, index, offset, dst, n);
+  });
 }
 void plugin_close(ckptio_reader* reader) { delete as_reader(reader); }
 ckptio_status plugin_save(uint32_t format, const ckptio_tree* tree, const ckptio_sink* sink,

@@ -57,22 +57,14 @@ ckptio_status open_chunked(const ckptio_source* source, const ckptio_options* op
   return nullptr;
 }
 
-ckptio_status chunked_open(const ckptio_source* src, const ckptio_options* options,
-                           const ckptio_builder* builder, ckptio_reader** out) {
-  return sdk::guard(g_host, src->name ? src->name : "<input>",
-                    [&] { return open_chunked(src, options, builder, out); });
-}
-
 ckptio_status chunked_read_storage(Reader* base, uint32_t index, uint64_t offset, void* dst,
                                    uint64_t n) {
-  return sdk::guard(g_host, "read_storage", [&]() -> ckptio_status {
-    auto* r = static_cast<ChunkedReader*>(base);
-    if (index >= r->file.records.size())
-      return g_host->make_status(CKPTIO_INVALID_ARGUMENT, "read_storage: no such storage");
-    std::lock_guard<std::mutex> lock(r->read_mu);
-    return to_c(g_host, decode_chunked_range(*r->source, r->file.records[index], offset, n,
-                                             static_cast<uint8_t*>(dst), *r->pool, r->decoders));
-  });
+  auto* r = static_cast<ChunkedReader*>(base);
+  if (index >= r->file.records.size())
+    return g_host->make_status(CKPTIO_INVALID_ARGUMENT, "read_storage: no such storage");
+  std::lock_guard<std::mutex> lock(r->read_mu);
+  return to_c(g_host, decode_chunked_range(*r->source, r->file.records[index], offset, n,
+                                           static_cast<uint8_t*>(dst), *r->pool, r->decoders));
 }
 
 Status encode_chunked_file(ByteSink& out, const Tree& tree, const StorageWriter& bytes,
@@ -137,7 +129,7 @@ static_assert(kDefaultLevel == -3 && kDefaultChunkSize == 1048576,
 }  // namespace
 
 const FormatOps kTorchZipZstdFormat = {
-    chunked_probe, chunked_open, chunked_read_storage, chunked_save, kTorchZipZstdOptions.data(),
+    chunked_probe, open_chunked, chunked_read_storage, chunked_save, kTorchZipZstdOptions.data(),
     kTorchZipZstdOptions.size(), chunked_verify};
 
 }  // namespace ckptio::compressed

@@ -226,20 +226,12 @@ ckptio_status open_zstd(const ckptio_source* source, const ckptio_options* optio
   return nullptr;
 }
 
-ckptio_status zstd_open(const ckptio_source* src, const ckptio_options* options,
-                        const ckptio_builder* builder, ckptio_reader** out) {
-  return sdk::guard(g_host, src->name ? src->name : "<input>",
-                    [&] { return open_zstd(src, options, builder, out); });
-}
-
 ckptio_status zstd_read_storage(Reader* base, uint32_t index, uint64_t offset, void* dst,
                                 uint64_t n) {
-  return sdk::guard(g_host, "read_storage", [&]() -> ckptio_status {
-    auto* r = static_cast<ZstdReader*>(base);
-    if (index >= r->to_inner.size())
-      return g_host->make_status(CKPTIO_INVALID_ARGUMENT, "read_storage: no such storage");
-    return r->inner->read_storage(r->inner_reader, r->to_inner[index], offset, dst, n);
-  });
+  auto* r = static_cast<ZstdReader*>(base);
+  if (index >= r->to_inner.size())
+    return g_host->make_status(CKPTIO_INVALID_ARGUMENT, "read_storage: no such storage");
+  return r->inner->read_storage(r->inner_reader, r->to_inner[index], offset, dst, n);
 }
 
 // A ckptio_sink whose bytes go through a ZstdCompressSink into the host's sink.
@@ -325,7 +317,7 @@ constexpr std::array kZstdOptions = {
 
 }  // namespace
 
-const FormatOps kZstdFormat = {zstd_probe,         zstd_open,           zstd_read_storage,
+const FormatOps kZstdFormat = {zstd_probe,         open_zstd,           zstd_read_storage,
                                zstd_save,          kZstdOptions.data(), kZstdOptions.size(),
                                zstd_verify};
 
