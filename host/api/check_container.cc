@@ -3,20 +3,18 @@
 #include "ckptio/ckptio.h"
 #include "host/abi/c_options.h"
 #include "host/abi/c_status.h"
-#include "host/io/file_source.h"
 #include "host/abi/registry_impl.h"
+#include "host/api/call_context.h"
+#include "host/io/file_source.h"
 
 namespace ckptio {
 
 ContainerCheck check_container(const std::string& path, const LoadOptions& options) {
   auto src = host::FileSource::open(path);
-  if (!src.ok()) throw Error(src.status());
-  Registry& reg = options.registry ? *options.registry : Registry::global();
+  if (!src.ok()) host::fail(src.status());
+  Registry& reg = host::registry_of(options.registry);
   auto chosen = reg.impl().choose_format(*src.value(), options.format);
-  if (!chosen.ok()) {
-    const Status& st = chosen.status();
-    throw Error(st.message().rfind(path, 0) == 0 ? st : st.with_context(path));
-  }
+  if (!chosen.ok()) host::fail(host::with_file(chosen.status(), path));
   const FormatEntry& format = chosen.value();
 
   ContainerCheck out;
@@ -47,9 +45,7 @@ ContainerCheck check_container(const std::string& path, const LoadOptions& optio
     out.checksums = 0;
     return out;
   }
-  if (!st.ok())
-    out.problems.push_back(st.message().rfind(path, 0) == 0 ? st.message()
-                                                            : path + ": " + st.message());
+  if (!st.ok()) out.problems.push_back(host::with_file(st, path).message());
   return out;
 }
 

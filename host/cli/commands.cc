@@ -125,14 +125,13 @@ PluginOptions Commands::read_settings(const std::string& format) const {
 
 int Commands::inspect() {
   LoadOptions opts;
-  opts.format = in_format_;
   opts.allow_objects = allow_objects_;
-  const std::string format = in_format_.empty() ? detect_format(in_) : in_format_;
-  opts.plugin_options = read_settings(format);
+  opts.format = in_format_.empty() ? detect_format(in_) : in_format_;  // detected once
+  opts.plugin_options = read_settings(opts.format);
   opts.load_data = json_;  // tensor hashes need the bytes; the tree alone does not
   // The view a format declares for people (a TorchScript archive's module tree) rather
   // than the one `convert` keeps (its state_dict).
-  add_inspect_values(format, opts.plugin_options);
+  add_inspect_values(opts.format, opts.plugin_options);
   opts.zero_copy = true;
   Progress progress("reading");
   opts.progress = [&](uint64_t d, uint64_t t) { progress.update(d, t); };
@@ -158,9 +157,9 @@ int Commands::convert() {
     throw Error(Code::kInvalidArgument,
                 "--extract-state-dict reads a whole-model pickle: it needs --allow-objects");
   LoadOptions opts;
-  opts.format = in_format_;
   opts.allow_objects = allow_objects_;
-  opts.plugin_options = read_settings(in_format_.empty() ? detect_format(in_) : in_format_);
+  opts.format = in_format_.empty() ? detect_format(in_) : in_format_;  // detected once
+  opts.plugin_options = read_settings(opts.format);
   opts.zero_copy = true;  // the mapping outlives the save below; nothing is copied twice
   Checkpoint ckpt;
   {

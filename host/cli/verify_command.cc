@@ -26,11 +26,12 @@ std::vector<std::string> verify_checkpoint(const VerifyArgs& a, std::string* sum
   o.load_data = false;
   o.threads = 1;
   ContainerCheck container;
+  o.format = a.format;
   try {
-    o.format = a.format.empty() ? detect_format(a.file) : a.format;
     // The container layer first, by the format's plugin: every bad record on its own line
-    // (opening the file stops at the first problem).
+    // (opening the file stops at the first problem). It also settles the format.
     container = check_container(a.file, o);
+    o.format = container.format;
   } catch (const Error& e) {  // not a file, or no plugin reads it: that is the finding
     return {with_file(e.what(), a.file)};
   }
