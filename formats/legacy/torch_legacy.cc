@@ -5,6 +5,7 @@
 #include <map>
 #include <unordered_map>
 
+#include "formats/pickle/pickle_opcodes.h"
 #include "formats/pickle/pickler.h"
 #include "formats/pickle/storage_table.h"
 #include "formats/pickle/unpickler.h"
@@ -13,11 +14,14 @@
 namespace ckptio {
 namespace {
 
+using pickle_detail::Op;
+using pickle_detail::op_byte;
+
 // torch.serialization.MAGIC_NUMBER = 0x1950a86a20f9469cfc6c, beyond int64.
 constexpr char kMagicDecimal[] = "119547037146038801333356";
 // Its protocol-2+ form: LONG1, 10 bytes of little-endian two's complement.
-constexpr uint8_t kMagicLong1[] = {0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46,
-                                   0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19};
+constexpr uint8_t kMagicLong1[] = {op_byte(Op::LONG1), 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9,
+                                   0x20, 0x6a, 0xa8, 0x50, 0x19};
 constexpr char kMagicText[] = "L119547037146038801333356L\n";  // protocols 0 and 1
 constexpr int64_t kProtocolVersion = 1001;
 constexpr uint64_t kFirstWindow = 1 << 20;
@@ -106,10 +110,11 @@ class CountingSink final : public ByteSink {
 
 bool looks_like_torch_legacy(const uint8_t* head, size_t n) {
   if (n < 2) return false;
-  if (head[0] == 0x80) {  // PROTO n (protocol 2+); protocol 4+ may put a FRAME first
+  // PROTO n (protocol 2+); protocol 4+ may put a FRAME first.
+  if (head[0] == op_byte(Op::PROTO)) {
     if (head[1] < 2 || head[1] > 5) return false;
     size_t pos = 2;
-    if (n > pos && head[pos] == 0x95) pos += 9;  // FRAME + 8-byte length
+    if (n > pos && head[pos] == op_byte(Op::FRAME)) pos += 9;  // FRAME + 8-byte length
     if (n <= pos) return true;
     return prefix_match(head + pos, n - pos, kMagicLong1, sizeof kMagicLong1);
   }

@@ -10,67 +10,73 @@
 
 #include "formats/dtype.h"
 #include "formats/pickle/pickle_error.h"
+#include "formats/pickle/pickle_opcodes.h"
 #include "formats/pickle/pickle_text.h"
 
 namespace ckptio {
 namespace {
 
 using pickle_detail::fail;
+using pickle_detail::Op;
 using pickle_detail::PickleError;
 
 constexpr size_t kBatch = 1000;     // Python's _BATCHSIZE for APPENDS / SETITEMS
+
+// The tuple opcode for n <= 3 items, as Python's save_tuple picks it.
+constexpr Op kSmallTuple[] = {Op::EMPTY_TUPLE, Op::TUPLE1, Op::TUPLE2, Op::TUPLE3};
 
 class Writer {
  public:
   Writer(const Tree* tree, const TorchPickleOptions* options) : tree_(tree), opt_(options) {}
 
   std::string run(const Value& root) {
-    out_.push_back('\x80');
-    out_.push_back('\x02');
+    op(Op::PROTO);
+    u8(2);
     save(root, 0);
-    out_.push_back('.');
+    op(Op::STOP);
     return std::move(out_);
   }
   TorchPickled& result() { return result_; }
 
  private:
   // ---- primitives ----------------------------------------------------------------------
-  void op(uint8_t b) { out_.push_back(static_cast<char>(b)); }
+  void op(Op o) { u8(pickle_detail::op_byte(o)); }
+  void u8(uint8_t b) { out_.push_back(static_cast<char>(b)); }
   void u32(uint32_t v) {
     for (int i = 0; i < 4; ++i) out_.push_back(static_cast<char>(v >> (8 * i)));
   }
   uint32_t put() {
     uint32_t id = next_memo_++;
     if (id < 256) {
-      op('q');
-      op(static_cast<uint8_t>(id));
+      op(Op::BINPUT);
+      u8(static_cast<uint8_t>(id));
     } else {
-      op('r');
+      op(Op::LONG_BINPUT);
       u32(id);
     }
     return id;
   }
   void get(uint32_t id) {
     if (id < 256) {
-      op('h');
-      op(static_cast<uint8_t>(id));
+      op(Op::BINGET);
+      u8(static_cast<uint8_t>(id));
     } else {
-      op('j');
+      op(Op::LONG_BINGET);
       u32(id);
     }
   }
-  void write_none() { op('N'); }
-  void write_bool(bool b) { op(b ? 0x88 : 0x89); }
+  void write_none() { op(Op::NONE); }
+  void write_bool(bool b) { op(b ? Op::NEWTRUE : Op::NEWFALSE); }
   void write_int(int64_t v) {
     if (v >= 0 && v < 256) {
-      op('K');
-      op(static_cast<uint8_t>(v));
+      op(Op::BININT1);
+      u8(static_cast<uint8_t>(v));
     } else if (v >= 0 && v < 65536) {
-      op('M');
-      op(static_cast<uint8_t>(v));
-      op(static_cast<uint8_t>(v >> 8));
+      op(Op::BININT2);
+      u8(static_cast<uint8_t>(v));
+      u8(static_cast<uint8_t>(v >> 8));
     } else if (v >= INT32_MIN && v <= INT32_MAX) {
-      op('J');
+      op(Op::BININT);
       u32(static_cast<uint32_t>(static_cast<int32_t>(v)));
     } else {
       write_long(pickle_detail::int64_to_twos_complement(v));
@@ -78,10 +84,10 @@ class Writer {
   }
   void write_long(const std::string& b) {
     if (b.size() < 256) {
-      op(0x8a);
-      op(static_cast<uint8_t>(b.size()));
+      op(Op::LONG1);
+      u8(static_cast<uint8_t>(b.size()));
     } else {
-      op(0x8b);
+      op(Op::LONG4);
       u32(static_cast<uint32_t>(b.size()));
     }
     out_ += b;
@@ -89,15 +95,15 @@ class Writer {
   void write_float(double d) {
     uint64_t u;
     std::memcpy(&u, &d, 8);
-    op('G');
-    for (int i = 7; i >= 0; --i) op(static_cast<uint8_t>(u >> (8 * i)));  // big-endian
+    op(Op::BINFLOAT);
+    for (int i = 7; i >= 0; --i) u8(static_cast<uint8_t>(u >> (8 * i)));  // big-endian
   }
   // Strings are immutable in Python, so equal texts may share one memo entry.
   void write_str(const std::string& s) {
     auto it = str_memo_.find(s);
     if (it != str_memo_.end()) return get(it->second);
     if (s.size() > UINT32_MAX) fail(Code::kInvalidArgument, "string longer than 4 GiB");
-    op('X');
+    op(Op::BINUNICODE);
     u32(static_cast<uint32_t>(s.size()));
     out_ += s;
     str_memo_.emplace(s, put());
@@ -115,20 +121,20 @@ class Writer {
     for (const std::string& part : {module, name})
       if (part.find('\n') != std::string::npos)
         fail(Code::kInvalidArgument, "global '" + dotted + "' contains a newline");
-    op('c');
+    op(Op::GLOBAL);
     out_ += module + "\n" + name + "\n";
     global_memo_.emplace(dotted, put());
   }
   void write_empty_ordered_dict() {
     write_global("collections.OrderedDict");
-    op(')');
-    op('R');
+    op(Op::EMPTY_TUPLE);
+    op(Op::REDUCE);
     put();
   }
 
   // ---- containers ----------------------------------------------------------------------
   template <class Fn>
-  void batched(size_t n, uint8_t one, uint8_t many, Fn&& item) {
+  void batched(size_t n, Op one, Op many, Fn&& item) {
     for (size_t start = 0; start < n; start += kBatch) {
       size_t end = std::min(n, start + kBatch);
       if (end - start == 1) {
@@ -136,16 +142,17 @@ class Writer {
         op(one);
         continue;
       }
-      op('(');
+      op(Op::MARK);
       for (size_t i = start; i < end; ++i) item(i);
       op(many);
     }
   }
   void save_items(const Value& v, size_t depth) {
-    batched(v.items.size(), 'a', 'e', [&](size_t i) { save_child(v.items[i], depth); });
+    batched(v.items.size(), Op::APPEND, Op::APPENDS,
+            [&](size_t i) { save_child(v.items[i], depth); });
   }
   void save_entries(const Value& v, size_t depth) {
-    batched(v.entries.size(), 's', 'u', [&](size_t i) {
+    batched(v.entries.size(), Op::SETITEM, Op::SETITEMS, [&](size_t i) {
       save_child(v.entries[i].first, depth);
       save_child(v.entries[i].second, depth);
     });
@@ -159,16 +166,16 @@ class Writer {
   void save_tuple(const Value& v, size_t depth) {
     size_t n = v.items.size();
     if (n == 0) {
-      op(')');  // Python does not memoize the empty tuple
+      op(Op::EMPTY_TUPLE);  // Python does not memoize the empty tuple
       return;
     }
     if (n <= 3) {
       for (const auto& c : v.items) save_child(c, depth);
-      op(static_cast<uint8_t>(0x84 + n));
+      op(kSmallTuple[n]);
     } else {
-      op('(');
+      op(Op::MARK);
       for (const auto& c : v.items) save_child(c, depth);
-      op('t');
+      op(Op::TUPLE);
     }
     memoize(v);
   }
@@ -207,23 +214,23 @@ class Writer {
       case Kind::kBytes:
         if (v.s.empty()) {
           write_global("builtins.bytes");
-          op(')');
+          op(Op::EMPTY_TUPLE);
         } else {
           // Python 3 at protocol < 3: codecs.encode(bytes.decode('latin1'), 'latin1').
           write_global("_codecs.encode");
           write_str(pickle_detail::latin1_to_utf8(v.s));
           write_str("latin1");
-          op(0x86);
+          op(Op::TUPLE2);
           put();
         }
-        op('R');
+        op(Op::REDUCE);
         memoize(v);
         break;
       case Kind::kTuple:
         save_tuple(v, depth);
         break;
       case Kind::kList:
-        op(']');
+        op(Op::EMPTY_LIST);
         memoize(v);
         save_items(v, depth);
         break;
@@ -232,7 +239,7 @@ class Writer {
           write_empty_ordered_dict();
           memo_[&v] = next_memo_ - 1;
         } else {
-          op('}');
+          op(Op::EMPTY_DICT);
           memoize(v);
         }
         save_entries(v, depth);
@@ -241,25 +248,25 @@ class Writer {
             fail(Code::kInvalidArgument,
                  "dict attributes need an OrderedDict with a dict of attributes");
           save_child(v.attrs, depth);
-          op('b');
+          op(Op::BUILD);
         }
         break;
       case Kind::kObject:
         write_global(v.s);
         if (!v.args) {
-          op(')');
+          op(Op::EMPTY_TUPLE);
         } else if (v.args->kind != Kind::kTuple) {
           fail(Code::kInvalidArgument, "object '" + v.s + "' has non-tuple arguments");
         } else {
           save_child(v.args, depth);
         }
-        op('R');
+        op(Op::REDUCE);
         memoize(v);
         save_items(v, depth);
         save_entries(v, depth);
         if (v.state) {
           save_child(v.state, depth);
-          op('b');
+          op(Op::BUILD);
         }
         break;
       case Kind::kTensor:
@@ -301,9 +308,9 @@ class Writer {
       save_rebuild_tensor(t, false);
       write_bool(t.requires_grad);
       write_empty_ordered_dict();
-      op(0x87);
+      op(Op::TUPLE3);
       put();
-      op('R');
+      op(Op::REDUCE);
     } else {
       save_rebuild_tensor(t, t.requires_grad);
     }
@@ -314,7 +321,7 @@ class Writer {
   void save_rebuild_tensor(const TensorMeta& t, bool requires_grad) {
     bool v3 = legacy_storage_class(t.dtype).empty();
     write_global(v3 ? "torch._utils._rebuild_tensor_v3" : "torch._utils._rebuild_tensor_v2");
-    op('(');
+    op(Op::MARK);
     write_pid(t.storage, t.dtype);
     write_int(t.storage_offset);
     write_int_tuple(t.shape);
@@ -323,9 +330,9 @@ class Writer {
     write_empty_ordered_dict();
     if (v3) write_global("torch." + std::string(dtype_name(t.dtype)));
     if (t.conj || t.neg) {
-      op('}');
+      op(Op::EMPTY_DICT);
       put();
-      op('(');
+      op(Op::MARK);
       if (t.conj) {
         write_str("conj");
         write_bool(true);
@@ -334,21 +341,21 @@ class Writer {
         write_str("neg");
         write_bool(true);
       }
-      op('u');
+      op(Op::SETITEMS);
     }
-    op('t');
+    op(Op::TUPLE);
     put();
-    op('R');
+    op(Op::REDUCE);
     put();
   }
   void write_int_tuple(const std::vector<int64_t>& xs) {
     if (xs.empty()) {
-      op(')');
+      op(Op::EMPTY_TUPLE);
       return;
     }
-    if (xs.size() > 3) op('(');
+    if (xs.size() > 3) op(Op::MARK);
     for (int64_t x : xs) write_int(x);
-    op(xs.size() > 3 ? 't' : static_cast<uint8_t>(0x84 + xs.size()));
+    op(xs.size() > 3 ? Op::TUPLE : kSmallTuple[xs.size()]);
     put();
   }
 
@@ -390,7 +397,7 @@ class Writer {
     uint64_t numel = s.nbytes / size;
     if (numel > static_cast<uint64_t>(INT64_MAX))
       fail(Code::kInvalidArgument, "storage '" + s.key + "' is too large");
-    op('(');
+    op(Op::MARK);
     write_str("storage");
     write_global(untyped ? "torch.storage.UntypedStorage"
                          : "torch." + std::string(legacy_storage_class(declared)));
@@ -398,9 +405,9 @@ class Writer {
     write_str(s.device);
     write_int(static_cast<int64_t>(numel));
     if (opt_ && opt_->legacy_ids) write_none();
-    op('t');
+    op(Op::TUPLE);
     put();
-    op('Q');
+    op(Op::BINPERSID);
   }
 
   const Tree* tree_;

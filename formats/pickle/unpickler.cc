@@ -25,6 +25,7 @@
 #include "formats/pickle/pickle_error.h"
 #include "formats/pickle/pickle_globals.h"
 #include "formats/pickle/pickle_numpy.h"
+#include "formats/pickle/pickle_opcodes.h"
 #include "formats/pickle/pickle_text.h"
 
 namespace ckptio {
@@ -33,153 +34,14 @@ namespace {
 using pickle_detail::at;
 using pickle_detail::CallSite;
 using pickle_detail::fail;
+using pickle_detail::Op;
+using pickle_detail::op_byte;
+using pickle_detail::op_name;
 using pickle_detail::PickleError;
 
 // Longest LONG1/LONG4 payload converted to decimal (quadratic); ~39000 decimal digits,
 // far beyond anything a checkpoint holds (Python itself caps int<->str at 4300 digits).
 constexpr size_t kMaxLongBytes = 16384;
-
-const char* op_name(uint8_t op) {
-  switch (op) {
-    case '(':
-      return "MARK";
-    case '.':
-      return "STOP";
-    case '0':
-      return "POP";
-    case '1':
-      return "POP_MARK";
-    case '2':
-      return "DUP";
-    case 'F':
-      return "FLOAT";
-    case 'I':
-      return "INT";
-    case 'J':
-      return "BININT";
-    case 'K':
-      return "BININT1";
-    case 'L':
-      return "LONG";
-    case 'M':
-      return "BININT2";
-    case 'N':
-      return "NONE";
-    case 'P':
-      return "PERSID";
-    case 'Q':
-      return "BINPERSID";
-    case 'R':
-      return "REDUCE";
-    case 'S':
-      return "STRING";
-    case 'T':
-      return "BINSTRING";
-    case 'U':
-      return "SHORT_BINSTRING";
-    case 'V':
-      return "UNICODE";
-    case 'X':
-      return "BINUNICODE";
-    case 'a':
-      return "APPEND";
-    case 'b':
-      return "BUILD";
-    case 'c':
-      return "GLOBAL";
-    case 'd':
-      return "DICT";
-    case '}':
-      return "EMPTY_DICT";
-    case 'e':
-      return "APPENDS";
-    case 'g':
-      return "GET";
-    case 'h':
-      return "BINGET";
-    case 'i':
-      return "INST";
-    case 'j':
-      return "LONG_BINGET";
-    case 'l':
-      return "LIST";
-    case ']':
-      return "EMPTY_LIST";
-    case 'o':
-      return "OBJ";
-    case 'p':
-      return "PUT";
-    case 'q':
-      return "BINPUT";
-    case 'r':
-      return "LONG_BINPUT";
-    case 's':
-      return "SETITEM";
-    case 't':
-      return "TUPLE";
-    case ')':
-      return "EMPTY_TUPLE";
-    case 'u':
-      return "SETITEMS";
-    case 'G':
-      return "BINFLOAT";
-    case 'B':
-      return "BINBYTES";
-    case 'C':
-      return "SHORT_BINBYTES";
-    case 0x80:
-      return "PROTO";
-    case 0x81:
-      return "NEWOBJ";
-    case 0x82:
-      return "EXT1";
-    case 0x83:
-      return "EXT2";
-    case 0x84:
-      return "EXT4";
-    case 0x85:
-      return "TUPLE1";
-    case 0x86:
-      return "TUPLE2";
-    case 0x87:
-      return "TUPLE3";
-    case 0x88:
-      return "NEWTRUE";
-    case 0x89:
-      return "NEWFALSE";
-    case 0x8a:
-      return "LONG1";
-    case 0x8b:
-      return "LONG4";
-    case 0x8c:
-      return "SHORT_BINUNICODE";
-    case 0x8d:
-      return "BINUNICODE8";
-    case 0x8e:
-      return "BINBYTES8";
-    case 0x8f:
-      return "EMPTY_SET";
-    case 0x90:
-      return "ADDITEMS";
-    case 0x91:
-      return "FROZENSET";
-    case 0x92:
-      return "NEWOBJ_EX";
-    case 0x93:
-      return "STACK_GLOBAL";
-    case 0x94:
-      return "MEMOIZE";
-    case 0x95:
-      return "FRAME";
-    case 0x96:
-      return "BYTEARRAY8";
-    case 0x97:
-      return "NEXT_BUFFER";
-    case 0x98:
-      return "READONLY_BUFFER";
-  }
-  return nullptr;
-}
 
 bool is_container(Kind k) {
   return k == Kind::kList || k == Kind::kTuple || k == Kind::kDict || k == Kind::kObject;
@@ -214,7 +76,7 @@ class Machine {
       need(1, "opcode");
       uint8_t op = data_[pos_++];
       site_.offset = op_;
-      if (op == '.') {
+      if (op == op_byte(Op::STOP)) {
         ValuePtr v = pop(op);
         pickle_detail::numpy_check_complete(numpy_);
         return Unpickled{v, pos_};
@@ -284,9 +146,10 @@ class Machine {
   };
 
   // ---- memo keys that are read --------------------------------------------------------
-  // One pass over the opcodes up to STOP, with the same argument lengths as step(), noting
-  // the keys of GET, BINGET and LONG_BINGET. Where the stream is malformed the pass stops:
-  // the VM fails at the same opcode, so nothing after it runs.
+  // One pass over the opcodes up to STOP, stepping over each argument as pickle_opcodes.h
+  // describes it (as step() reads it), noting the keys of GET, BINGET and LONG_BINGET. Where
+  // the stream is malformed the pass stops: the VM fails at the same opcode, so nothing after
+  // it runs.
   enum class Arg : uint8_t {
     kInvalid,  // unknown or unsupported opcode: the VM fails there
     kNone,
@@ -299,43 +162,45 @@ class Machine {
     kGet,      // a `width`-byte memo key
     kGetLine,  // a decimal memo key line
   };
-  struct OpArg {
+  struct PassArg {
     Arg arg = Arg::kInvalid;
     uint8_t width = 0;
   };
-  static const std::array<OpArg, 256>& op_args() {
-    static const std::array<OpArg, 256> table = [] {
-      std::array<OpArg, 256> t{};
-      for (int op : std::initializer_list<int>{'(', '0', '1', '2', 'N', 'R', 'b', 'Q', ']', '}',
-                                               ')', 'l', 't', 'd', 'a', 'e', 's', 'u', 'o'})
-        t[op] = {Arg::kNone, 0};
-      for (int op = 0x81; op <= 0x94; ++op) t[op] = {Arg::kNone, 0};  // NEWOBJ .. MEMOIZE
-      t['.'] = {Arg::kStop, 0};
-      for (int op : std::initializer_list<int>{0x80, 'K', 'q'}) t[op] = {Arg::kFixed, 1};
-      t['M'] = {Arg::kFixed, 2};
-      for (int op : std::initializer_list<int>{'J', 'r'}) t[op] = {Arg::kFixed, 4};
-      for (int op : std::initializer_list<int>{'G', 0x95}) t[op] = {Arg::kFixed, 8};
-      for (int op : std::initializer_list<int>{0x8a, 'U', 0x8c, 'C'}) t[op] = {Arg::kCounted, 1};
-      for (int op : std::initializer_list<int>{'X', 'B'}) t[op] = {Arg::kCounted, 4};
-      for (int op : std::initializer_list<int>{0x8b, 'T'}) t[op] = {Arg::kCountedI32, 4};
-      for (int op : std::initializer_list<int>{0x8d, 0x8e, 0x96}) t[op] = {Arg::kCounted, 8};
-      for (int op : std::initializer_list<int>{'I', 'L', 'F', 'S', 'V', 'P', 'p'})
-        t[op] = {Arg::kLine, 0};
-      for (int op : std::initializer_list<int>{'c', 'i'}) t[op] = {Arg::kTwoLines, 0};
-      t['h'] = {Arg::kGet, 1};
-      t['j'] = {Arg::kGet, 4};
-      t['g'] = {Arg::kGetLine, 0};
-      for (int op : std::initializer_list<int>{0x82, 0x83, 0x84})
-        t[op] = {Arg::kInvalid, 0};  // EXT1/2/4
+  static Arg pass_arg(pickle_detail::OpArg a) {
+    switch (a) {
+      case pickle_detail::OpArg::kNone:
+        return Arg::kNone;
+      case pickle_detail::OpArg::kFixed:
+        return Arg::kFixed;
+      case pickle_detail::OpArg::kCounted:
+        return Arg::kCounted;
+      case pickle_detail::OpArg::kCountedI32:
+        return Arg::kCountedI32;
+      case pickle_detail::OpArg::kLine:
+        return Arg::kLine;
+      case pickle_detail::OpArg::kTwoLines:
+        return Arg::kTwoLines;
+    }
+    return Arg::kInvalid;
+  }
+  static const std::array<PassArg, 256>& pass_args() {
+    static const std::array<PassArg, 256> table = [] {
+      std::array<PassArg, 256> t{};
+      for (const pickle_detail::OpInfo& i : pickle_detail::kOpcodes)
+        t[op_byte(i.op)] = {pass_arg(i.arg), i.width};
+      t[op_byte(Op::STOP)].arg = Arg::kStop;
+      t[op_byte(Op::BINGET)].arg = Arg::kGet;
+      t[op_byte(Op::LONG_BINGET)].arg = Arg::kGet;
+      t[op_byte(Op::GET)].arg = Arg::kGetLine;
+      // step() refuses these, so nothing after them is read.
+      for (Op op : {Op::EXT1, Op::EXT2, Op::EXT4, Op::NEXT_BUFFER, Op::READONLY_BUFFER})
+        t[op_byte(op)] = {Arg::kInvalid, 0};
       return t;
     }();
     return table;
   }
-  // One pass over the opcodes up to STOP, with the same argument lengths as step(), noting
-  // the keys of GET, BINGET and LONG_BINGET. Where the stream is malformed the pass stops:
-  // the VM fails at the same opcode, so nothing after it runs.
   void find_fetched_keys() {
-    const auto& table = op_args();
+    const auto& table = pass_args();
     size_t p = 0;
     auto avail = [&](uint64_t n) { return n <= size_ - p; };
     auto le_at = [&](size_t n) {
@@ -352,7 +217,7 @@ class Machine {
       return start;
     };
     while (avail(1)) {
-      const OpArg a = table[data_[p++]];
+      const PassArg a = table[data_[p++]];
       switch (a.arg) {
         case Arg::kInvalid:
         case Arg::kStop:
@@ -732,24 +597,24 @@ class Machine {
   }
 
   void step(uint8_t op) {
-    switch (op) {
-      case 0x80: {  // PROTO
+    switch (static_cast<Op>(op)) {
+      case Op::PROTO: {
         uint64_t proto = le(1, "PROTO");
         if (proto > 5)
           fail(Code::kUnsupported,
                "pickle protocol " + std::to_string(proto) + at(op_) + " is newer than 5");
         return;
       }
-      case 0x95:
+      case Op::FRAME:
         le(8, "FRAME");
         return;  // framing is only a read-ahead hint
-      case '(':
+      case Op::MARK:
         if (marks_.size() >= opt_.limits.max_depth)
           fail(Code::kLimit,
                "more than " + std::to_string(opt_.limits.max_depth) + " open MARKs" + at(op_));
         marks_.push_back(stack_.size());
         return;
-      case '0':
+      case Op::POP:
         if (stack_.size() > fence()) {
           stack_.pop_back();
         } else if (!marks_.empty()) {
@@ -758,10 +623,10 @@ class Machine {
           underflow(op);
         }
         return;
-      case '1':
+      case Op::POP_MARK:
         pop_mark(op);
         return;
-      case '2': {
+      case Op::DUP: {
         ValuePtr v = top(op);
         mark_aliased(v);
         push(std::move(v));
@@ -769,25 +634,25 @@ class Machine {
       }
 
       // ---- scalars ---------------------------------------------------------------------
-      case 'N':
+      case Op::NONE:
         push(Value::none());
         return;
-      case 0x88:
+      case Op::NEWTRUE:
         push(Value::boolean(true));
         return;
-      case 0x89:
+      case Op::NEWFALSE:
         push(Value::boolean(false));
         return;
-      case 'K':
+      case Op::BININT1:
         push(Value::integer(static_cast<int64_t>(le(1, "BININT1"))));
         return;
-      case 'M':
+      case Op::BININT2:
         push(Value::integer(static_cast<int64_t>(le(2, "BININT2"))));
         return;
-      case 'J':
+      case Op::BININT:
         push(Value::integer(static_cast<int32_t>(static_cast<uint32_t>(le(4, "BININT")))));
         return;
-      case 'I': {
+      case Op::INT: {
         std::string_view s = line("INT");
         if (s == "00" || s == "01") {
           push(Value::boolean(s == "01"));
@@ -797,19 +662,19 @@ class Machine {
         push(make_int_from_decimal(s, "INT"));
         return;
       }
-      case 'L': {
+      case Op::LONG: {
         std::string_view s = line("LONG");
         if (!s.empty() && s.back() == 'L') s.remove_suffix(1);
         push(make_int_from_decimal(s, "LONG"));
         return;
       }
-      case 0x8a: {
+      case Op::LONG1: {
         uint64_t n = le(1, "LONG1");
         std::string_view b = bytes(n, "LONG1");
         push(make_long(reinterpret_cast<const uint8_t*>(b.data()), n));
         return;
       }
-      case 0x8b: {
+      case Op::LONG4: {
         int32_t n = static_cast<int32_t>(static_cast<uint32_t>(le(4, "LONG4")));
         if (n < 0) fail(Code::kCorrupt, "LONG4 with negative length" + at(op_));
         if (static_cast<size_t>(n) > kMaxLongBytes) make_long(nullptr, n);  // throws kLimit
@@ -817,7 +682,7 @@ class Machine {
         push(make_long(reinterpret_cast<const uint8_t*>(b.data()), b.size()));
         return;
       }
-      case 'F': {
+      case Op::FLOAT: {
         std::string_view s = line("FLOAT");
         double d = 0;
         auto r = std::from_chars(s.data(), s.data() + s.size(), d);
@@ -826,7 +691,7 @@ class Machine {
         push(Value::floating(d));
         return;
       }
-      case 'G': {
+      case Op::BINFLOAT: {
         need(8, "BINFLOAT");
         uint64_t u = 0;
         for (int i = 0; i < 8; ++i) u = (u << 8) | data_[pos_ + i];  // big-endian on disk
@@ -838,47 +703,47 @@ class Machine {
       }
 
       // ---- strings and bytes -----------------------------------------------------------
-      case 'S': {
+      case Op::STRING: {
         auto s = pickle_detail::decode_string_literal(line("STRING"));
         if (!s) fail(Code::kCorrupt, "malformed STRING literal" + at(op_));
         push(Value::str(pickle_detail::py2_str_to_utf8(*s)));
         return;
       }
-      case 'T': {
+      case Op::BINSTRING: {
         int32_t n = static_cast<int32_t>(static_cast<uint32_t>(le(4, "BINSTRING")));
         if (n < 0) fail(Code::kCorrupt, "BINSTRING with negative length" + at(op_));
         push(Value::str(pickle_detail::py2_str_to_utf8(bytes(n, "BINSTRING"))));
         return;
       }
-      case 'U':
+      case Op::SHORT_BINSTRING:
         push(Value::str(
             pickle_detail::py2_str_to_utf8(bytes(le(1, "SHORT_BINSTRING"), "SHORT_BINSTRING"))));
         return;
-      case 'V': {
+      case Op::UNICODE: {
         auto s = pickle_detail::decode_raw_unicode_escape(line("UNICODE"));
         if (!s) fail(Code::kCorrupt, "malformed UNICODE escape" + at(op_));
         push(Value::str(std::move(*s)));
         return;
       }
-      case 'X':
+      case Op::BINUNICODE:
         push(make_unicode(bytes(le(4, "BINUNICODE"), "BINUNICODE")));
         return;
-      case 0x8c:
+      case Op::SHORT_BINUNICODE:
         push(make_unicode(bytes(le(1, "SHORT_BINUNICODE"), "SHORT_BINUNICODE")));
         return;
-      case 0x8d:
+      case Op::BINUNICODE8:
         push(make_unicode(bytes(le(8, "BINUNICODE8"), "BINUNICODE8")));
         return;
-      case 'B':
+      case Op::BINBYTES:
         push(Value::bytes(std::string(bytes(le(4, "BINBYTES"), "BINBYTES"))));
         return;
-      case 'C':
+      case Op::SHORT_BINBYTES:
         push(Value::bytes(std::string(bytes(le(1, "SHORT_BINBYTES"), "SHORT_BINBYTES"))));
         return;
-      case 0x8e:
+      case Op::BINBYTES8:
         push(Value::bytes(std::string(bytes(le(8, "BINBYTES8"), "BINBYTES8"))));
         return;
-      case 0x96: {
+      case Op::BYTEARRAY8: {
         // Same node as bytearray(...) through REDUCE at lower protocols.
         std::string b(bytes(le(8, "BYTEARRAY8"), "BYTEARRAY8"));
         push(container(
@@ -887,31 +752,31 @@ class Machine {
       }
 
       // ---- containers ------------------------------------------------------------------
-      case '}':
+      case Op::EMPTY_DICT:
         push(container(Value::dict()));
         return;
-      case ']':
+      case Op::EMPTY_LIST:
         push(container(Value::list()));
         return;
-      case ')':
+      case Op::EMPTY_TUPLE:
         push(container(Value::tuple()));
         return;
-      case 0x8f:
+      case Op::EMPTY_SET:
         push(make_set("builtins.set", {}));
         return;
-      case 'l':
+      case Op::LIST:
         push(container(Value::list(pop_mark(op))));
         return;
-      case 't':
+      case Op::TUPLE:
         push(container(Value::tuple(pop_mark(op))));
         return;
-      case 0x91:
+      case Op::FROZENSET:
         push(make_set("builtins.frozenset", pop_mark(op)));
         return;
-      case 0x85:
-      case 0x86:
-      case 0x87: {
-        size_t n = op - 0x84;
+      case Op::TUPLE1:
+      case Op::TUPLE2:
+      case Op::TUPLE3: {
+        size_t n = op - op_byte(Op::TUPLE1) + 1;
         if (stack_.size() < fence() + n) underflow(op);
         std::vector<ValuePtr> items(std::make_move_iterator(stack_.end() - n),
                                     std::make_move_iterator(stack_.end()));
@@ -919,73 +784,73 @@ class Machine {
         push(container(Value::tuple(std::move(items))));
         return;
       }
-      case 'd': {
+      case Op::DICT: {
         std::vector<ValuePtr> kv = pop_mark(op);
         ValuePtr d = container(Value::dict());
         set_items(op, d, std::move(kv));
         push(std::move(d));
         return;
       }
-      case 'a': {
+      case Op::APPEND: {
         ValuePtr v = pop(op);
         std::vector<ValuePtr> items;
         items.push_back(std::move(v));
         append_items(op, top(op), std::move(items));
         return;
       }
-      case 'e': {
+      case Op::APPENDS: {
         std::vector<ValuePtr> items = pop_mark(op);
         append_items(op, top(op), std::move(items));
         return;
       }
-      case 's': {
+      case Op::SETITEM: {
         ValuePtr v = pop(op);
         ValuePtr k = pop(op);
         set_items(op, top(op), {std::move(k), std::move(v)});
         return;
       }
-      case 'u': {
+      case Op::SETITEMS: {
         std::vector<ValuePtr> kv = pop_mark(op);
         set_items(op, top(op), std::move(kv));
         return;
       }
-      case 0x90: {
+      case Op::ADDITEMS: {
         std::vector<ValuePtr> items = pop_mark(op);
         add_to_set(top(op), std::move(items));
         return;
       }
 
       // ---- memo ------------------------------------------------------------------------
-      case 'q':
+      case Op::BINPUT:
         memo_put(le(1, "BINPUT"), op);
         return;
-      case 'r':
+      case Op::LONG_BINPUT:
         memo_put(le(4, "LONG_BINPUT"), op);
         return;
-      case 'p':
+      case Op::PUT:
         memo_put(memo_key_text("PUT"), op);
         return;
-      case 0x94:
+      case Op::MEMOIZE:
         memo_put(memo_size(), op);
         return;
-      case 'h':
+      case Op::BINGET:
         memo_get(le(1, "BINGET"));
         return;
-      case 'j':
+      case Op::LONG_BINGET:
         memo_get(le(4, "LONG_BINGET"));
         return;
-      case 'g':
+      case Op::GET:
         memo_get(memo_key_text("GET"));
         return;
 
       // ---- globals and calls -----------------------------------------------------------
-      case 'c': {
+      case Op::GLOBAL: {
         std::string module = ascii_line("GLOBAL module");
         std::string name = ascii_line("GLOBAL name");
         push(global(module, name));
         return;
       }
-      case 0x93: {
+      case Op::STACK_GLOBAL: {
         ValuePtr name = pop(op);
         ValuePtr module = pop(op);
         if (name->kind != Kind::kStr || module->kind != Kind::kStr)
@@ -993,7 +858,7 @@ class Machine {
         push(global(module->s, name->s));
         return;
       }
-      case 'i': {
+      case Op::INST: {
         std::string module = ascii_line("INST module");
         std::string name = ascii_line("INST name");
         ValuePtr args = container(Value::tuple(pop_mark(op)));
@@ -1001,7 +866,7 @@ class Machine {
         call_result(pickle_detail::reduce(cls, args, site_), args);
         return;
       }
-      case 'o': {
+      case Op::OBJ: {
         std::vector<ValuePtr> items = pop_mark(op);
         if (items.empty()) fail(Code::kCorrupt, "OBJ without a class" + at(op_));
         ValuePtr cls = items.front();
@@ -1009,7 +874,7 @@ class Machine {
         call_result(pickle_detail::reduce(cls, args, site_), args);
         return;
       }
-      case 'R': {
+      case Op::REDUCE: {
         ValuePtr args = pop(op);
         ValuePtr fn = pop(op);
         if (opt_.torchscript_objects && fn->kind == Kind::kGlobal &&
@@ -1020,7 +885,7 @@ class Machine {
         call_result(pickle_detail::reduce(fn, args, site_), args);
         return;
       }
-      case 0x81: {
+      case Op::NEWOBJ: {
         ValuePtr args = pop(op);
         ValuePtr cls = pop(op);
         if (opt_.torchscript_objects && cls->kind == Kind::kGlobal &&
@@ -1031,7 +896,7 @@ class Machine {
         call_result(pickle_detail::new_object(cls, args, site_), args);
         return;
       }
-      case 0x92: {
+      case Op::NEWOBJ_EX: {
         ValuePtr kwargs = pop(op);
         ValuePtr args = pop(op);
         ValuePtr cls = pop(op);
@@ -1042,29 +907,29 @@ class Machine {
         call_result(pickle_detail::new_object(cls, args, site_), args);
         return;
       }
-      case 'b': {
+      case Op::BUILD: {
         ValuePtr state = pop(op);
         ValuePtr& obj = top(op);
         if (obj->kind == Kind::kDict || obj->kind == Kind::kObject) grow(obj, height(state));
         pickle_detail::build(obj, state, site_);
         return;
       }
-      case 'Q': {
+      case Op::BINPERSID: {
         ValuePtr pid = pop(op);
         persistent(std::move(pid));
         return;
       }
-      case 'P':
+      case Op::PERSID:
         persistent(Value::str(ascii_line("PERSID")));
         return;
 
-      case 0x82:
-      case 0x83:
-      case 0x84:
+      case Op::EXT1:
+      case Op::EXT2:
+      case Op::EXT4:
         fail(Code::kUnsupported, std::string(op_name(op)) + " (copyreg extension codes)" + at(op_) +
                                      " is not supported");
-      case 0x97:
-      case 0x98:
+      case Op::NEXT_BUFFER:
+      case Op::READONLY_BUFFER:
         fail(Code::kUnsupported,
              std::string(op_name(op)) + " (out-of-band buffers)" + at(op_) + " is not supported");
       default:

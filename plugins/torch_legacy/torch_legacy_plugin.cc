@@ -4,6 +4,7 @@
 
 #include "ckptio/plugin.hpp"
 #include "formats/legacy/torch_legacy.h"
+#include "formats/pickle/pickle_opcodes.h"
 #include "plugins/common/single_format_plugin.h"
 
 namespace {
@@ -15,7 +16,8 @@ int32_t probe(const uint8_t* head, size_t n, uint64_t) {
   if (looks_like_torch_legacy(head, n)) return 90;
   // Any other pickle (PROTO 2..5) is claimed weakly, so that a legacy file with a damaged
   // magic number gets torch's own diagnosis ("Invalid magic number") instead of "unknown".
-  if (n >= 2 && head[0] == 0x80 && head[1] >= 2 && head[1] <= 5) return 5;
+  constexpr uint8_t kProto = pickle_detail::op_byte(pickle_detail::Op::PROTO);
+  if (n >= 2 && head[0] == kProto && head[1] >= 2 && head[1] <= 5) return 5;
   return 0;
 }
 

@@ -10,11 +10,13 @@
 #include <cstring>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <sstream>
 #include <string>
 #include <vector>
 
+#include "formats/pickle/pickle_opcodes.h"
 #include "formats/pickle/pickler.h"
 #include "formats/pickle/storage_table.h"
 #include "formats/pickle/unpickler.h"
@@ -327,6 +329,67 @@ TEST(PickleFixtures, TorchFilesWeRefuseSayWhy) {
         << name << ": " << r.status().message();
     EXPECT_EQ(r.status().message().rfind("fixture: ", 0), 0u) << r.status().message();
   }
+}
+
+// The opcode table that the reader and writer share is checked against Python's own
+// (pickletools.opcodes): byte, name, argument encoding and protocol of every opcode, and
+// no opcode more or less.
+TEST(PickleFixtures, OpcodeTableMatchesPickletools) {
+  const std::string script =
+      "import pickletools as p\n"
+      "counted = {p.TAKEN_FROM_ARGUMENT1: 'counted 1', p.TAKEN_FROM_ARGUMENT4: 'counted_i32 4',\n"
+      "           p.TAKEN_FROM_ARGUMENT4U: 'counted 4', p.TAKEN_FROM_ARGUMENT8U: 'counted 8'}\n"
+      "for o in p.opcodes:\n"
+      "    a = o.arg\n"
+      "    if a is None: kind = 'none'\n"
+      "    elif a.name == 'stringnl_noescape_pair': kind = 'two_lines'\n"
+      "    elif a.n == p.UP_TO_NEWLINE: kind = 'line'\n"
+      "    elif a.n > 0: kind = 'fixed %d' % a.n\n"
+      "    else: kind = counted[a.n]\n"
+      "    print(ord(o.code), o.name, kind, o.proto)\n";
+  const std::string path = "/tmp/ckptio_pickle_opcodes_" + std::to_string(getpid()) + ".py";
+  write_file(path, script);
+  std::istringstream py(run(std::string(kPython) + " " + path + " 2>&1"));
+  std::remove(path.c_str());
+
+  auto kind = [](const pickle_detail::OpInfo& i) -> std::string {
+    switch (i.arg) {
+      case pickle_detail::OpArg::kNone:
+        return "none";
+      case pickle_detail::OpArg::kFixed:
+        return "fixed " + std::to_string(i.width);
+      case pickle_detail::OpArg::kCounted:
+        return "counted " + std::to_string(i.width);
+      case pickle_detail::OpArg::kCountedI32:
+        return "counted_i32 " + std::to_string(i.width);
+      case pickle_detail::OpArg::kLine:
+        return "line";
+      case pickle_detail::OpArg::kTwoLines:
+        return "two_lines";
+    }
+    return "?";
+  };
+  size_t seen = 0;
+  for (std::string line; std::getline(py, line);) {
+    std::istringstream fields(line);
+    int code = -1;
+    std::string name;
+    ASSERT_TRUE(fields >> code >> name && code >= 0 && code < 256) << "Python said: " << line;
+    const pickle_detail::OpInfo* i = pickle_detail::op_info(static_cast<uint8_t>(code));
+    if (!i) {
+      ADD_FAILURE() << "the table lacks " << name << " (" << code << ")";
+      continue;
+    }
+    EXPECT_EQ(std::to_string(code) + " " + i->name + " " + kind(*i) + " " +
+                  std::to_string(i->proto),
+              line);
+    ++seen;
+  }
+  EXPECT_GT(seen, 0u) << "no output from " << kPython;
+  EXPECT_EQ(seen, std::size(pickle_detail::kOpcodes));
+  size_t named = 0;
+  for (int b = 0; b < 256; ++b) named += pickle_detail::op_info(static_cast<uint8_t>(b)) != nullptr;
+  EXPECT_EQ(named, std::size(pickle_detail::kOpcodes)) << "two entries share an opcode byte";
 }
 
 }  // namespace
