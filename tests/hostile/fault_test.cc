@@ -49,20 +49,6 @@ std::string prepare(const std::string& dir) {
 
 std::string input(const std::string& name) { return work_dir() + "/" + name; }
 
-std::string scratch(const std::string& name) {
-  std::string d = work_dir() + "/scratch/" + name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::vector<std::string> listing(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 // `ckptio convert mid.pt DIR/out.pt` with the shim and CKPTIO_FAULT=fault; out.pt holds
 // old.pt before.
 RunResult convert_with_fault(const std::string& dir, const std::string& fault,
@@ -89,8 +75,8 @@ RunResult convert_with_fault(const std::string& dir, const std::string& fault,
            << "want one line naming out.pt and '" << needle << "': " << r.describe();
   if (read_file(dir + "/out.pt") != read_file(input("old.pt")))
     return ::testing::AssertionFailure() << "the old output was changed";
-  if (listing(dir) != std::vector<std::string>{"out.pt"})
-    return ::testing::AssertionFailure() << "files left behind: " << listing(dir).size();
+  if (list_dir(dir) != std::vector<std::string>{"out.pt"})
+    return ::testing::AssertionFailure() << "files left behind: " << list_dir(dir).size();
   RunResult load = run({cli(), "inspect", dir + "/out.pt"}, kTimeoutS);
   if (!load.exited || load.exit_code != 0)
     return ::testing::AssertionFailure() << "old output no longer loads: " << load.describe();
@@ -131,7 +117,7 @@ TEST(WriteFaults, ShortWritesAndInterruptsAreRetried) {
     RunResult r = convert_with_fault(d, fault);
     ASSERT_TRUE(r.exited && r.exit_code == 0) << fault << ": " << r.describe();
     EXPECT_EQ(read_file(d + "/out.pt"), read_file(input("mid.ref.pt"))) << fault;
-    EXPECT_EQ(listing(d), std::vector<std::string>{"out.pt"}) << fault;
+    EXPECT_EQ(list_dir(d), std::vector<std::string>{"out.pt"}) << fault;
   }
 }
 
@@ -164,7 +150,7 @@ TEST(KillDuringSave, OutputIsOldOrCompleteNeverPartial) {
   // Waits until the save's temporary exists (or the process ended).
   auto wait_for_temp = [&](pid_t pid) {
     for (int waited = 0; waited < 40000; ++waited) {
-      for (const auto& name : listing(dir))
+      for (const auto& name : list_dir(dir))
         if (name.find(".ckptio-tmp-") != std::string::npos) return;
       if (waitpid(pid, nullptr, WNOHANG) != 0) return;
       std::this_thread::sleep_for(std::chrono::microseconds(250));
@@ -208,7 +194,7 @@ TEST(KillDuringSave, OutputIsOldOrCompleteNeverPartial) {
       ++new_seen;
     }
     // Stale temporaries of the killed process are the only other files allowed.
-    for (const auto& name : listing(dir)) {
+    for (const auto& name : list_dir(dir)) {
       if (name == "out.pt") continue;
       EXPECT_EQ(name.rfind(".out.pt.ckptio-tmp-" + std::to_string(pid) + "-", 0), 0u) << name;
       fs::remove(dir + "/" + name);
@@ -241,7 +227,7 @@ TEST(KillDuringSave, LaterSaveRemovesStaleTemporaries) {
   ASSERT_TRUE(r.exited && r.exit_code == 0) << r.describe();
   std::vector<std::string> want = {other, stale_new, live_old, "out.pt"};
   std::sort(want.begin(), want.end());
-  EXPECT_EQ(listing(dir), want);
+  EXPECT_EQ(list_dir(dir), want);
 }
 
 }  // namespace

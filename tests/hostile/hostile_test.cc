@@ -30,13 +30,6 @@ std::string prepare(const std::string& dir) {
 
 std::string input(const std::string& name) { return work_dir() + "/" + name; }
 
-std::string scratch(const std::string& name) {
-  std::string d = work_dir() + "/scratch/" + name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
 ::testing::AssertionResult fails_cleanly(const RunResult& r, const std::string& path,
                                          const std::string& needle) {
   if (!r.exited || r.exit_code != 1)

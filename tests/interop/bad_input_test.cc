@@ -26,21 +26,6 @@ std::string prepare(const std::string& dir) {
 
 std::string input(const std::string& name) { return work_dir() + "/" + name; }
 
-// A fresh, empty directory under the work directory, for files a test writes.
-std::string scratch(const std::string& name) {
-  std::string d = work_dir() + "/scratch/" + name;
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
-
-std::vector<std::string> dir_listing(const std::string& dir) {
-  std::vector<std::string> names;
-  for (const auto& e : fs::directory_iterator(dir)) names.push_back(e.path().filename());
-  std::sort(names.begin(), names.end());
-  return names;
-}
-
 // The failure contract of every ckptio command on bad input.
 ::testing::AssertionResult fails_cleanly(const RunResult& r, const std::string& path) {
   if (!r.exited || r.exit_code != 1)
@@ -85,7 +70,7 @@ TEST_P(Truncated, EveryBoundaryFailsCleanly) {
     RunResult r =
         run({cli(), "convert", path, out_dir + "/out.pt", "--format", "torch-zip"}, kTimeoutS);
     EXPECT_TRUE(fails_cleanly(r, path)) << "cut at " << at;
-    EXPECT_EQ(dir_listing(out_dir), std::vector<std::string>{}) << "convert left files";
+    EXPECT_EQ(list_dir(out_dir), std::vector<std::string>{}) << "convert left files";
     fs::remove(path);
   }
 }
@@ -171,7 +156,7 @@ TEST(BadInputConvert, LeavesNoOutputOrTemporaryFile) {
       std::string dir = scratch("convert_new");
       RunResult r = run({cli(), "convert", input(f), dir + "/out.pt", "--format", fmt}, kTimeoutS);
       EXPECT_TRUE(fails_cleanly(r, input(f))) << f << " -> " << fmt;
-      EXPECT_EQ(dir_listing(dir), std::vector<std::string>{}) << f << " -> " << fmt;
+      EXPECT_EQ(list_dir(dir), std::vector<std::string>{}) << f << " -> " << fmt;
     }
 }
 
@@ -184,7 +169,7 @@ TEST(BadInputConvert, KeepsExistingOutputByteIdentical) {
       write_file(out, old);
       RunResult r = run({cli(), "convert", input(f), out, "--format", fmt}, kTimeoutS);
       EXPECT_TRUE(fails_cleanly(r, input(f))) << f << " -> " << fmt;
-      EXPECT_EQ(dir_listing(dir), std::vector<std::string>{"out.pt"}) << f << " -> " << fmt;
+      EXPECT_EQ(list_dir(dir), std::vector<std::string>{"out.pt"}) << f << " -> " << fmt;
       EXPECT_TRUE(read_file(out) == old) << "old " << out << " changed (" << f << ")";
     }
 }
@@ -196,7 +181,7 @@ TEST(BadInputConvert, GoodInputStillConverts) {
     RunResult r =
         run({cli(), "convert", input("small.zip.pt"), dir + "/out.pt", "--format", fmt}, kTimeoutS);
     EXPECT_TRUE(r.exited && r.exit_code == 0) << r.describe();
-    EXPECT_EQ(dir_listing(dir), std::vector<std::string>{"out.pt"});
+    EXPECT_EQ(list_dir(dir), std::vector<std::string>{"out.pt"});
   }
 }
 

@@ -1,21 +1,17 @@
 #include "interop_util.h"
 
-#include <fcntl.h>
 #include <gtest/gtest.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdlib.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
-#include <chrono>
 #include <cmath>
-#include <cstring>
+#include <cstdio>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+#include <memory>
 #include <thread>
+
+#include "support/scratch.h"
 
 namespace interop {
 namespace fs = std::filesystem;
@@ -25,19 +21,6 @@ std::string py_script(const std::string& name) {
   return std::string(CKPTIO_SOURCE_DIR) + "/tests/interop/py/" + name;
 }
 std::string peer_data_dir() { return std::string(CKPTIO_SOURCE_DIR) + "/tests/data/peer"; }
-
-std::string RunResult::status() const {
-  if (timed_out) return "timed out";
-  if (exited) return "exit " + std::to_string(exit_code);
-  if (signal) return "signal " + std::to_string(signal) + " (" + strsignal(signal) + ")";
-  return "did not start";
-}
-
-std::string RunResult::describe() const {
-  std::string cmd;
-  for (const auto& a : argv) cmd += (cmd.empty() ? "" : " ") + a;
-  return "`" + cmd + "` -> " + status() + "\nstderr: " + err.substr(0, 4000);
-}
 
 json RunResult::to_json() const {
   return json{{"argv", argv},     {"exited", exited},       {"exit_code", exit_code},
@@ -58,87 +41,7 @@ RunResult RunResult::from_json(const json& j) {
 }
 
 RunResult run(const std::vector<std::string>& argv, int timeout_s) {
-  RunResult r;
-  r.argv = argv;
-  int out_pipe[2], err_pipe[2];
-  if (pipe2(out_pipe, O_CLOEXEC) != 0 || pipe2(err_pipe, O_CLOEXEC) != 0) {
-    r.err = std::string("pipe: ") + strerror(errno);
-    return r;
-  }
-  std::vector<char*> args;
-  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-  args.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid == 0) {
-    // Only async-signal-safe calls between fork and exec: other threads may exist.
-    dup2(out_pipe[1], 1);
-    dup2(err_pipe[1], 2);
-    int null_fd = open("/dev/null", O_RDONLY);
-    if (null_fd >= 0) dup2(null_fd, 0);
-    execv(args[0], args.data());
-    _exit(127);
-  }
-  close(out_pipe[1]);
-  close(err_pipe[1]);
-  if (pid < 0) {
-    close(out_pipe[0]);
-    close(err_pipe[0]);
-    r.err = std::string("fork: ") + strerror(errno);
-    return r;
-  }
-  auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  pollfd fds[2] = {{out_pipe[0], POLLIN, 0}, {err_pipe[0], POLLIN, 0}};
-  std::string* sinks[2] = {&r.out, &r.err};
-  int open_fds = 2;
-  while (open_fds > 0) {
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
-                    deadline - std::chrono::steady_clock::now())
-                    .count();
-    if (left <= 0) {
-      r.timed_out = true;
-      kill(pid, SIGKILL);
-      break;
-    }
-    int n = poll(fds, 2, static_cast<int>(std::min<long long>(left, 1000)));
-    if (n < 0 && errno != EINTR) break;
-    for (int i = 0; i < 2; ++i) {
-      if (fds[i].fd < 0 || !(fds[i].revents & (POLLIN | POLLHUP | POLLERR))) continue;
-      char buf[65536];
-      ssize_t got = read(fds[i].fd, buf, sizeof buf);
-      if (got > 0) {
-        sinks[i]->append(buf, static_cast<size_t>(got));
-      } else if (got == 0 || errno != EINTR) {
-        close(fds[i].fd);
-        fds[i].fd = -1;
-        --open_fds;
-      }
-    }
-  }
-  for (auto& f : fds)
-    if (f.fd >= 0) close(f.fd);
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  if (!r.timed_out) {
-    r.exited = WIFEXITED(status);
-    if (r.exited) r.exit_code = WEXITSTATUS(status);
-    if (WIFSIGNALED(status)) r.signal = WTERMSIG(status);
-  }
-  return r;
-}
-
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  if (!f) throw std::runtime_error("cannot read " + path);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-void write_file(const std::string& path, const std::string& data) {
-  std::ofstream f(path, std::ios::binary | std::ios::trunc);
-  f.write(data.data(), static_cast<std::streamsize>(data.size()));
-  if (!f) throw std::runtime_error("cannot write " + path);
+  return test_support::run(argv, timeout_s);
 }
 
 json read_json(const std::string& path) { return json::parse(read_file(path)); }
@@ -349,26 +252,26 @@ class WorkEnvironment : public ::testing::Environment {
           << g_work_dir << " was not prepared: see the output of the '*.prepare' CTest test";
       return;
     }
-    std::string tmpl = (fs::temp_directory_path() / "ckptio-interop-XXXXXX").string();
-    ASSERT_NE(mkdtemp(tmpl.data()), nullptr) << strerror(errno);
-    g_work_dir = temp_ = tmpl;
+    temp_ = std::make_unique<test_support::ScratchDir>("interop");
+    g_work_dir = temp_->path();
     std::string error = prepare_(g_work_dir);
     ASSERT_EQ(error, "") << "preparing " << g_work_dir;
   }
 
-  void TearDown() override {
-    std::error_code ec;
-    if (!temp_.empty()) fs::remove_all(temp_, ec);
-  }
+  void TearDown() override { temp_.reset(); }
 
  private:
   PrepareFn prepare_;
-  std::string temp_;
+  std::unique_ptr<test_support::ScratchDir> temp_;
 };
 
 }  // namespace
 
 const std::string& work_dir() { return g_work_dir; }
+
+std::string scratch(const std::string& name) {
+  return test_support::fresh_dir(work_dir() + "/scratch/" + name);
+}
 
 int interop_main(int argc, char** argv, PrepareFn prepare) {
   const std::string flag = "--prepare-to=";

@@ -8,6 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "support/files.h"
+#include "support/process.h"
+
 namespace interop {
 
 using json = nlohmann::json;
@@ -20,23 +23,15 @@ std::string cli();                               // the ckptio binary under test
 std::string py_script(const std::string& name);  // tests/interop/py/<name>
 std::string peer_data_dir();                     // tests/data/peer
 
-struct RunResult {
-  std::vector<std::string> argv;
-  bool exited = false;  // ended by exit(), not by a signal or the hang guard
-  int exit_code = -1;
-  int signal = 0;
-  bool timed_out = false;
-  std::string out, err;
-
-  // "exit 1", "signal 11", "timed out"; with the command and its stderr for messages.
-  std::string status() const;
-  std::string describe() const;
+// The support library's run result, which the prepare steps keep as JSON.
+struct RunResult : test_support::RunResult {
+  RunResult() = default;
+  RunResult(test_support::RunResult r) : test_support::RunResult(std::move(r)) {}
   json to_json() const;
   static RunResult from_json(const json& j);
 };
 
-// Runs argv (no shell), capturing stdout and stderr. A child still running after
-// timeout_s is killed: a hang must not stall the suite, and the test reports it.
+// test_support::run with the interop tests' default hang guard.
 RunResult run(const std::vector<std::string>& argv, int timeout_s = 120);
 
 // A run's result kept as JSON (the prepare step runs each command once; the tests read it),
@@ -53,8 +48,9 @@ json recorded_json(const std::string& path);
 // null when it has none.
 json dict_get(const json& value, const std::string& key);
 
-std::string read_file(const std::string& path);
-void write_file(const std::string& path, const std::string& data);
+using test_support::list_dir;
+using test_support::read_file;
+using test_support::write_file;
 json read_json(const std::string& path);
 // Number of '\n'-terminated lines; text after the last '\n' counts as one more.
 size_t count_lines(const std::string& text);
@@ -76,6 +72,8 @@ std::string diff_text(const std::vector<std::string>& diffs);
 
 // The work directory of this test binary, filled by the prepare function given to main().
 const std::string& work_dir();
+// work_dir()/scratch/<name>, new and empty, for the files one test writes.
+std::string scratch(const std::string& name);
 
 // main() for the interop binaries.
 //   BINARY --prepare-to=DIR   empties DIR, runs prepare(DIR), then marks DIR complete. CTest
