@@ -2,16 +2,16 @@
 // are each refused with a reason, recorded, listed by `ckptio plugins`, and never stop the
 // host from working with the good ones.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <cstdio>
 #include <filesystem>
 #include <string>
-#include <unistd.h>
 #include <vector>
 
 #include "../host/test_checkpoints.h"
 #include "ckptio/ckptio.h"
+#include "support/files.h"
+#include "support/process.h"
+#include "support/scratch.h"
 
 namespace ckptio {
 namespace {
@@ -36,20 +36,7 @@ const Broken kBrokenPlugins[] = {
     {"ckptio-missing-dep.so", "libckptio-abi-dep.so: cannot open shared object file"},
 };
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() /
-            ("ckptio-abi-" + std::to_string(::getpid()) + "-" + std::to_string(counter_++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
+using test_support::ScratchDir;
 
 const PluginInfo* find_info(const Registry& reg, const std::string& file) {
   for (const auto& p : reg.plugins())
@@ -69,18 +56,11 @@ void load_all(Registry& reg) {
 
 struct RunResult {
   int rc;
-  std::string out;
+  std::string out;  // stdout and stderr
 };
 RunResult run(const std::string& cmd) {
-  RunResult r{-1, ""};
-  FILE* p = ::popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  int status = ::pclose(p);
-  r.rc = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+  test_support::RunResult r = test_support::run_shell(cmd + " 2>&1");
+  return RunResult{r.exited ? r.exit_code : -1, r.out};
 }
 
 TEST(AbiPlugins, EachBrokenPluginIsRefusedWithItsReason) {
@@ -108,7 +88,7 @@ TEST(AbiPlugins, ProbeThatThrowsOrReturnsNonsenseNeverWinsDetection) {
   load_all(reg);
   EXPECT_TRUE(reg.has_format("probe-high"));
   EXPECT_TRUE(reg.has_format("probe-throws"));
-  TempDir dir;
+  ScratchDir dir("abi");
   for (const char* format : {"torch-zip", "torch-legacy"}) {
     SCOPED_TRACE(format);
     SaveOptions so;
@@ -123,11 +103,7 @@ TEST(AbiPlugins, ProbeThatThrowsOrReturnsNonsenseNeverWinsDetection) {
     EXPECT_EQ(c.tree.root->entries.size(), 4u);
   }
   // A file nobody reads: a clean error, not the plugin that claimed 1000.
-  {
-    FILE* f = std::fopen((dir / "junk.bin").c_str(), "wb");
-    std::fputs("not a checkpoint at all", f);
-    std::fclose(f);
-  }
+  test_support::write_file(dir / "junk.bin", "not a checkpoint at all");
   try {
     detect_format(dir / "junk.bin", &reg);
     FAIL() << "junk was detected as a format";
@@ -140,7 +116,7 @@ TEST(AbiPlugins, ProbeThatThrowsOrReturnsNonsenseNeverWinsDetection) {
 TEST(AbiPlugins, WorkingPluginSurvivesRegistriesAndIsUsable) {
   // Built with -fno-gnu-unique: were the host to unload it while a table, a status or a
   // string of it is still referenced, this would crash instead of passing by luck.
-  TempDir dir;
+  ScratchDir dir("abi");
   {
     Registry first;
     ASSERT_TRUE(first.load_plugin(kGood));
@@ -183,7 +159,7 @@ TEST(AbiPlugins, CliListsEachFailureAndKeepsWorking) {
   EXPECT_NE(r.out.find("torch-legacy 0.1.0  (ABI 1)"), std::string::npos) << r.out;
 
   // Converting (with detection) works with all of them present.
-  TempDir dir;
+  ScratchDir dir("abi");
   Registry reg;
   reg.load_plugin(kBundled + "/ckptio-torch-zip.so");
   SaveOptions so;

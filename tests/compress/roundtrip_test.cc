@@ -2,16 +2,18 @@
 // torch-zip and torch-legacy) and torch-zip-zstd, on files real PyTorch writes at test
 // time; the zstd tool and torch.load read what ckptio wrote; bad input fails cleanly.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
+
+#include "support/files.h"
+#include "support/process.h"
+#include "support/scratch.h"
 
 namespace fs = std::filesystem;
 
@@ -23,15 +25,8 @@ struct CmdResult {
 };
 
 CmdResult run(const std::string& cmd) {
-  CmdResult r{-1, ""};
-  FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-  if (!p) return r;
-  std::array<char, 4096> buf;
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-  int st = pclose(p);
-  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  return r;
+  test_support::RunResult r = test_support::run_shell(cmd + " 2>&1");
+  return CmdResult{r.exited ? r.exit_code : -1, r.out};
 }
 
 const std::string kCli = CKPTIO_CLI;
@@ -41,14 +36,13 @@ const std::string kPyDir = std::string(CKPTIO_SOURCE_DIR) + "/tests/compress/py"
 class CompressRoundTrip : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
-    dir_ = fs::temp_directory_path() / ("ckptio_compress_" + std::to_string(getpid()));
-    fs::create_directories(dir_);
-    CmdResult r = run(kPy + " " + kPyDir + "/make_compress_files.py " + dir_.string());
+    dir_ = std::make_unique<test_support::ScratchDir>("compress");
+    CmdResult r = run(kPy + " " + kPyDir + "/make_compress_files.py " + dir_->path());
     ASSERT_EQ(r.status, 0) << r.out;
   }
-  static void TearDownTestSuite() { fs::remove_all(dir_); }
+  static void TearDownTestSuite() { dir_.reset(); }
 
-  static std::string path(const std::string& name) { return (dir_ / name).string(); }
+  static std::string path(const std::string& name) { return dir_->file(name); }
 
   static nlohmann::json root(const std::string& file) {
     CmdResult r = run(kCli + " inspect --json " + file);
@@ -82,10 +76,10 @@ class CompressRoundTrip : public ::testing::Test {
     ASSERT_EQ(r.status, 0) << in << " -> " << fmt << ": " << r.out;
   }
 
-  static fs::path dir_;
+  static std::unique_ptr<test_support::ScratchDir> dir_;
 };
 
-fs::path CompressRoundTrip::dir_;
+std::unique_ptr<test_support::ScratchDir> CompressRoundTrip::dir_;
 
 const std::vector<std::string> kFormats = {"torch-zip", "torch-legacy", "zstd", "zstd:legacy",
                                            "torch-zip-zstd"};
@@ -142,14 +136,8 @@ TEST_F(CompressRoundTrip, ReadsFilesCompressedByTheZstdTool) {
   }
 }
 
-std::string read_file(const std::string& p) {
-  std::ifstream f(p, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-void write_file(const std::string& p, const std::string& s) {
-  std::ofstream f(p, std::ios::binary);
-  f << s;
-}
+using test_support::read_file;
+using test_support::write_file;
 
 TEST_F(CompressRoundTrip, StorageRecordsAreZipMethod93ThatStandardToolsDecode) {
   // bsdtar (libarchive) and the zstd tool decode each storage record, the zip CRC checks,

@@ -7,10 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
-#include <filesystem>
 #include <random>
 
 #include "ckptio/ckptio.h"
+#include "support/scratch.h"
 
 namespace ckptio::cuda {
 namespace {
@@ -21,18 +21,7 @@ namespace {
     if (!cuda_device_available(&why)) GTEST_SKIP() << why; \
   } while (0)
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ckptio_cuda_gpu_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test_support::ScratchDir;
 
 Checkpoint byte_checkpoint(const std::vector<uint64_t>& sizes) {
   Checkpoint c;
@@ -110,7 +99,7 @@ class LoadToDevice : public ::testing::TestWithParam<std::string> {};
 TEST_P(LoadToDevice, EveryStorageArrivesIntact) {
   SKIP_WITHOUT_DEVICE();
   if (!Registry::global().has_format(GetParam())) GTEST_SKIP() << GetParam() << " not built";
-  TempDir dir;
+  ScratchDir dir("cuda");
   Checkpoint c = byte_checkpoint(kSizes);
   SaveOptions so;
   so.format = GetParam();
@@ -147,7 +136,7 @@ INSTANTIATE_TEST_SUITE_P(Formats, LoadToDevice,
 
 TEST(LoadIntoDevice, CallerMemoryAndErrors) {
   SKIP_WITHOUT_DEVICE();
-  TempDir dir;
+  ScratchDir dir("cuda");
   Checkpoint c = byte_checkpoint({1000, 2000});
   SaveOptions so;
   so.fsync = false;
@@ -168,7 +157,7 @@ TEST(LoadIntoDevice, CallerMemoryAndErrors) {
 
 TEST(SaveFromDevice, RoundTripsThroughEveryFormat) {
   SKIP_WITHOUT_DEVICE();
-  TempDir dir;
+  ScratchDir dir("cuda");
   Checkpoint c = byte_checkpoint(kSizes);
   std::vector<DeviceStorage> dev = upload(c);
   Checkpoint host = host_checkpoint_from_device(c.tree, dev, small_ring());

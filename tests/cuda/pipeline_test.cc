@@ -10,7 +10,6 @@
 #include <cstdio>
 #include <cstring>
 #include <deque>
-#include <filesystem>
 #include <functional>
 #include <mutex>
 #include <random>
@@ -18,6 +17,7 @@
 
 #include "ckptio/ckptio.h"
 #include "host/cuda/staging_pipeline.h"
+#include "support/scratch.h"
 
 namespace ckptio::cuda_detail {
 namespace {
@@ -325,18 +325,7 @@ TEST(Download, ConsumerErrorIsReturned) {
 
 // ---- Reader::read_range and ReaderPieces against files written by the real plugins ----------
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ckptio_cuda_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test_support::ScratchDir;
 
 // {"t0": uint8[n0], "t1": ..., } with one storage per tensor, values from a fixed seed.
 Checkpoint byte_checkpoint(const std::vector<uint64_t>& sizes) {
@@ -364,7 +353,7 @@ class ReaderFormats : public ::testing::TestWithParam<std::string> {};
 TEST_P(ReaderFormats, ReadRangeAndPiecesMatchStorageBytes) {
   const std::string format = GetParam();
   if (!Registry::global().has_format(format)) GTEST_SKIP() << "plugin for " << format << " not built";
-  TempDir dir;
+  ScratchDir dir("cuda-pipeline");
   std::vector<uint64_t> sizes{0, 1, 300, 70000, 5 << 20, 4097};
   Checkpoint c = byte_checkpoint(sizes);
   SaveOptions so;

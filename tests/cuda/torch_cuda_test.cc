@@ -5,10 +5,10 @@
 #include <torch/cuda.h>
 #include <torch/nn/modules/linear.h>
 
-#include <filesystem>
 
 #include "ckptio/cuda.h"
 #include "ckptio/torch.h"
+#include "support/scratch.h"
 
 namespace ckptio {
 namespace {
@@ -20,18 +20,7 @@ namespace {
     if (!torch::cuda::is_available()) GTEST_SKIP() << "this LibTorch has no CUDA"; \
   } while (0)
 
-class TempDir {
- public:
-  TempDir() {
-    char tmpl[] = "/tmp/ckptio_torch_cuda_test_XXXXXX";
-    path_ = mkdtemp(tmpl);
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test_support::ScratchDir;
 
 StateDict sample() {
   torch::manual_seed(0);
@@ -58,7 +47,7 @@ class TorchCuda : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(TorchCuda, LoadsToCudaLikeToCpu) {
   SKIP_WITHOUT_TORCH_CUDA();
-  TempDir dir;
+  ScratchDir dir("torch-cuda");
   StateDict sd = sample();
   SaveOptions so;
   so.format = GetParam();
@@ -87,7 +76,7 @@ TEST_P(TorchCuda, LoadsToCudaLikeToCpu) {
 
 TEST_P(TorchCuda, SavesCudaTensors) {
   SKIP_WITHOUT_TORCH_CUDA();
-  TempDir dir;
+  ScratchDir dir("torch-cuda");
   StateDict sd = sample();
   StateDict on_gpu;
   for (const auto& item : sd) on_gpu.insert(item.key(), item.value().to(torch::kCUDA));
@@ -114,7 +103,7 @@ TEST_P(TorchCuda, SavesCudaTensors) {
 // into the parameters' own device memory; a transposed view goes through a checkpoint tensor.
 TEST_P(TorchCuda, StateDictFileReadsIntoCudaModuleInPlace) {
   SKIP_WITHOUT_TORCH_CUDA();
-  TempDir dir;
+  ScratchDir dir("torch-cuda");
   torch::manual_seed(1);
   torch::nn::Linear ref(2500, 2100);  // 21 MB of weight: several ring slots
   SaveOptions so;

@@ -209,7 +209,7 @@ TEST(TorchLegacy, WrittenFileLoadsInTorchAndBack) {
   EXPECT_EQ(f->extents.back().offset + f->extents.back().length <= out.out.size(), true);
 
   if (testing::torch_fixtures().empty()) GTEST_SKIP() << "no Debian torch to load it";
-  testing::TempDir dir;
+  test_support::ScratchDir dir("legacy");
   const std::string path = dir.file("sample_legacy.pt");
   testing::write_file(path, out.out);
   // Also a float-free variant that torch 1.13 loads with weights_only=True.

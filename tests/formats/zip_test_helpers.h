@@ -5,12 +5,9 @@
 #pragma once
 
 #include <gtest/gtest.h>
-#include <stdlib.h>
 
 #include <algorithm>
 #include <cstdio>
-#include <filesystem>
-#include <fstream>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -19,6 +16,9 @@
 
 #include "formats/io.h"
 #include "formats/zip/torch_zip.h"
+#include "support/files.h"
+#include "support/process.h"
+#include "support/scratch.h"
 
 namespace ckptio::testing {
 
@@ -33,14 +33,9 @@ struct CmdResult {
 
 // Runs a shell command, capturing stdout (stderr passes through to the test log).
 inline CmdResult run_cmd(const std::string& cmd) {
-  CmdResult r;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[65536];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.out.append(buf, n);
-  r.status = pclose(p);
-  return r;
+  test_support::RunResult run = test_support::run_shell(cmd);
+  std::fputs(run.err.c_str(), stderr);
+  return CmdResult{run.shell_code(), std::move(run.out)};
 }
 
 inline std::vector<std::string> split_lines(const std::string& text) {
@@ -51,37 +46,8 @@ inline std::vector<std::string> split_lines(const std::string& text) {
   return lines;
 }
 
-inline std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::ostringstream s;
-  s << f.rdbuf();
-  return s.str();
-}
-
-inline void write_file(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), std::streamsize(bytes.size()));
-}
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = getenv("TMPDIR");
-    std::string tmpl = std::string(base && *base ? base : "/tmp") + "/ckptio_zip_XXXXXX";
-    if (mkdtemp(tmpl.data())) path_ = tmpl;
-  }
-  ~TempDir() {
-    std::error_code ec;
-    if (!path_.empty()) std::filesystem::remove_all(path_, ec);
-  }
-  TempDir(const TempDir&) = delete;
-  TempDir& operator=(const TempDir&) = delete;
-  const std::string& path() const { return path_; }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
+using test_support::read_file;
+using test_support::write_file;
 
 inline bool have_python() {
   static const bool ok =
@@ -92,7 +58,7 @@ inline bool have_python() {
 // Real torch.save outputs, generated once per process by pyzip/torch_fixtures.py; empty
 // when Debian's torch is unavailable (tests then skip).
 inline const std::string& torch_fixtures() {
-  static TempDir dir;
+  static test_support::ScratchDir dir("zip");
   static const std::string path = [] {
     CmdResult r =
         run_cmd(std::string(kPython) + " " + pyzip_dir() + "/torch_fixtures.py " + dir.path());

@@ -252,7 +252,7 @@ TEST(TorchZip, WrittenFileLoadsInTorchAndBack) {
   EXPECT_EQ(*zip->read(*zip->find(".storage_alignment")), "64");
 
   if (testing::torch_fixtures().empty()) GTEST_SKIP() << "no Debian torch to load it";
-  testing::TempDir dir;
+  test_support::ScratchDir dir("zip");
   const std::string path = dir.file("sample.pt");
   testing::write_file(path, out.out);
   // Also a float-free variant that torch 1.13 loads with weights_only=True.

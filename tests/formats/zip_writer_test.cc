@@ -23,7 +23,7 @@ using testing::kPython;
 using testing::pyzip_dir;
 using testing::run_cmd;
 using testing::split_lines;
-using testing::TempDir;
+using test_support::ScratchDir;
 
 TEST(ZipLayout, MatchesPytorchPaddingFormula) {
   // The torch.save example: data.pkl of prefix "t_zip" at offset 0 gets 16 'Z' bytes.
@@ -100,7 +100,7 @@ std::string random_bytes(size_t n, uint32_t seed) {
 // aligned, and our reader gets the same bytes back.
 TEST(ZipWriter, PythonZipfileAcceptsOutput) {
   if (!testing::have_python()) GTEST_SKIP() << "no " CKPTIO_TEST_PYTHON;
-  TempDir dir;
+  ScratchDir dir("zip");
   std::map<std::string, std::string> records;
   std::vector<std::string> order;
   for (size_t n : {0, 1, 2, 63, 64, 65, 1000, 100000, 0, 3}) {
@@ -412,7 +412,7 @@ TEST(ZipWriter, Zip64RecordAndOffsetPast4GiB) {
 
   // Python's zipfile parses the ZIP64 directory of the same bytes as a sparse file.
   if (testing::have_python()) {
-    TempDir dir;
+    ScratchDir dir("zip");
     const std::string path = dir.file("big.zip");
     int fd = ::open(path.c_str(), O_CREAT | O_WRONLY | O_TRUNC, 0644);
     ASSERT_GE(fd, 0);

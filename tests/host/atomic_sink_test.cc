@@ -9,8 +9,9 @@
 #include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
+
+#include "support/files.h"
+#include "support/scratch.h"
 
 namespace ckptio::host {
 namespace {
@@ -18,12 +19,7 @@ namespace fs = std::filesystem;
 
 class AtomicSink : public ::testing::Test {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("ckptio-sink-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) const { return (dir_ / name).string(); }
+  std::string path(const std::string& name) const { return dir_.file(name); }
   // Whether this directory's file system preallocates at all (tmpfs and ext4 do; some
   // network and overlay file systems refuse, and then reserve() is rightly a no-op).
   bool can_preallocate() const {
@@ -39,13 +35,8 @@ class AtomicSink : public ::testing::Test {
     EXPECT_EQ(::stat(p.c_str(), &st), 0) << p;
     return uint64_t(st.st_blocks) * 512;
   }
-  static std::string contents(const std::string& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::ostringstream s;
-    s << in.rdbuf();
-    return s.str();
-  }
-  fs::path dir_;
+  static std::string contents(const std::string& p) { return test_support::read_file(p); }
+  test_support::ScratchDir dir_{"sink"};
 };
 
 TEST_F(AtomicSink, ReserveAllocatesAndCommitFreesWhatWasNotWritten) {

@@ -1,11 +1,11 @@
 // The ckptio command: subcommands on the bundled example, exit codes, quiet stderr.
 #include <gtest/gtest.h>
 
-#include <array>
-#include <cstdio>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
+
+#include "support/process.h"
 
 namespace {
 
@@ -16,14 +16,8 @@ struct Output {
 
 Output run(const std::string& args) {
   std::string cmd = std::string(CKPTIO_CLI) + " " + args + " 2>&1";
-  Output o{0, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) o.out.append(buf.data(), n);
-  int st = pclose(p);
-  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return o;
+  test_support::RunResult r = test_support::run_shell(cmd);
+  return Output{r.shell_code(), r.out};
 }
 
 const std::string kExample =

@@ -2,15 +2,14 @@
 // real plugin .so files: option keys (listed by `ckptio plugins`, checked before the plugin
 // runs, the inspect view) and the container check behind `ckptio verify`.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
-#include <array>
-#include <cstdio>
 #include <filesystem>
 #include <string>
 
 #include "ckptio/ckptio.h"
+#include "support/files.h"
+#include "support/process.h"
+#include "support/scratch.h"
 #include "test_checkpoints.h"
 
 namespace ckptio {
@@ -24,51 +23,26 @@ struct Output {
 
 Output run(const std::string& args, const std::string& env = "") {
   const std::string cmd = env + " " + std::string(CKPTIO_CLI) + " " + args + " 2>&1";
-  Output o{0, ""};
-  FILE* p = popen(cmd.c_str(), "r");
-  std::array<char, 4096> buf{};
-  size_t n;
-  while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) o.out.append(buf.data(), n);
-  const int st = pclose(p);
-  o.status = WIFEXITED(st) ? WEXITSTATUS(st) : 128 + WTERMSIG(st);
-  return o;
+  test_support::RunResult r = test_support::run_shell(cmd);
+  return Output{r.shell_code(), r.out};
 }
 
 const std::string kExample =
     std::string(CKPTIO_SOURCE_DIR) + "/examples/data/example_checkpoint.pt";
 
-class Scratch {
- public:
-  Scratch() : path_(fs::temp_directory_path() / ("ckptio-decl-" + std::to_string(::getpid()))) {
-    fs::remove_all(path_);
-    fs::create_directories(path_);
-  }
-  ~Scratch() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-
- private:
-  fs::path path_;
-};
+using test_support::ScratchDir;
 
 // A copy of a torch-zip file with one byte of record archive/data/0's data flipped: its
 // CRC-32 no longer matches, while the structure still parses.
 std::string with_flipped_record_byte(const std::string& file, const std::string& bad) {
-  std::string bytes;
-  FILE* f = std::fopen(file.c_str(), "rb");
-  if (!f) return "";
-  char buf[65536];
-  size_t n;
-  while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) bytes.append(buf, n);
-  std::fclose(f);
+  std::string bytes = test_support::read_file(file);
   const size_t at = bytes.find("archive/data/0");
   const size_t pad = at == std::string::npos ? at : bytes.find("ZZZZ", at);  // alignment padding
   if (pad == std::string::npos) return "";
   size_t i = pad;
   while (bytes[i] == 'Z') ++i;
   bytes[i] ^= 0x40;
-  f = std::fopen(bad.c_str(), "wb");
-  std::fwrite(bytes.data(), 1, bytes.size(), f);
-  std::fclose(f);
+  test_support::write_file(bad, bytes);
   return bad;
 }
 
@@ -83,7 +57,7 @@ TEST(PluginDeclarations, PluginsListsEachFormatsOptions) {
 }
 
 TEST(PluginDeclarations, AnUndeclaredKeyFailsNamingTheKeysTheFormatTakes) {
-  Scratch dir;
+  ScratchDir dir("decl");
   Output o = run("convert " + kExample + " " + dir / "out.pt" +
                  " --format torch-zip --option level=3");
   EXPECT_EQ(o.status, 1) << o.out;
@@ -109,7 +83,7 @@ TEST(PluginDeclarations, AnUndeclaredKeyFailsNamingTheKeysTheFormatTakes) {
 
 // zstd's inner=NAME names a format whose own keys are accepted too, and only those.
 TEST(PluginDeclarations, AWrappingFormatTakesTheInnerFormatsKeys) {
-  Scratch dir;
+  ScratchDir dir("decl");
   Output o = run("convert " + kExample + " " + dir / "a.pt.zst" +
                  " --format zstd --option inner=torch-zip --option alignment=4096 --option level=1");
   ASSERT_EQ(o.status, 0) << o.out;
@@ -125,7 +99,7 @@ TEST(PluginDeclarations, AWrappingFormatTakesTheInnerFormatsKeys) {
 // holds the chosen .so files (the CLI's RUNPATH yields to LD_LIBRARY_PATH).
 class SomePlugins {
  public:
-  explicit SomePlugins(const Scratch& dir, std::initializer_list<const char*> plugins)
+  explicit SomePlugins(const ScratchDir& dir, std::initializer_list<const char*> plugins)
       : lib_(dir / "lib") {
     fs::create_directories(lib_ + "/ckptio/plugins");
     fs::copy_file(CKPTIO_LIBCKPTIO, lib_ + "/" + fs::path(CKPTIO_LIBCKPTIO).filename().string(),
@@ -144,7 +118,7 @@ TEST(PluginDeclarations, RemovingAPluginRemovesItsFormatFromVerify) {
   const fs::path installed = fs::path(CKPTIO_INSTALL_PLUGIN_DIR) / "ckptio-torch-zip.so";
   if (fs::exists(installed))
     GTEST_SKIP() << installed << " is installed: the CLI would find torch-zip there";
-  Scratch dir;
+  ScratchDir dir("decl");
   const std::string file = dir / "model.pt";
   save(file, testing::small_checkpoint());  // torch-zip
 
@@ -177,7 +151,7 @@ TEST(PluginDeclarations, RemovingAPluginRemovesItsFormatFromVerify) {
 
 // The library call behind it, on a private registry.
 TEST(PluginDeclarations, CheckContainerAsksTheFormatsPlugin) {
-  Scratch dir;
+  ScratchDir dir("decl");
   const std::string file = dir / "model.pt";
   save(file, testing::small_checkpoint());
   Registry legacy;

@@ -4,6 +4,8 @@
 #include <filesystem>
 
 #include "ckptio/ckptio.h"
+#include "support/files.h"
+#include "support/scratch.h"
 #include "test_checkpoints.h"
 
 namespace ckptio {
@@ -12,21 +14,7 @@ namespace fs = std::filesystem;
 
 const std::string kPluginDir = CKPTIO_PLUGIN_DIR;
 
-class TempDir {
- public:
-  TempDir() {
-    path_ = fs::temp_directory_path() / ("ckptio-test-" + std::to_string(::getpid()) + "-" +
-                                         std::to_string(counter_++));
-    fs::create_directories(path_);
-  }
-  ~TempDir() { fs::remove_all(path_); }
-  std::string operator/(const std::string& name) const { return (path_ / name).string(); }
-  const fs::path& path() const { return path_; }
-
- private:
-  fs::path path_;
-  static inline int counter_ = 0;
-};
+using test_support::ScratchDir;
 
 TEST(Registry, LoadsBothBundledPlugins) {
   Registry reg;
@@ -48,7 +36,7 @@ TEST(Registry, GlobalRegistryFindsPluginsNextToLibckptio) {
 
 TEST(Registry, RemovingAPluginRemovesItsFormat) {
   // Write a legacy file with both plugins, then read it with only torch-zip present.
-  TempDir dir;
+  ScratchDir dir;
   Registry full;
   full.load_plugin(kPluginDir + "/ckptio-torch-zip.so");
   full.load_plugin(kPluginDir + "/ckptio-torch-legacy.so");
@@ -57,7 +45,7 @@ TEST(Registry, RemovingAPluginRemovesItsFormat) {
   so.registry = &full;
   save(dir / "legacy.pt", testing::small_checkpoint(), so);
 
-  TempDir only_zip;
+  ScratchDir only_zip;
   fs::copy_file(kPluginDir + "/ckptio-torch-zip.so", only_zip / "ckptio-torch-zip.so");
   setenv("CKPTIO_PLUGIN_PATH", only_zip.path().c_str(), 1);
   Registry reg;
@@ -82,7 +70,7 @@ TEST(Registry, RemovingAPluginRemovesItsFormat) {
 // private one without torch-zip, while the global registry has it.
 TEST(Registry, WrappedFormatIsLookedUpInTheCallersRegistry) {
   ASSERT_TRUE(Registry::global().has_format("torch-zip"));
-  TempDir dir;
+  ScratchDir dir;
   SaveOptions zstd;
   zstd.format = "zstd";  // wraps torch-zip
   save(dir / "model.pt.zst", testing::small_checkpoint(), zstd);
@@ -130,12 +118,8 @@ TEST(Registry, SearchPathHonoursEnvironmentFirst) {
 }
 
 TEST(Registry, RecordsWhyAFileIsNotAPlugin) {
-  TempDir dir;
-  {
-    FILE* f = std::fopen((dir / "ckptio-garbage.so").c_str(), "wb");
-    std::fputs("not an ELF file", f);
-    std::fclose(f);
-  }
+  ScratchDir dir;
+  test_support::write_file(dir / "ckptio-garbage.so", "not an ELF file");
   Registry reg;
   EXPECT_FALSE(reg.load_plugin(dir / "ckptio-garbage.so"));
   // A real shared library without the entry symbol: libckptio itself.
@@ -149,7 +133,7 @@ TEST(Registry, RecordsWhyAFileIsNotAPlugin) {
 }
 
 TEST(Registry, AFormatAlreadyProvidedIsNotReplaced) {
-  TempDir dir;
+  ScratchDir dir;
   fs::copy_file(kPluginDir + "/ckptio-torch-zip.so", dir / "ckptio-torch-zip-copy.so");
   Registry reg;
   EXPECT_TRUE(reg.load_plugin(kPluginDir + "/ckptio-torch-zip.so"));

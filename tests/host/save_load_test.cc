@@ -8,6 +8,7 @@
 #include <filesystem>
 
 #include "ckptio/ckptio.h"
+#include "support/scratch.h"
 #include "test_checkpoints.h"
 
 namespace ckptio {
@@ -16,20 +17,15 @@ namespace fs = std::filesystem;
 
 class SaveLoad : public ::testing::TestWithParam<std::string> {
  protected:
-  void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("ckptio-saveload-" + std::to_string(::getpid()));
-    fs::create_directories(dir_);
-  }
-  void TearDown() override { fs::remove_all(dir_); }
-  std::string path(const std::string& name) { return (dir_ / name).string(); }
+  std::string path(const std::string& name) { return dir_.file(name); }
   std::vector<std::string> leftovers() {
     std::vector<std::string> out;
-    for (const auto& e : fs::directory_iterator(dir_))
+    for (const auto& e : fs::directory_iterator(dir_.path()))
       if (e.path().filename().string().find(".ckptio-tmp-") != std::string::npos)
         out.push_back(e.path().string());
     return out;
   }
-  fs::path dir_;
+  test_support::ScratchDir dir_{"saveload"};
 };
 
 TEST_P(SaveLoad, RoundTripKeepsValuesAndSharedStorage) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "ckptio/ckptio.h"
+#include "support/files.h"
 
 namespace ckptio::testing {
 
@@ -36,15 +37,6 @@ inline Checkpoint small_checkpoint() {
   return c;
 }
 
-inline std::string read_file(const std::string& path) {
-  std::string out;
-  if (FILE* f = std::fopen(path.c_str(), "rb")) {
-    char buf[65536];
-    size_t n;
-    while ((n = std::fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-    std::fclose(f);
-  }
-  return out;
-}
+using test_support::read_file;
 
 }  // namespace ckptio::testing

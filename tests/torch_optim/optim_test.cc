@@ -23,7 +23,6 @@
 #include "ckptio/optim.h"
 
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/nn/modules/activation.h>
 #include <torch/nn/modules/container/sequential.h>
@@ -46,6 +45,8 @@
 #include <vector>
 
 #include "ckptio/torch.h"
+#include "support/process.h"
+#include "support/scratch.h"
 
 namespace {
 
@@ -56,27 +57,17 @@ constexpr double kRtol = 1e-5, kAtol = 1e-6;
 constexpr int kSteps = 3;
 
 std::string run_capture(const std::string& cmd, int* status) {
-  std::string out;
-  FILE* f = popen((cmd + " 2>&1").c_str(), "r");
-  if (!f) {
-    *status = -1;
-    return "popen failed";
-  }
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-  int rc = pclose(f);
-  *status = WIFEXITED(rc) ? WEXITSTATUS(rc) : -1;
-  return out;
+  test_support::RunResult r = test_support::run_shell(cmd + " 2>&1");
+  *status = r.exited ? r.exit_code : -1;
+  return r.out;
 }
 
 const std::string& work_dir() {
   static const std::string dir = [] {
     if (const char* env = std::getenv("CKPTIO_OPTIM_WORK")) return std::string(env);
     // Run outside ctest: make the Python files once for this process.
-    std::string d =
-        (fs::temp_directory_path() / ("ckptio_optim_" + std::to_string(getpid()))).string();
-    fs::create_directories(d);
+    static test_support::ScratchDir scratch("optim");
+    const std::string d = scratch.path();
     int st = 0;
     std::string out =
         run_capture(std::string(CKPTIO_TEST_PYTHON) + " " CKPTIO_OPTIM_PY " prepare " + d, &st);

@@ -3,7 +3,6 @@
 // quantized and lite archives, and malformed archives (clean errors, never a crash).
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <set>
 #include <sstream>
 
@@ -11,17 +10,12 @@
 #include "formats/torchscript/torchscript.h"
 #include "formats/zip/zip_reader.h"
 #include "formats/zip/zip_writer.h"
+#include "support/files.h"
 
 namespace ckptio {
 namespace {
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  EXPECT_TRUE(f) << path;
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using test_support::read_file;
 
 std::string peer(const std::string& name) {
   return read_file(std::string(CKPTIO_TEST_DATA) + "/peer/" + name);
