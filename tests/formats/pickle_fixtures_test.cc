@@ -20,6 +20,8 @@
 #include "formats/pickle/pickler.h"
 #include "formats/pickle/storage_table.h"
 #include "formats/pickle/unpickler.h"
+#include "support/files.h"
+#include "support/process.h"
 
 namespace ckptio {
 namespace {
@@ -30,27 +32,14 @@ std::string script_path() {
   return std::string(CKPTIO_TEST_DATA) + "/../formats/py/pickle_fixtures.py";
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  std::stringstream ss;
-  ss << f.rdbuf();
-  return ss.str();
-}
+using test_support::read_file;
+using test_support::write_file;
 
-void write_file(const std::string& path, const std::string& data) {
-  std::ofstream f(path, std::ios::binary);
-  f << data;
-}
-
+// A shell command's stdout (its stderr goes to the test log unless it redirects it).
 std::string run(const std::string& cmd) {
-  std::string out;
-  FILE* p = popen(cmd.c_str(), "r");
-  if (!p) return "popen failed";
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-  pclose(p);
-  return out;
+  test_support::RunResult r = test_support::run_shell(cmd);
+  std::fputs(r.err.c_str(), stderr);
+  return r.out;
 }
 
 // Generates the fixtures once per version of the script (ctest runs each test in its own

@@ -8,8 +8,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <memory>
 
 #include "ckptio/torch.h"
+#include "support/process.h"
+#include "support/scratch.h"
 #include "tutorial_net.h"
 
 namespace ckptio {
@@ -18,14 +21,20 @@ namespace fs = std::filesystem;
 
 std::string g_dir;  // Python-written inputs, made once per test binary
 
-int run(const std::string& cmd) { return std::system(cmd.c_str()); }
+std::unique_ptr<test_support::ScratchDir> g_scratch;  // holds g_dir
+
+// The command's exit status (0: success); its output goes on to the test log.
+int run(const std::string& cmd) {
+  test_support::RunResult r = test_support::run_shell(cmd);
+  std::fputs(r.out.c_str(), stdout);
+  std::fputs(r.err.c_str(), stderr);
+  return r.shell_code();
+}
 
 // Removes the Python-written inputs when the test binary ends.
 class CleanUp : public ::testing::Environment {
  public:
-  void TearDown() override {
-    if (!g_dir.empty()) fs::remove_all(g_dir);
-  }
+  void TearDown() override { g_scratch.reset(); }
 };
 const auto* const kCleanUp = ::testing::AddGlobalTestEnvironment(new CleanUp);
 
@@ -33,7 +42,8 @@ class TorchAdapter : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     if (!g_dir.empty()) return;
-    g_dir = (fs::temp_directory_path() / ("ckptio-torch-" + std::to_string(::getpid()))).string();
+    g_scratch = std::make_unique<test_support::ScratchDir>("torch");
+    g_dir = g_scratch->path();
     ASSERT_EQ(run(CKPTIO_TEST_PYTHON " " CKPTIO_SOURCE_DIR "/tests/torch/py/make_torch_cases.py " +
                   g_dir),
               0);
@@ -629,13 +639,7 @@ TEST_F(TorchAdapter, SavedModuleLoadsStrictlyInPython) {
 std::string same_objects(const std::string& ours, const std::string& ref) {
   std::string cmd = CKPTIO_TEST_PYTHON " " CKPTIO_SOURCE_DIR "/tests/torch/py/same_objects.py " +
                     ours + " " + ref + " 2>&1";
-  std::string out;
-  if (FILE* p = popen(cmd.c_str(), "r")) {
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    pclose(p);
-  }
-  return out;
+  return test_support::run_shell(cmd).out;
 }
 
 // save() of a StateDict and of a generic IValue (dicts, lists, tuples, strings, numbers, None,

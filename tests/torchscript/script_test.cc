@@ -30,6 +30,7 @@
 
 #include "ckptio/torch.h"
 #include "interop/interop_util.h"
+#include "support/scratch.h"
 
 namespace {
 
@@ -39,8 +40,8 @@ using interop::json;
 const std::string& work() {
   static const std::string dir = [] {
     if (const char* env = std::getenv("CKPTIO_TS_WORK")) return std::string(env);
-    std::string d =
-        (fs::temp_directory_path() / ("ckptio_ts_" + std::to_string(::getpid()))).string();
+    static test_support::ScratchDir scratch("ts");
+    const std::string d = scratch.path();
     auto r = interop::run({interop::kPython, CKPTIO_TS_PY, "prepare", d}, 300);
     if (!r.exited || r.exit_code != 0) throw std::runtime_error(r.describe());
     return d;
