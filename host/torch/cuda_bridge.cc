@@ -21,10 +21,10 @@ bool cuda_path_available() {
 }
 
 std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint32_t>& indices,
-                                         const MapLocation& map_location, const LoadOptions& base,
+                                         PlacementPlan& placement, const LoadOptions& base,
                                          std::unordered_map<uint32_t, c10::Storage>& out) {
 #ifndef CKPTIO_HAVE_CUDA
-  (void)reader, (void)map_location, (void)base, (void)out;
+  (void)reader, (void)placement, (void)base, (void)out;
   return indices;
 #else
   if (indices.empty() || !cuda_path_available()) return indices;
@@ -34,7 +34,7 @@ std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint3
   const auto& infos = reader.tree().storages;
   for (uint32_t i : indices) {
     if (out.count(i)) continue;
-    torch::Device d = map_location.resolve(infos.at(i).device);
+    torch::Device d = placement.device(i);
     if (!d.is_cuda()) {
       host.push_back(i);
       continue;

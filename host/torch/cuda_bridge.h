@@ -12,15 +12,16 @@
 #include <vector>
 
 #include "ckptio/torch.h"
+#include "host/torch/placement_plan.h"
 
 namespace ckptio::torch_adapter {
 
-// Loads the storages among `indices` that `map_location` resolves to a CUDA device straight
-// to that device, adding them to `out` (as c10::Storage of LibTorch's CUDA allocator), and
+// Loads the storages among `indices` that `placement` sends to a CUDA device straight to
+// that device, adding them to `out` (as c10::Storage of LibTorch's CUDA allocator), and
 // returns the indices left to read into host memory (CPU-bound ones, or all of them when the
-// GPU path is unavailable). Throws ckptio::Error as MapLocation::resolve does.
+// GPU path is unavailable). Throws ckptio::Error as PlacementPlan::device does.
 std::vector<uint32_t> load_cuda_storages(Reader& reader, const std::vector<uint32_t>& indices,
-                                         const MapLocation& map_location, const LoadOptions& base,
+                                         PlacementPlan& placement, const LoadOptions& base,
                                          std::unordered_map<uint32_t, c10::Storage>& out);
 
 // Reads storage storages[k] straight into the CUDA memory of dst[k], a contiguous tensor of

@@ -52,6 +52,16 @@ InPlace in_place_route(const torch::Tensor& dst, c10::ScalarType src_type, const
   return InPlace::kNo;
 }
 
+// Whether a tensor placed on `target` may skip staging there and go straight into `dst`:
+// staging on the CPU or on dst's own device would change nothing but the cost. "cuda"
+// without an index counts as dst's CUDA device: staged on the current one instead, the
+// values copied into dst would be the same.
+bool direct(const torch::Device& target, const torch::Tensor& dst) {
+  if (target.is_cpu()) return true;
+  const torch::Device& d = dst.device();
+  return target.type() == d.type() && (!target.has_index() || target.index() == d.index());
+}
+
 struct Piece {
   size_t entry;  // index into the checkpoint entries (for messages)
   uint32_t storage;
@@ -119,9 +129,15 @@ LoadStateDictReport load_state_dict_from_file(
   impl->reader = Reader::open(path, base);
   impl->options = options.load;
   impl->options.base.progress = base.progress;
-  // Without assign, sources only pass through host memory on their way to the module's
-  // tensors, whatever device they were saved from.
-  if (!rules.assign) impl->options.map_location = MapLocation("cpu");
+  // map_location says where storages are staged, as torch.load's does before PyTorch's
+  // load_state_dict copies into the module; with assign that is where the module's tensors
+  // end up. Without assign and without a mapping, the saved tags would only send bytes on a
+  // detour through devices the module does not use (or fail for a GPU-saved file on a
+  // CPU-only machine), so host memory stands in for them and the module's devices decide.
+  bool keep_module_devices = !rules.assign && options.load.map_location.keeps_saved_tags();
+  impl->placement = torch_adapter::PlacementPlan(
+      keep_module_devices ? MapLocation("cpu") : options.load.map_location,
+      impl->reader->tree().storages, path);
   TorchCheckpoint checkpoint(impl);
   const std::string& where = options.state_dict_path;
   ValuePtr root = checkpoint.find(where);
@@ -133,6 +149,8 @@ LoadStateDictReport load_state_dict_from_file(
   std::vector<std::pair<std::string, ValuePtr>> entries;
   for (auto& e : impl->entries(root))
     if (!filtered || impl->keep(dotted_path(where, e.first))) entries.push_back(std::move(e));
+  // Before the module is compared or written, as torch.load runs before load_state_dict.
+  for (const auto& e : entries) impl->placement.device(e.second->tensor.storage);
 
   // The checkpoint's tensors as meta tensors: shapes and dtypes for the usual rules, no data.
   StateDict meta;
@@ -157,7 +175,7 @@ LoadStateDictReport load_state_dict_from_file(
   for (const PlannedCopy& c : plan) {
     const TensorMeta& m = entries[c.state_index].second->tensor;
     bool shared = c.dst.has_storage() && !memory_seen.insert(c.dst.storage().data()).second;
-    InPlace route = rules.assign || shared
+    InPlace route = rules.assign || shared || !direct(impl->placement.device(m.storage), c.dst)
                         ? InPlace::kNo
                         : in_place_route(c.dst, c.src.scalar_type(), m, *impl->reader);
     if (route == InPlace::kNo) {
@@ -181,13 +199,13 @@ LoadStateDictReport load_state_dict_from_file(
   }
   // Host-bound staged storages are read first, in parallel, so that one that fails to read
   // or decode (a corrupt compressed chunk, say) fails the load before the module is touched.
-  // Those map_location sends to a device (assign only) are left to materialize, which reads
-  // them straight there; reading them here too would read them twice.
+  // Those the placement sends to a device are left to materialize, which reads them straight
+  // there; reading them here too would read them twice.
   const auto& infos = impl->reader->tree().storages;
   std::vector<uint32_t> staged_host, staged_device;
   for (const PlannedCopy* c : staged) {
     uint32_t index = entries[c->state_index].second->tensor.storage;
-    bool to_host = impl->options.map_location.resolve(infos.at(index).device).is_cpu();
+    bool to_host = impl->placement.device(index).is_cpu();
     (to_host ? staged_host : staged_device).push_back(index);
   }
   uint64_t total = 0;  // staged storages are read once each; the rest once per tensor
@@ -199,12 +217,16 @@ LoadStateDictReport load_state_dict_from_file(
   for (uint32_t index : cuda_storages) total += infos.at(index).nbytes;
   for (const Piece& p : pieces) total += p.n;
   progress->set_total(total);
-  if (!staged_host.empty()) {
-    try {
-      impl->reader->read_storages(staged_host);
-    } catch (const Error& e) {
-      throw Error(e.code(), std::string(e.what()) + " (nothing was written to the module)");
-    }
+  // Every staged source is made before anything is written, those staged on a device too,
+  // so that a storage failing there also leaves the module unchanged.
+  std::vector<torch::Tensor> sources;
+  try {
+    if (!staged_host.empty()) impl->reader->read_storages(staged_host);
+    std::lock_guard<std::mutex> lock(impl->mu);
+    for (const PlannedCopy* c : staged)
+      sources.push_back(impl->materialize(entries[c->state_index].second));
+  } catch (const Error& e) {
+    throw Error(e.code(), std::string(e.what()) + " (nothing was written to the module)");
   }
   read_pieces(*impl->reader, pieces, entries, base.threads, base.progress);
   if (!cuda_storages.empty()) {
@@ -221,10 +243,10 @@ LoadStateDictReport load_state_dict_from_file(
   for (torch::Tensor& t : filled) t.unsafeGetTensorImpl()->bump_version();
 
   if (!staged.empty()) {
-    std::lock_guard<std::mutex> lock(impl->mu);
     bool written = !report.read_in_place.empty();
-    for (const PlannedCopy* c : staged) {
-      torch::Tensor src = impl->materialize(entries[c->state_index].second);
+    for (size_t k = 0; k < staged.size(); ++k) {
+      const PlannedCopy* c = staged[k];
+      torch::Tensor src = sources[k];
       if (c->src.dim() == 0 && src.dim() == 1) src = src[0];  // PyTorch's 0-dim rule
       try {
         apply_planned_copy(PlannedCopy{c->dst, src, c->state_index, c->key}, rules.assign);

@@ -9,6 +9,7 @@
 #include "ckptio/script.h"
 #include "host/io/atomic_sink.h"
 #include "host/torch/load_state_dict_core.h"
+#include "host/torch/placement_plan.h"
 
 namespace ckptio {
 namespace {
@@ -29,14 +30,15 @@ c10::optional<torch::Device> single_device(const std::string& path, const MapLoc
   lo.format = "torchscript";
   lo.load_data = false;
   lo.plugin_options.emplace_back("view", "modules");  // constants' storages too
-  std::set<std::string> tags;
-  for (const StorageInfo& s : Reader::open(path, lo)->tree().storages) tags.insert(s.device);
+  std::unique_ptr<Reader> reader = Reader::open(path, lo);
+  const std::vector<StorageInfo>& storages = reader->tree().storages;
+  torch_adapter::PlacementPlan placement(map, storages, path);
   std::set<std::string> targets;
   bool identity = true;
-  for (const std::string& tag : tags) {
-    torch::Device d = map.resolve(tag);  // throws for unusable devices, naming the tag
+  for (uint32_t i = 0; i < storages.size(); ++i) {
+    torch::Device d = placement.device(i);  // throws for unusable devices, naming the storage
     targets.insert(d.str());
-    identity = identity && d == torch::Device(tag);
+    identity = identity && d == torch::Device(storages[i].device);
   }
   if (identity) return c10::nullopt;
   if (targets.size() > 1) {

@@ -1,5 +1,5 @@
 // Loading into torch tensors: storages become c10 storages (one per file storage, so
-// sharing survives), tensors are set_() views onto them, devices follow map_location.
+// sharing survives), tensors are set_() views onto them, devices follow the placement plan.
 #include <functional>
 #include <mutex>
 #include <unordered_map>
@@ -85,11 +85,9 @@ bool TorchCheckpoint::Impl::keep(const std::string& path) const {
 c10::Storage TorchCheckpoint::Impl::storage(uint32_t index) {
   auto it = storages.find(index);
   if (it != storages.end()) return it->second;
-  const StorageInfo& info = reader->tree().storages.at(index);
-  torch::Device device = options.map_location.resolve(info.device);
+  torch::Device device = placement.device(index);
   if (device.is_cuda()) {  // lazy tensors too go file -> pinned ring -> device when possible
-    torch_adapter::load_cuda_storages(*reader, {index}, options.map_location, options.base,
-                                      storages);
+    torch_adapter::load_cuda_storages(*reader, {index}, placement, options.base, storages);
     it = storages.find(index);
     if (it != storages.end()) return it->second;
   }
@@ -170,6 +168,11 @@ TorchCheckpoint finish_load(const std::function<std::unique_ptr<Reader>(const Lo
     if (needed_set.insert(t->tensor.storage).second) needed.push_back(t->tensor.storage);
   };
   visit(impl->reader->tree().root, "", seen, pick);
+  // Resolved now, lazy or not, as torch.load does: a mapping that cannot be satisfied fails
+  // the load rather than a later access.
+  impl->placement = torch_adapter::PlacementPlan(
+      options.map_location, impl->reader->tree().storages, impl->reader->path());
+  impl->placement.resolve(needed);
   if (!options.lazy) {
     if (progress) {
       uint64_t total = 0;
@@ -177,7 +180,7 @@ TorchCheckpoint finish_load(const std::function<std::unique_ptr<Reader>(const Lo
       progress->set_total(total);
     }
     // CUDA-bound storages go straight to their devices; the rest are read into host memory.
-    needed = torch_adapter::load_cuda_storages(*impl->reader, needed, options.map_location,
+    needed = torch_adapter::load_cuda_storages(*impl->reader, needed, impl->placement,
                                                impl->options.base, impl->storages);
     impl->reader->read_storages(needed);  // parallel, selected storages only
     std::lock_guard<std::mutex> lock(impl->mu);

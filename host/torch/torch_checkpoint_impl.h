@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "ckptio/torch.h"
+#include "host/torch/placement_plan.h"
 
 namespace ckptio {
 
@@ -22,6 +23,7 @@ inline std::string dotted_path(const std::string& prefix, const std::string& nam
 struct TorchCheckpoint::Impl {
   std::unique_ptr<Reader> reader;
   TorchLoadOptions options;
+  torch_adapter::PlacementPlan placement;                   // each storage's device, once
   std::mutex mu;                                            // guards storages and tensors
   std::unordered_map<uint32_t, c10::Storage> storages;      // per (storage, device)
   std::unordered_map<const Value*, torch::Tensor> tensors;  // materialized nodes
@@ -30,7 +32,7 @@ struct TorchCheckpoint::Impl {
 
   // Whether options' filter (glob and/or callback) keeps the tensor at `path`.
   bool keep(const std::string& path) const;
-  // The storage (read on first use, on its map_location device). Caller holds mu.
+  // The storage (read on first use, on its placement device). Caller holds mu.
   c10::Storage storage(uint32_t index);
   // The tensor for a tensor node (reads its storage if needed). Caller holds mu.
   torch::Tensor materialize(const ValuePtr& node);

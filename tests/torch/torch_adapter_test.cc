@@ -9,6 +9,7 @@
 #include <fstream>
 #include <functional>
 #include <memory>
+#include <stdexcept>
 
 #include "ckptio/torch.h"
 #include "support/process.h"
@@ -587,6 +588,146 @@ TEST_F(TorchAdapter, MapLocationFollowsTorchLoad) {
   EXPECT_FALSE(seen.empty());
   EXPECT_EQ(seen[0], "cuda:1");
   EXPECT_THROW(MapLocation("not-a-device"), Error);
+}
+
+TEST_F(TorchAdapter, MapLocationCallbackRunsOncePerStorage) {
+  int calls = 0;
+  MapLocation counted = MapLocation::callback([&](const std::string&) {
+    ++calls;
+    return std::optional<torch::Device>(torch::kCPU);
+  });
+  // tied.pt: four tensors (a, b the same, c a view of it, d) over two storages.
+  ASSERT_EQ(load(file("tied.pt"), cpu()).tree().storages.size(), 2u);
+  TorchLoadOptions o;
+  o.map_location = counted;
+  for (bool lazy : {false, true}) {
+    calls = 0;
+    o.lazy = lazy;
+    TorchCheckpoint t = load(file("tied.pt"), o);
+    t.state_dict();
+    t.tensor("c");
+    t.to_ivalue();
+    EXPECT_EQ(calls, 2) << "lazy " << lazy;
+  }
+  // A filtered load resolves the storages it selects; a tensor left out and asked for later
+  // resolves its own once.
+  calls = 0;
+  o.lazy = false;
+  o.filter_glob = "d";
+  TorchCheckpoint only_d = load(file("tied.pt"), o);
+  EXPECT_EQ(calls, 1);
+  only_d.tensor("a");
+  only_d.tensor("b");
+  EXPECT_EQ(calls, 2);
+  o.filter_glob.clear();
+
+  // A file that is one tensor.
+  ckptio::save(file("one_tensor.pt"), c10::IValue(torch::arange(6.0)));
+  calls = 0;
+  EXPECT_TRUE(torch::equal(load(file("one_tensor.pt"), o).tensor(""), torch::arange(6.0)));
+  EXPECT_EQ(calls, 1);
+
+  // load_state_dict from a file, copying into the module and assigning.
+  for (bool assign : {false, true}) {
+    torch::nn::Linear lin(3, 2);
+    StateDictFileOptions so;
+    so.load.map_location = counted;
+    so.load_state_dict.assign = assign;
+    calls = 0;
+    EXPECT_TRUE(load_state_dict(*lin, file("cuda_tag.pt"), so).ok()) << "assign " << assign;
+    EXPECT_EQ(calls, 2) << "assign " << assign;
+  }
+}
+
+TEST_F(TorchAdapter, StateDictFileHonoursMapLocation) {
+  TorchCheckpoint ref = load(file("linear.pt"), cpu());
+  auto expect_loaded = [&](const torch::nn::Linear& lin, const std::string& what) {
+    EXPECT_TRUE(torch::equal(lin->weight, ref.tensor("weight"))) << what;
+    EXPECT_TRUE(torch::equal(lin->bias, ref.tensor("bias"))) << what;
+  };
+  // Mapped to the CPU, where the module is: read straight into it, no staging copy.
+  {
+    torch::nn::Linear lin(3, 2);
+    StateDictFileOptions o;
+    o.load.map_location = "cpu";
+    LoadStateDictReport r = load_state_dict(*lin, file("cuda_tag.pt"), o);
+    EXPECT_TRUE(r.ok());
+    EXPECT_EQ(r.read_in_place, (std::vector<std::string>{"weight", "bias"}));
+    expect_loaded(lin, "map_location cpu");
+  }
+  // No mapping and no assign: the module's devices decide, so a GPU-saved file loads into a
+  // CPU module here.
+  {
+    torch::nn::Linear lin(3, 2);
+    EXPECT_TRUE(load_state_dict(*lin, file("cuda_tag.pt")).ok());
+    expect_loaded(lin, "default map_location");
+  }
+  // With assign the module's tensors are the checkpoint's, where the mapping put them.
+  {
+    torch::nn::Linear lin(3, 2);
+    void* before = lin->weight.data_ptr();
+    StateDictFileOptions o;
+    o.load_state_dict.assign = true;
+    o.load.map_location = MapLocation::remap({{"cuda:1", "cpu"}});
+    EXPECT_TRUE(load_state_dict(*lin, file("cuda_tag.pt"), o).ok());
+    EXPECT_TRUE(lin->weight.is_cpu());
+    EXPECT_TRUE(lin->bias.is_cpu());
+    EXPECT_NE(lin->weight.data_ptr(), before);
+    expect_loaded(lin, "assign");
+  }
+
+  // A mapping that cannot be satisfied fails the load naming the file and the storage, and
+  // nothing is written to the module.
+  auto refused = [&](const StateDictFileOptions& o, const std::string& want) {
+    torch::nn::Linear lin(3, 2);
+    std::vector<torch::Tensor> before = parameter_copies(*lin);
+    try {
+      load_state_dict(*lin, file("cuda_tag.pt"), o);
+      ADD_FAILURE() << "expected an error with " << want;
+    } catch (const Error& e) {
+      const std::string m = e.what();
+      EXPECT_NE(m.find(file("cuda_tag.pt") + ": storage '"), std::string::npos) << m;
+      EXPECT_NE(m.find(want), std::string::npos) << m;
+    }
+    expect_parameters_are(*lin, before);
+  };
+  for (bool assign : {false, true}) {
+    StateDictFileOptions throws;
+    throws.load_state_dict.assign = assign;
+    throws.load.map_location =
+        MapLocation::callback([](const std::string&) -> std::optional<torch::Device> {
+          throw std::runtime_error("no room on any device");
+        });
+    refused(throws, "no room on any device");
+    if (torch::cuda::is_available()) continue;
+    StateDictFileOptions to_cuda;
+    to_cuda.load_state_dict.assign = assign;
+    to_cuda.load.map_location = MapLocation::callback(
+        [](const std::string&) { return std::optional<torch::Device>(torch::Device("cuda:0")); });
+    refused(to_cuda, "CUDA is not available");
+    StateDictFileOptions remapped;
+    remapped.load_state_dict.assign = assign;
+    remapped.load.map_location = MapLocation::remap({{"cuda:1", "cuda:0"}});
+    refused(remapped, "CUDA is not available");
+  }
+  if (!torch::cuda::is_available()) {
+    StateDictFileOptions keep_tags;  // with assign, the saved cuda:1 is where they would land
+    keep_tags.load_state_dict.assign = true;
+    refused(keep_tags, "cuda:1");
+  }
+  // torch.load's path names the file too.
+  TorchLoadOptions throws;
+  throws.map_location =
+      MapLocation::callback([](const std::string&) -> std::optional<torch::Device> {
+        throw std::runtime_error("no room on any device");
+      });
+  try {
+    load(file("linear.pt"), throws);
+    ADD_FAILURE() << "expected an error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(file("linear.pt") + ": storage '"), std::string::npos)
+        << e.what();
+  }
 }
 
 TEST_F(TorchAdapter, SharedStoragesStaySharedAsTorchTensors) {

@@ -202,6 +202,24 @@ TEST(Runnable, ExtraFilesAndMapLocation) {
   }
 }
 
+TEST(Runnable, MapLocationCallbackRunsOncePerStorage) {
+  ckptio::LoadOptions lo;
+  lo.format = "torchscript";
+  lo.load_data = false;
+  lo.plugin_options.emplace_back("view", "modules");
+  const size_t storages = ckptio::Reader::open(w("scripted.pt"), lo)->tree().storages.size();
+  ASSERT_GT(storages, 1u);  // more storages than saved tags: counts are per storage
+  size_t calls = 0;
+  ckptio::ScriptLoadOptions o;
+  o.map_location = ckptio::MapLocation::callback([&](const std::string&) {
+    ++calls;
+    return std::optional<torch::Device>(torch::kCPU);
+  });
+  torch::jit::Module m = ckptio::load_script_module(w("scripted.pt"), o);
+  EXPECT_EQ(calls, storages);
+  for (const auto& p : m.parameters()) EXPECT_TRUE(p.device().is_cpu());
+}
+
 TEST(Runnable, NotTorchScript) {
   EXPECT_THROW(ckptio::load_script_module(peer("burn/checkpoint.pt")), ckptio::Error);
   interop::write_file(w("half.pt"), interop::read_file(w("scripted.pt")).substr(0, 2000));

@@ -42,8 +42,11 @@ class MapLocation {
       std::function<std::optional<torch::Device>(const std::string& saved_tag)> fn);
 
   // The device for a storage saved under `saved_tag`. Throws ckptio::Error for an unknown
-  // tag, or a CUDA device this process cannot use (naming the tag and the fix).
+  // tag, or a CUDA device this process cannot use (naming the tag and the fix). A load asks
+  // once per storage of the file, so a callback runs once per storage.
   torch::Device resolve(const std::string& saved_tag) const;
+  // True for MapLocation(): no device, table or callback was given.
+  bool keeps_saved_tags() const { return !target_ && table_.empty() && !fn_; }
 
  private:
   std::optional<std::string> target_;
@@ -148,7 +151,17 @@ struct StateDictFileOptions {
   std::string state_dict_path;
   LoadStateDictOptions load_state_dict;  // strict, key rules, dtype policy, assign
   // format, threads, verify, registry, filter (on paths from the file's root). lazy does not
-  // apply; map_location only applies with assign (otherwise the module's devices decide).
+  // apply. map_location as in model.load_state_dict(torch.load(f, map_location=m)): each
+  // storage is resolved once (a callback runs once per storage), and a mapping that cannot be
+  // satisfied (a CUDA device without CUDA, a callback that throws) fails the load naming the
+  // file and storage, before the module is written. With assign the module's tensors land
+  // where it says. Without assign the values end up on the module's devices either way, so
+  // the mapping only says where they are staged: a tensor mapped to the CPU or to its module
+  // tensor's own device ("cuda" without an index counts as that) takes the direct routes
+  // below, one mapped elsewhere is staged on that device and then copied. Left at its
+  // default (keep the saved tags) without assign, nothing is staged on the saved devices:
+  // the module's devices decide, so a GPU-saved file loads into a CPU module on a machine
+  // without CUDA.
   TorchLoadOptions load;
 };
 
@@ -160,10 +173,10 @@ struct StateDictFileOptions {
 // intermediate tensors, so peak memory is the model's, and the copy runs at file read()
 // speed. A CUDA module tensor that is a whole plain storage of the file is read through a
 // pinned ring straight into its device memory (libckptio_cuda). Other tensors (casts, strided
-// views, slices of larger storages on CUDA, compressed storages, assign) are read into
-// checkpoint tensors first and copied; those are read before anything is written, so a
-// storage that fails to read or decode leaves the module unchanged ("nothing was written to
-// the module"). Only an I/O error while reading in place (e.g. a file truncated under us)
+// views, slices of larger storages on CUDA, compressed storages, assign, a map_location that
+// stages them on another device) are read into checkpoint tensors first and copied; those
+// are read before anything is written, so a storage that fails to read or decode leaves the
+// module unchanged ("nothing was written to the module"). Only an I/O error while reading in place (e.g. a file truncated under us)
 // leaves it partly loaded, as PyTorch's load_state_dict does when a copy fails; the error
 // names the tensor and says so.
 LoadStateDictReport load_state_dict(torch::nn::Module& module, const std::string& path,
