@@ -6,6 +6,8 @@
 #include <optional>
 #include <string_view>
 
+#include "export.h"  // relative: this header is installed beside it
+
 namespace ckptio {
 
 enum class DType : int32_t {
@@ -25,17 +27,17 @@ enum class DType : int32_t {
 constexpr int32_t kMaxDTypeCode = 45;
 
 // torch's name without "torch.": "float32", "bfloat16", "complex64", "bool", ...
-std::string_view dtype_name(DType dtype);
-std::optional<DType> dtype_from_name(std::string_view name);
-std::optional<DType> dtype_from_code(int64_t code);
+CKPTIO_API std::string_view dtype_name(DType dtype);
+CKPTIO_API std::optional<DType> dtype_from_name(std::string_view name);
+CKPTIO_API std::optional<DType> dtype_from_code(int64_t code);
 // Bytes per element as PyTorch stores it (packed sub-byte types count 1 per byte).
-int dtype_size(DType dtype);
+CKPTIO_API int dtype_size(DType dtype);
 
 // Python's legacy storage class for the dtype ("FloatStorage"), or empty for dtypes that
 // torch.save writes with _rebuild_tensor_v3 + UntypedStorage (the 2.x "new" dtypes).
-std::string_view legacy_storage_class(DType dtype);
+CKPTIO_API std::string_view legacy_storage_class(DType dtype);
 // Accepts Python legacy names ("FloatStorage", "BoolStorage") and LibTorch/TorchScript
 // names built from ScalarType ("Float8_e4m3fnStorage", "ComplexHalfStorage", "UInt16Storage").
-std::optional<DType> dtype_from_storage_class(std::string_view name);
+CKPTIO_API std::optional<DType> dtype_from_storage_class(std::string_view name);
 
 }  // namespace ckptio

@@ -7,6 +7,8 @@
 #include <utility>
 #include <variant>
 
+#include "export.h"  // relative: this header is installed beside it
+
 namespace ckptio {
 
 enum class Code : int {
@@ -21,7 +23,7 @@ enum class Code : int {
   kInternal = 8,         // a bug in ckptio or a plugin
 };
 
-const char* code_name(Code code);
+CKPTIO_API const char* code_name(Code code);
 
 class [[nodiscard]] Status {
  public:

@@ -180,11 +180,27 @@ bool tensor_view_fits(const TensorMeta& t, const std::vector<StorageInfo>& stora
 }
 
 namespace detail {
+// The one spelling of a position in a value tree (docs/cpp-api.md, "Paths"): Python's
+// subscripts from the root, ['model']['layer.0.weight'][0], strings quoted and escaped as
+// Python literals (so a key holding a quote or a newline cannot forge another path).
 void append_key_label(std::string& out, const Value& key) {
   switch (key.kind) {
     case Kind::kStr:
       out += '\'';
-      out += key.s;
+      for (char c : key.s) {
+        auto u = static_cast<unsigned char>(c);
+        if (c == '\'' || c == '\\') {
+          out += '\\';
+          out += c;
+        } else if (u < 0x20 || u == 0x7f) {
+          static const char kHex[] = "0123456789abcdef";
+          out += "\\x";
+          out += kHex[u >> 4];
+          out += kHex[u & 15];
+        } else {
+          out += c;
+        }
+      }
       out += '\'';
       return;
     case Kind::kInt: {
@@ -195,6 +211,12 @@ void append_key_label(std::string& out, const Value& key) {
     }
     case Kind::kBigInt:
       out += key.s;
+      return;
+    case Kind::kBool:
+      out += key.b ? "True" : "False";
+      return;
+    case Kind::kNone:
+      out += "None";
       return;
     default:
       out += '<';

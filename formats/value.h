@@ -14,8 +14,10 @@
 #include <utility>
 #include <vector>
 
-#include "formats/dtype.h"
-#include "formats/status.h"
+// Relative includes: the installed copy (<ckptio/formats/>) needs no extra include path.
+#include "dtype.h"
+#include "export.h"
+#include "status.h"
 
 namespace ckptio {
 
@@ -37,9 +39,9 @@ enum class Kind : uint8_t {
             // and, only when the caller opts in, opaque instances of unknown classes
 };
 
-const char* kind_name(Kind kind);
+CKPTIO_API const char* kind_name(Kind kind);
 
-struct TensorMeta {
+struct CKPTIO_API TensorMeta {
   DType dtype = DType::kFloat32;
   std::vector<int64_t> shape;
   std::vector<int64_t> strides;  // in elements
@@ -65,7 +67,7 @@ using ValuePtr = std::shared_ptr<Value>;
 // levels at most.
 constexpr size_t kMaxTreeDepth = 1000;
 
-struct Value {
+struct CKPTIO_API Value {
   Kind kind = Kind::kNone;
   bool b = false;
   int64_t i = 0;
@@ -114,13 +116,13 @@ struct Tree {
 // Checks that a tensor view stays inside its storage, with overflow-safe arithmetic:
 // offset >= 0, sizes >= 0, strides >= 0, and the last element addressed fits in the bytes.
 // `where` names the tensor for the message (e.g. "key 'fc1.weight'").
-Status check_tensor_view(const TensorMeta& t, const std::vector<StorageInfo>& storages,
+CKPTIO_API Status check_tensor_view(const TensorMeta& t, const std::vector<StorageInfo>& storages,
                          const std::string& where);
 // True exactly when check_tensor_view would accept the view (of `storage_nbytes` bytes, or of
 // storages[t.storage]): loops over many tensors test this first and build the `where` text
 // only for the one that fails.
-bool tensor_view_fits(const TensorMeta& t, uint64_t storage_nbytes);
-bool tensor_view_fits(const TensorMeta& t, const std::vector<StorageInfo>& storages);
+CKPTIO_API bool tensor_view_fits(const TensorMeta& t, uint64_t storage_nbytes);
+CKPTIO_API bool tensor_view_fits(const TensorMeta& t, const std::vector<StorageInfo>& storages);
 
 // Calls fn(tensor_value, path) for every tensor reachable from root, each node once, in
 // depth-first order. `path` is a human-readable location ("['model']['fc1.weight']").
@@ -129,4 +131,4 @@ void for_each_tensor(const ValuePtr& root, Fn&& fn);
 
 }  // namespace ckptio
 
-#include "formats/value_walk.h"
+#include "value_walk.h"

@@ -4,11 +4,17 @@
 #include <string>
 #include <unordered_set>
 
+#include "export.h"
+#include "value.h"  // value.h includes this file at its end; either order works
+
 namespace ckptio {
 namespace detail {
 
-std::string key_label(const Value& key);
-void append_key_label(std::string& out, const Value& key);
+// Paths into a tree, as every walk and message writes them: [i] for a list or tuple item,
+// [key] for a dict entry (key_label: 'str' quoted and escaped, numbers, True, None), and
+// .args, .state (an object's parts) or .__dict__ (a dict's attributes).
+CKPTIO_API std::string key_label(const Value& key);
+CKPTIO_API void append_key_label(std::string& out, const Value& key);
 
 // Appends "[i]" without a temporary string.
 inline void append_index(std::string& path, size_t i) {

@@ -5,7 +5,6 @@
 #include "ckptio/ckptio.h"
 #include "host/cli/option_check.h"
 #include "host/cli/progress.h"
-#include "host/api/extract_state_dict.h"
 #include "host/render/json_encode.h"
 #include "host/render/tree_printer.h"
 
@@ -167,7 +166,7 @@ int Commands::convert() {
     opts.progress = [&](uint64_t d, uint64_t t) { progress.update(d, t); };
     ckpt = load(in_, opts);
   }
-  if (extract_state_dict_) ckpt = host::extract_state_dict(ckpt);
+  if (extract_state_dict_) ckpt = extract_state_dict(ckpt);
   Progress progress("writing");
   save_opts.progress = [&](uint64_t d, uint64_t t) { progress.update(d, t); };
   save(out_, ckpt, save_opts);

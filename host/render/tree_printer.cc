@@ -135,9 +135,11 @@ class Printer {
       case Kind::kList:
       case Kind::kTuple:
         out_ << pad << prefix << kind_name(n.kind) << " (" << n.items.size() << " items)\n";
-        for (size_t i = 0; i < n.items.size(); ++i)
-          line(indent + 1, "[" + std::to_string(i) + "] ", n.items[i],
-               path + "[" + std::to_string(i) + "]");
+        for (size_t i = 0; i < n.items.size(); ++i) {
+          std::string child = path;
+          detail::append_index(child, i);
+          line(indent + 1, "[" + std::to_string(i) + "] ", n.items[i], child);
+        }
         break;
       case Kind::kDict:
         out_ << pad << prefix << (n.ordered ? "OrderedDict" : "dict") << " (" << n.entries.size()
@@ -145,7 +147,9 @@ class Printer {
         for (const auto& [k, val] : n.entries) {
           std::string key = inline_scalar(*k);
           if (key.empty()) key = "<" + std::string(kind_name(k->kind)) + ">";
-          line(indent + 1, key + ": ", val, path + "[" + key + "]");
+          std::string child = path + "[";
+          detail::append_key_label(child, *k);
+          line(indent + 1, key + ": ", val, child + "]");
         }
         if (n.attrs) line(indent + 1, "(attributes) ", n.attrs, path + ".__dict__");
         break;

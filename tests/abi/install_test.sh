@@ -33,6 +33,13 @@ for f in include/ckptio/plugin.h include/ckptio/plugin.hpp include/ckptio/ckptio
   [[ -e $prefix/$f ]] || { echo "FAILED: $prefix/$f was not installed"; exit 1; }
 done
 
+step "installed headers are self-contained: <prefix>/include is the only include path"
+for h in "$prefix"/include/ckptio/*.h "$prefix"/include/ckptio/*.hpp "$prefix"/include/ckptio/formats/*.h; do
+  rel=${h#"$prefix/include/"}
+  case $rel in ckptio/torch.h | ckptio/script.h | ckptio/optim.h) continue ;; esac  # need LibTorch's
+  echo "#include <$rel>" | run_logged c++ -std=c++17 -fsyntax-only -Wall -Werror -I"$prefix/include" -x c++ -
+done
+
 gen=()
 command -v ninja >/dev/null && gen=(-G Ninja)
 step "build sdk/examples/safetensors out of tree"

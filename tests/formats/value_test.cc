@@ -73,5 +73,24 @@ TEST(DType, NamesSizesAndStorageClassesRoundTrip) {
   EXPECT_EQ(dtype_size(DType::kBFloat16), 2);
 }
 
+
+// One path syntax (docs/cpp-api.md, "Paths"): Python's subscripts from the root, with keys
+// written as Python string literals, so a key holding a quote, a backslash or a newline cannot spell
+// another entry's path.
+TEST(KeyPath, ForEachTensorWritesPythonSubscriptsWithReprKeys) {
+  auto tensor = [] { return Value::make_tensor(TensorMeta{}); };
+  ValuePtr root = Value::dict();
+  ValuePtr list = Value::list({tensor()});
+  root->entries.emplace_back(Value::str("layer.0.weight"), list);
+  root->entries.emplace_back(Value::str("it's\\\n"), tensor());
+  root->entries.emplace_back(Value::integer(3), tensor());
+  root->entries.emplace_back(Value::boolean(true),
+                             Value::object("m.C", Value::tuple({tensor()})));
+  std::vector<std::string> paths;
+  for_each_tensor(root, [&](const ValuePtr&, const std::string& path) { paths.push_back(path); });
+  EXPECT_EQ(paths, (std::vector<std::string>{"['layer.0.weight'][0]", "['it\\'s\\\\\\x0a']",
+                                             "[3]", "[True].args[0]"}));
+}
+
 }  // namespace
 }  // namespace ckptio

@@ -18,6 +18,9 @@
 #include <utility>
 #include <vector>
 
+// Found beside this header once installed (<prefix>/include/ckptio/formats/), and through
+// the source root in the build tree.
+#include "formats/export.h"
 #include "formats/status.h"
 #include "formats/value.h"
 
@@ -25,7 +28,7 @@ namespace ckptio {
 
 // The C++ API's one exception type. what() is a one-line message naming the file, the
 // record or key, and what is wrong.
-class Error : public std::runtime_error {
+class CKPTIO_API Error : public std::runtime_error {
  public:
   Error(Code code, const std::string& message) : std::runtime_error(message), code_(code) {}
   explicit Error(const Status& st) : Error(st.code(), st.message()) {}
@@ -57,7 +60,7 @@ struct FormatOption {
   bool names_format = false;  // the value names a format whose options apply too
 };
 
-class Registry {
+class CKPTIO_API Registry {
  public:
   Registry();
   ~Registry();
@@ -137,7 +140,7 @@ struct SaveOptions {
 // An open checkpoint whose structure is known and whose storage bytes are read on demand:
 // lazy and partial loading (one layer of a huge file costs memory for that layer only).
 // Thread-safe. For open_buffer, the caller's buffer must outlive the Reader.
-class Reader {
+class CKPTIO_API Reader {
  public:
   static std::unique_ptr<Reader> open(const std::string& path, const LoadOptions& options = {});
   static std::unique_ptr<Reader> open_buffer(const void* data, uint64_t size,
@@ -174,7 +177,7 @@ class Reader {
 };
 
 // Which format the file is (the winning plugin's probe), or throws naming what was tried.
-std::string detect_format(const std::string& path, Registry* registry = nullptr);
+CKPTIO_API std::string detect_format(const std::string& path, Registry* registry = nullptr);
 
 // The container layer of a file checked by its format's plugin (ckptio_plugin_api::verify):
 // structure, bounds and every record's checksum, each problem listed rather than only the
@@ -186,24 +189,24 @@ struct ContainerCheck {
   uint64_t checksums = 0;  // checksums verified
   std::vector<std::string> problems;
 };
-ContainerCheck check_container(const std::string& path, const LoadOptions& options = {});
+CKPTIO_API ContainerCheck check_container(const std::string& path, const LoadOptions& options = {});
 
-Checkpoint load(const std::string& path, const LoadOptions& options = {});
+CKPTIO_API Checkpoint load(const std::string& path, const LoadOptions& options = {});
 // `data` must outlive the call; the Checkpoint copies what it keeps (zero_copy is ignored).
-Checkpoint load_buffer(const void* data, uint64_t size, const std::string& name,
+CKPTIO_API Checkpoint load_buffer(const void* data, uint64_t size, const std::string& name,
                        const LoadOptions& options = {});
 
 // Writes atomically: a temporary file beside `path` is written, flushed and renamed over it;
 // on any failure the old file is untouched and the temporary is removed.
-void save(const std::string& path, const Checkpoint& checkpoint, const SaveOptions& options = {});
+CKPTIO_API void save(const std::string& path, const Checkpoint& checkpoint, const SaveOptions& options = {});
 
 // A consistent, independent copy of a checkpoint's bytes (one parallel pass): later changes
 // to the original storages (e.g. tensors a builder aliased) do not reach it.
-Checkpoint snapshot(const Checkpoint& checkpoint);
+CKPTIO_API Checkpoint snapshot(const Checkpoint& checkpoint);
 
 // Snapshots `checkpoint` before returning, then saves the snapshot on a background thread,
 // so the caller may go on changing its tensors. Errors surface from future.get().
-std::future<void> save_async(const std::string& path, const Checkpoint& checkpoint,
+CKPTIO_API std::future<void> save_async(const std::string& path, const Checkpoint& checkpoint,
                              const SaveOptions& options = {});
 
 // The state_dict of a whole-model pickle (torch.save(model), loaded with
@@ -211,6 +214,6 @@ std::future<void> save_async(const std::string& path, const Checkpoint& checkpoi
 // running any of the model's code: what model.state_dict() returns (dotted keys; parameters,
 // persistent buffers, submodules; tied weights stay tied). Storages are shared with `ckpt`.
 // Throws ckptio::Error naming the file and the path when the root is not a module.
-Checkpoint extract_state_dict(const Checkpoint& ckpt);
+CKPTIO_API Checkpoint extract_state_dict(const Checkpoint& ckpt);
 
 }  // namespace ckptio

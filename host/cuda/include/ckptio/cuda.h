@@ -56,41 +56,41 @@ struct CudaSaveOptions {
 
 // True when a CUDA device can be used; otherwise false and, if `why` is set, the reason
 // ("no CUDA-capable device is detected", "CUDA driver version is insufficient ...").
-bool cuda_device_available(std::string* why = nullptr);
-int device_count();    // 0 when no device is usable
-int current_device();  // cudaGetDevice
+CKPTIO_API bool cuda_device_available(std::string* why = nullptr);
+CKPTIO_API int device_count();    // 0 when no device is usable
+CKPTIO_API int current_device();  // cudaGetDevice
 
 // Loads storages `indices` of an open Reader to `device`, in one device allocation (each
 // storage 256-byte aligned; the allocation is freed when every returned owner is gone).
 // Returns one DeviceStorage per index, in order. Throws ckptio::Error naming the file.
-std::vector<DeviceStorage> load_to_device(Reader& reader, const std::vector<uint32_t>& indices,
+CKPTIO_API std::vector<DeviceStorage> load_to_device(Reader& reader, const std::vector<uint32_t>& indices,
                                           int device, const CudaLoadOptions& options = {});
 
 // The same into device memory the caller allocated: dst[k] must hold the bytes of storage
 // indices[k] on `device` and not be in use by other streams meanwhile. Returns when the bytes
 // are on the device.
-void load_into_device(Reader& reader, const std::vector<uint32_t>& indices,
+CKPTIO_API void load_into_device(Reader& reader, const std::vector<uint32_t>& indices,
                       const std::vector<void*>& dst, int device,
                       const CudaLoadOptions& options = {});
 
 // Copies each storage to host memory through the pinned ring and returns a Checkpoint with
 // `tree` and those bytes; storages[i] belongs to tree.storages[i] (sizes must match). A
 // DeviceStorage with a null ptr and size 0 is an empty storage.
-Checkpoint host_checkpoint_from_device(const Tree& tree, const std::vector<DeviceStorage>& storages,
+CKPTIO_API Checkpoint host_checkpoint_from_device(const Tree& tree, const std::vector<DeviceStorage>& storages,
                                        const CudaSaveOptions& options = {});
 
 // Copies each device storage to host memory through the pinned ring: storages[k].size bytes
 // into dst[k], after each device involved has finished the work queued on it (our streams do
 // not wait for others). Storages of size 0 are skipped.
-void copy_to_host(const std::vector<DeviceStorage>& storages, const std::vector<void*>& dst,
+CKPTIO_API void copy_to_host(const std::vector<DeviceStorage>& storages, const std::vector<void*>& dst,
                   const CudaSaveOptions& options = {});
 
 // host_checkpoint_from_device, then ckptio::save (atomic replace).
-void save_from_device(const std::string& path, const Tree& tree,
+CKPTIO_API void save_from_device(const std::string& path, const Tree& tree,
                       const std::vector<DeviceStorage>& storages, const SaveOptions& options = {},
                       const CudaSaveOptions& cuda_options = {});
 
 // Frees cached pinned staging rings that no transfer is using.
-void release_staging_buffers();
+CKPTIO_API void release_staging_buffers();
 
 }  // namespace ckptio::cuda

@@ -34,7 +34,7 @@ namespace ckptio {
 // see CheckpointBuilder). Parameters without state have no entry in 'state', as in Python.
 // Throws ckptio::Error (kUnsupported) for an optimizer other than SGD, Adam, AdamW, RMSprop
 // and Adagrad (e.g. LBFGS).
-ValuePtr optimizer_state_value(const torch::optim::Optimizer& optimizer, CheckpointBuilder& builder);
+CKPTIO_API ValuePtr optimizer_state_value(const torch::optim::Optimizer& optimizer, CheckpointBuilder& builder);
 
 // Returns the torch tensor for a tensor node of the value tree.
 using TensorAccessor = std::function<torch::Tensor(const ValuePtr& tensor_node)>;
@@ -50,17 +50,17 @@ using TensorAccessor = std::function<torch::Tensor(const ValuePtr& tensor_node)>
 // Everything is checked before anything changes: on error (a ckptio::Error naming the key,
 // e.g. "optimizer_state_dict.state.2.exp_avg: shape [8, 4], the parameter has [8]") the
 // optimizer is unchanged. `where` prefixes the key names in messages.
-void load_optimizer_state(torch::optim::Optimizer& optimizer, const ValuePtr& state_dict,
+CKPTIO_API void load_optimizer_state(torch::optim::Optimizer& optimizer, const ValuePtr& state_dict,
                           const TensorAccessor& tensor_of,
                           const std::string& where = "optimizer_state_dict");
 // The same, for the node at `dotted_path` of a loaded checkpoint.
-void load_optimizer_state(torch::optim::Optimizer& optimizer, TorchCheckpoint& checkpoint,
+CKPTIO_API void load_optimizer_state(torch::optim::Optimizer& optimizer, TorchCheckpoint& checkpoint,
                           const std::string& dotted_path = "optimizer_state_dict");
 
 // ---- the PyTorch tutorial's "general checkpoint" ------------------------------------------
 // {'epoch': int, 'model_state_dict': ..., 'optimizer_state_dict': ..., 'loss': float}
 
-void save_training_checkpoint(const std::string& path, const torch::nn::Module& module,
+CKPTIO_API void save_training_checkpoint(const std::string& path, const torch::nn::Module& module,
                               const torch::optim::Optimizer& optimizer, int64_t epoch,
                               double loss, const SaveOptions& options = {});
 
@@ -72,7 +72,7 @@ struct TrainingProgress {
 // Loads model_state_dict into `module` (ckptio::load_state_dict with `state_options`) and
 // optimizer_state_dict into `optimizer`, and returns epoch and loss. Both are checked before
 // either changes (with strict state_options, the default).
-TrainingProgress load_training_checkpoint(const std::string& path, torch::nn::Module& module,
+CKPTIO_API TrainingProgress load_training_checkpoint(const std::string& path, torch::nn::Module& module,
                                           torch::optim::Optimizer& optimizer,
                                           const TorchLoadOptions& options = {},
                                           const LoadStateDictOptions& state_options = {});

@@ -37,7 +37,7 @@ struct ScriptLoadOptions {
 
 // Loads a runnable module through LibTorch's own loader (torch::jit::load). Errors are
 // ckptio::Error naming the file.
-torch::jit::Module load_script_module(const std::string& path,
+CKPTIO_API torch::jit::Module load_script_module(const std::string& path,
                                       const ScriptLoadOptions& options = {});
 
 struct ScriptSaveOptions {
@@ -50,20 +50,20 @@ struct ScriptSaveOptions {
 // temporary file beside `path`, flushed, and renamed over it; on failure an existing file is
 // untouched and nothing is left behind. The archive's record prefix is "archive" (as for
 // torch.jit.save into a buffer); torch.jit.load and torch::jit::load do not depend on it.
-void save_script_module(const std::string& path, const torch::jit::Module& module,
+CKPTIO_API void save_script_module(const std::string& path, const torch::jit::Module& module,
                         const ScriptSaveOptions& options = {});
 
 // The scripted module's state_dict keys and tensors (parameters, then buffers, then
 // submodules, recursively, as Python's scripted_module.state_dict()).
-StateDict script_state_dict(const torch::jit::Module& module);
+CKPTIO_API StateDict script_state_dict(const torch::jit::Module& module);
 
 // load_state_dict into a scripted module: the same rules, report and messages as the
 // torch::nn::Module overload (strict, missing/unexpected keys, shape mismatches, prefix
 // stripping, renames, dtype policy, assign).
-LoadStateDictReport load_state_dict(torch::jit::Module& module, const StateDict& state,
+CKPTIO_API LoadStateDictReport load_state_dict(torch::jit::Module& module, const StateDict& state,
                                     const LoadStateDictOptions& options = {});
 // ... and straight from a checkpoint file, reading in place as the torch::nn::Module overload.
-LoadStateDictReport load_state_dict(torch::jit::Module& module, const std::string& path,
+CKPTIO_API LoadStateDictReport load_state_dict(torch::jit::Module& module, const std::string& path,
                                     const StateDictFileOptions& options = {});
 
 }  // namespace ckptio

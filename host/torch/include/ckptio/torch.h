@@ -31,7 +31,7 @@ namespace ckptio {
 
 // torch.load's map_location: keep the saved tags, send everything to one device, remap tags
 // through a table, or ask a callback (returning nullopt keeps the saved tag).
-class MapLocation {
+class CKPTIO_API MapLocation {
  public:
   MapLocation() = default;                                               // keep saved tags
   MapLocation(const char* device) : MapLocation(std::string(device)) {}  // NOLINT
@@ -69,7 +69,7 @@ using StateDict = torch::OrderedDict<std::string, torch::Tensor>;
 
 // A checkpoint with torch tensors. The value tree is available at once; tensors are
 // materialized at load time, or on first access when lazy.
-class TorchCheckpoint {
+class CKPTIO_API TorchCheckpoint {
  public:
   const Tree& tree() const;
   const std::string& format() const;
@@ -94,9 +94,9 @@ class TorchCheckpoint {
   std::shared_ptr<Impl> impl_;
 };
 
-TorchCheckpoint load(const std::string& path, const TorchLoadOptions& options);
+CKPTIO_API TorchCheckpoint load(const std::string& path, const TorchLoadOptions& options);
 // `data` must stay alive while lazy tensors may still be read.
-TorchCheckpoint load(const void* data, uint64_t size, const TorchLoadOptions& options);
+CKPTIO_API TorchCheckpoint load(const void* data, uint64_t size, const TorchLoadOptions& options);
 
 // ---- load_state_dict ----------------------------------------------------------------------
 
@@ -142,7 +142,7 @@ struct LoadStateDictReport {
 // listing every missing key, unexpected key and size mismatch at once, in PyTorch's wording,
 // and then leaves the module unchanged (PyTorch would have copied the matching tensors
 // already); non-strict loads what matches and returns the report.
-LoadStateDictReport load_state_dict(torch::nn::Module& module, const StateDict& state,
+CKPTIO_API LoadStateDictReport load_state_dict(torch::nn::Module& module, const StateDict& state,
                                     const LoadStateDictOptions& options = {});
 
 struct StateDictFileOptions {
@@ -179,12 +179,12 @@ struct StateDictFileOptions {
 // module unchanged ("nothing was written to the module"). Only an I/O error while reading in place (e.g. a file truncated under us)
 // leaves it partly loaded, as PyTorch's load_state_dict does when a copy fails; the error
 // names the tensor and says so.
-LoadStateDictReport load_state_dict(torch::nn::Module& module, const std::string& path,
+CKPTIO_API LoadStateDictReport load_state_dict(torch::nn::Module& module, const std::string& path,
                                     const StateDictFileOptions& options = {});
 
 // The module's state_dict as Python writes it: keys in Python's order (each module's
 // parameters, then buffers, then children), detached tensors, and the _metadata entries.
-ValuePtr module_state_dict_value(const torch::nn::Module& module);
+CKPTIO_API ValuePtr module_state_dict_value(const torch::nn::Module& module);
 
 // ---- building and saving ------------------------------------------------------------------
 
@@ -192,7 +192,7 @@ ValuePtr module_state_dict_value(const torch::nn::Module& module);
 // stay shared. Storage bytes alias the tensors (CPU) or are copied to host (CUDA: by finish(),
 // all together through libckptio_cuda's pinned ring where LibTorch has CUDA), so the tensors
 // must not change until the Checkpoint is saved: use snapshot() for that.
-class CheckpointBuilder {
+class CKPTIO_API CheckpointBuilder {
  public:
   CheckpointBuilder();
   ~CheckpointBuilder();
@@ -207,14 +207,14 @@ class CheckpointBuilder {
   std::unique_ptr<Impl> impl_;
 };
 
-void save(const std::string& path, const torch::nn::Module& module,
+CKPTIO_API void save(const std::string& path, const torch::nn::Module& module,
           const SaveOptions& options = {});
-void save(const std::string& path, const StateDict& state, const SaveOptions& options = {});
-void save(const std::string& path, const c10::IValue& value, const SaveOptions& options = {});
+CKPTIO_API void save(const std::string& path, const StateDict& state, const SaveOptions& options = {});
+CKPTIO_API void save(const std::string& path, const c10::IValue& value, const SaveOptions& options = {});
 
 // Snapshots of live torch state: consistent copies taken now (see ckptio::snapshot), e.g.
 // best = snapshot(model) cannot alias the model as Python's best = model.state_dict() does.
-Checkpoint snapshot(const torch::nn::Module& module);
-Checkpoint snapshot(const StateDict& state);
+CKPTIO_API Checkpoint snapshot(const torch::nn::Module& module);
+CKPTIO_API Checkpoint snapshot(const StateDict& state);
 
 }  // namespace ckptio
