@@ -59,6 +59,8 @@ const Codec& codec_of(const optim::Optimizer& opt) {
 }
 
 using optim_codec::fail;
+using optim_codec::index_path;
+using optim_codec::key_path;
 using optim_codec::keys_text;
 using optim_codec::put;
 using optim_codec::required;
@@ -86,7 +88,7 @@ std::unique_ptr<optim::OptimizerOptions> group_options(const Codec& codec,
                                                        const optim::OptimizerParamGroup& g,
                                                        const ValuePtr& pg, const ValueReader& r,
                                                        const std::string& where) {
-  const std::string maximize = where + ".maximize";
+  const std::string maximize = key_path(where, "maximize");
   if (ValuePtr v = pg->get("maximize"); v && r.boolean(v, maximize))
     fail(Code::kUnsupported, maximize + " is True: LibTorch's " + codec.name + " cannot maximize");
   if (!pg->get(codec.signature))
@@ -108,12 +110,14 @@ StagedLoad stage(optim::Optimizer& opt, const ValuePtr& sd, const TensorAccessor
   ValuePtr state = required(sd, "state", where);
   if (groups->kind != Kind::kList)
     fail(Code::kInvalidArgument,
-         where + ".param_groups: " + kind_name(groups->kind) + ", expected a list");
+         key_path(where, "param_groups") + ": " + kind_name(groups->kind) + ", expected a list");
   if (state->kind != Kind::kDict)
-    fail(Code::kInvalidArgument, where + ".state: " + kind_name(state->kind) + ", expected a dict");
+    fail(Code::kInvalidArgument,
+         key_path(where, "state") + ": " + kind_name(state->kind) + ", expected a dict");
   const auto& ogroups = opt.param_groups();
   if (groups->items.size() != ogroups.size())
-    fail(Code::kInvalidArgument, where + ".param_groups: " + std::to_string(groups->items.size()) +
+    fail(Code::kInvalidArgument,
+         key_path(where, "param_groups") + ": " + std::to_string(groups->items.size()) +
                                      " groups in the checkpoint, the " + codec.name +
                                      " optimizer has " + std::to_string(ogroups.size()));
 
@@ -123,37 +127,39 @@ StagedLoad stage(optim::Optimizer& opt, const ValuePtr& sd, const TensorAccessor
   // load_state_dict pairs them: saved group i's j-th id with the optimizer's group i's j-th).
   std::map<int64_t, std::pair<size_t, size_t>> where_is;
   for (size_t gi = 0; gi < ogroups.size(); ++gi) {
-    std::string gw = where + ".param_groups." + std::to_string(gi);
+    std::string gw = index_path(key_path(where, "param_groups"), gi);
     const ValuePtr& pg = groups->items[gi];
     if (pg->kind != Kind::kDict)
       fail(Code::kInvalidArgument, gw + ": " + kind_name(pg->kind) + ", expected a dict");
     ValuePtr params = required(pg, "params", gw);
     if (params->kind != Kind::kList && params->kind != Kind::kTuple)
       fail(Code::kInvalidArgument,
-           gw + ".params: " + kind_name(params->kind) + ", expected a list");
+           key_path(gw, "params") + ": " + kind_name(params->kind) + ", expected a list");
     if (params->items.size() != ogroups[gi].params().size())
-      fail(Code::kInvalidArgument, gw + ".params: " + std::to_string(params->items.size()) +
+      fail(Code::kInvalidArgument,
+           key_path(gw, "params") + ": " + std::to_string(params->items.size()) +
                                        " parameters in the checkpoint, the optimizer's group has " +
                                        std::to_string(ogroups[gi].params().size()));
     for (size_t pi = 0; pi < params->items.size(); ++pi) {
       const ValuePtr& id = params->items[pi];
       if (id->kind != Kind::kInt)
-        fail(Code::kInvalidArgument, gw + ".params." + std::to_string(pi) + ": " +
+        fail(Code::kInvalidArgument, index_path(key_path(gw, "params"), pi) + ": " +
                                          kind_name(id->kind) + ", expected an int");
       if (!where_is.emplace(id->i, std::make_pair(gi, pi)).second)
         fail(Code::kInvalidArgument,
-             gw + ".params: parameter " + std::to_string(id->i) + " listed twice");
+             key_path(gw, "params") + ": parameter " + std::to_string(id->i) + " listed twice");
     }
     out.options.push_back(group_options(codec, ogroups[gi], pg, r, gw));
   }
 
   for (const auto& [k, s] : state->entries) {
     if (k->kind != Kind::kInt)
-      fail(Code::kInvalidArgument, where + ".state: a " + std::string(kind_name(k->kind)) +
+      fail(Code::kInvalidArgument,
+           key_path(where, "state") + ": a " + std::string(kind_name(k->kind)) +
                                        " key, expected parameter indices");
     auto it = where_is.find(k->i);
     if (it == where_is.end()) continue;  // Python keeps it but no parameter ever reads it
-    std::string sw = where + ".state." + std::to_string(k->i);
+    std::string sw = index_path(key_path(where, "state"), k->i);
     if (s->kind != Kind::kDict)
       fail(Code::kInvalidArgument, sw + ": " + kind_name(s->kind) + ", expected a dict");
     if (s->entries.empty()) continue;

@@ -51,8 +51,8 @@ void read_group(optim::OptimizerOptions& options, const GroupReader& g, bool dec
   if (ValuePtr v = g.group->get("betas")) {
     if ((v->kind != Kind::kTuple && v->kind != Kind::kList) || v->items.size() != 2)
       fail(Code::kInvalidArgument, g.key("betas") + ": expected a pair of numbers");
-    o.betas(std::make_tuple(g.r.number(v->items[0], g.key("betas") + ".0"),
-                            g.r.number(v->items[1], g.key("betas") + ".1")));
+    o.betas(std::make_tuple(g.r.number(v->items[0], index_path(g.key("betas"), 0)),
+                            g.r.number(v->items[1], index_path(g.key("betas"), 1))));
   }
   g.number("eps", [&](double x) { o.eps(x); });
   g.number("weight_decay", [&](double x) { o.weight_decay(x); });

@@ -71,16 +71,16 @@ torch::Tensor ValueReader::like_param(const ValuePtr& v, const torch::Tensor& pa
 }
 
 torch::Tensor StateReader::tensor(const char* k) const {
-  return r.like_param(required(state, k, where), param, where + "." + k);
+  return r.like_param(required(state, k, where), param, key_path(where, k));
 }
 
 torch::Tensor StateReader::optional_tensor(const char* k) const {
   ValuePtr v = state->get(k);
-  return v && v->kind != Kind::kNone ? r.like_param(v, param, where + "." + k) : torch::Tensor();
+  return v && v->kind != Kind::kNone ? r.like_param(v, param, key_path(where, k)) : torch::Tensor();
 }
 
 int64_t StateReader::step() const {
-  return r.step(required(state, "step", where), where + ".step");
+  return r.step(required(state, "step", where), key_path(where, "step"));
 }
 
 ValuePtr StateWriter::tensor_value(const torch::Tensor& t) const { return b.tensor(t.detach()); }

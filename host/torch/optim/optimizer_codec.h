@@ -25,6 +25,16 @@ std::string keys_text(const Value& dict);
 // d[key], or an error naming `where` and listing the keys d has.
 ValuePtr required(const ValuePtr& d, const char* key, const std::string& where);
 
+// Where a message points, in the one path syntax (docs/cpp-api.md, "Paths"): the
+// optimizer state_dict's name, then Python subscripts, optimizer_state_dict['state'][0]['step'].
+// Keys here are the optimizers' own identifiers, so they need no escaping.
+inline std::string key_path(const std::string& where, const char* key) {
+  return where + "['" + key + "']";
+}
+inline std::string index_path(const std::string& where, int64_t i) {
+  return where + "[" + std::to_string(i) + "]";
+}
+
 inline void put(const ValuePtr& d, const char* key, ValuePtr v) {
   d->entries.emplace_back(Value::str(key), std::move(v));
 }
@@ -55,7 +65,7 @@ struct GroupReader {
   const ValueReader& r;
   const std::string& where;
 
-  std::string key(const char* k) const { return where + "." + k; }
+  std::string key(const char* k) const { return key_path(where, k); }
   template <class Setter>
   void number(const char* k, Setter&& set) const {
     if (ValuePtr v = group->get(k)) set(r.number(v, key(k)));
