@@ -114,7 +114,7 @@ class SomePlugins {
   std::string lib_;
 };
 
-TEST(PluginDeclarations, RemovingAPluginRemovesItsFormatFromVerify) {
+TEST(PluginDeclarations, RemovingAPluginRemovesItsFormatFromEveryCommand) {
   const fs::path installed = fs::path(CKPTIO_INSTALL_PLUGIN_DIR) / "ckptio-torch-zip.so";
   if (fs::exists(installed))
     GTEST_SKIP() << installed << " is installed: the CLI would find torch-zip there";
@@ -139,6 +139,26 @@ TEST(PluginDeclarations, RemovingAPluginRemovesItsFormatFromVerify) {
   o = run("verify --input-format torch-zip " + file, legacy_only.env());
   EXPECT_EQ(o.status, 1) << o.out;
   EXPECT_NE(o.out.find("unknown format 'torch-zip'"), std::string::npos) << o.out;
+  // Reading, converting, timing and writing the format are gone with it too.
+  const std::string convert = "convert " + file + " " + dir / "out.pt" + " --format torch-legacy";
+  for (const std::string& cmd : {"inspect " + file, "inspect --json " + file, convert,
+                                 "bench " + file}) {
+    o = run(cmd, legacy_only.env());
+    EXPECT_EQ(o.status, 1) << cmd << ": " << o.out;
+    EXPECT_NE(o.out.find("not a checkpoint any loaded plugin reads"), std::string::npos)
+        << cmd << ": " << o.out;
+  }
+  SaveOptions as_legacy;
+  as_legacy.format = "torch-legacy";
+  const std::string legacy_file = dir / "legacy.pt";
+  save(legacy_file, testing::small_checkpoint(), as_legacy);
+  o = run("convert " + legacy_file + " " + dir / "zip.pt" + " --format torch-zip",
+          legacy_only.env());
+  EXPECT_EQ(o.status, 1) << o.out;
+  EXPECT_NE(o.out.find("unknown output format 'torch-zip'"), std::string::npos) << o.out;
+  EXPECT_FALSE(fs::exists(dir / "zip.pt"));
+  o = run("inspect " + legacy_file, legacy_only.env());
+  EXPECT_EQ(o.status, 0) << o.out;  // the remaining plugin still reads its own format
 
   SomePlugins with_zip(dir, {"ckptio-torch-legacy.so", "ckptio-torch-zip.so"});
   o = run("verify " + file, with_zip.env());
