@@ -14,6 +14,7 @@
 #include "plugins/common/c_bridge.h"
 #include "plugins/common/decoded_plugin.h"
 #include "plugins/common/option_infos.h"
+#include "plugins/common/verify_entry.h"
 
 namespace ckptio::plugin {
 
@@ -84,13 +85,7 @@ struct SingleFormatTable {
   }
   static ckptio_status verify(uint32_t, const ckptio_source* src, const ckptio_options*,
                               const ckptio_verify_report* report) {
-    return sdk::guard(host, P.plugin_name, [&]() -> ckptio_status {
-      const CSource source(host, src);
-      std::vector<std::string> problems;
-      const uint64_t checksums = P.verify(source, problems);
-      send_verify_report(report, problems, checksums);
-      return nullptr;
-    });
+    return verify_entry(host, P.plugin_name, src, report, P.verify);
   }
   static const ckptio_plugin_api* make_api(const ckptio_host_api* h) {
     host = h;

@@ -16,6 +16,7 @@
 #include "plugins/common/c_bridge.h"
 #include "plugins/common/decoded_plugin.h"
 #include "plugins/common/option_infos.h"
+#include "plugins/common/verify_entry.h"
 #include "plugins/compressed/compressed_format.h"
 
 namespace ckptio::compressed {
@@ -95,16 +96,13 @@ int32_t chunked_probe(const uint8_t* head, size_t n) {
 // The records: method 93 ones are decoded (streaming) to check the CRC-32 of what they
 // decode to, the others as any zip record.
 ckptio_status chunked_verify(const ckptio_source* source, const ckptio_verify_report* report) {
-  return sdk::guard(g_host, "torch-zip-zstd: verify", [&]() -> ckptio_status {
-    const CSource src(g_host, source);
-    std::vector<std::string> problems;
-    const uint64_t checksums =
-        verify_zip_records(src, problems, [&src](const ZipReader& zip, const ZipEntry& e) {
+  return plugin::verify_entry(
+      g_host, "torch-zip-zstd: verify", source, report,
+      [](const ByteSource& src, std::vector<std::string>& problems) {
+        return verify_zip_records(src, problems, [&src](const ZipReader& zip, const ZipEntry& e) {
           return e.method == kZipMethodZstd ? verify_zstd_record_crc(src, e) : zip.verify_crc(e);
         });
-    send_verify_report(report, problems, checksums);
-    return nullptr;
-  });
+      });
 }
 
 constexpr uint32_t kRead = CKPTIO_OPTION_READ, kWrite = CKPTIO_OPTION_WRITE;
