@@ -79,5 +79,21 @@ TEST_F(AtomicSink, AnUncommittedReservedSinkLeavesNothing) {
   EXPECT_FALSE(fs::exists(path("c.bin")));
 }
 
+// Where the file system has O_TMPFILE, the temporary has no name until commit: a writer
+// killed before then leaves nothing in the directory (tests/hostile kills real saves).
+TEST_F(AtomicSink, TheTemporaryIsUnnamedUntilCommit) {
+  const int probe = ::open(dir_.path().c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0600);
+  if (probe < 0) GTEST_SKIP() << dir_.path() << ": no O_TMPFILE on this file system";
+  ::close(probe);
+  auto sink = AtomicFileSink::create(path("d.bin"), /*fsync=*/true);
+  ASSERT_TRUE(sink.ok()) << sink.status().message();
+  ASSERT_TRUE(sink.value()->write("abc", 3).ok());
+  EXPECT_EQ(sink.value()->temp_path().rfind("/proc/self/fd/", 0), 0u) << sink.value()->temp_path();
+  EXPECT_EQ(test_support::list_dir(dir_.path()), std::vector<std::string>{});
+  ASSERT_TRUE(sink.value()->commit().ok());
+  EXPECT_EQ(test_support::list_dir(dir_.path()), std::vector<std::string>{"d.bin"});
+  EXPECT_EQ(contents(path("d.bin")), "abc");
+}
+
 }  // namespace
 }  // namespace ckptio::host

@@ -1,6 +1,7 @@
 /* An LD_PRELOAD shim that injects write-path faults into the real `ckptio` process, for
- * fault_test.cc. Only the atomic sink's temporary file is affected (a file descriptor or path
- * whose name contains ".ckptio-tmp-"), so stderr and everything else behave normally.
+ * fault_test.cc. Only the atomic sink's temporary file is affected (a path whose name contains
+ * ".ckptio-tmp-", or a descriptor of such a file or of an unnamed O_TMPFILE one), so stderr
+ * and everything else behave normally.
  *
  * CKPTIO_FAULT selects the fault:
  *   enospc:N        the Nth write(2) to the temporary fails with ENOSPC (1-based)
@@ -9,12 +10,15 @@
  *   eintr           every other write fails with EINTR before writing anything
  *   fsync           fsync(2)/fdatasync(2) of the temporary fail with EIO
  *   rename          rename(2) of the temporary over the destination fails with EACCES
+ *   notmpfile       open(2) with O_TMPFILE fails with EOPNOTSUPP, as on a file system
+ *                   without unnamed temporaries
  * CKPTIO_FAULT_LOG, when set, names a file that receives "writes=<count>" at exit.
  */
 #define _GNU_SOURCE
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,6 +29,8 @@ static ssize_t (*real_write)(int, const void*, size_t);
 static int (*real_fsync)(int);
 static int (*real_fdatasync)(int);
 static int (*real_rename)(const char*, const char*);
+static int (*real_open)(const char*, int, ...);
+static int (*real_open64)(const char*, int, ...);
 static long writes;
 static char mode[32];
 static long arg;
@@ -37,6 +43,10 @@ static int is_temp_fd(int fd) {
   ssize_t n = readlink(link, target, sizeof target - 1);
   if (n <= 0) return 0;
   target[n] = 0;
+  /* An unnamed O_TMPFILE file reads as "DIR/#INODE (deleted)". */
+  const char* slash = strrchr(target, '/');
+  const size_t len = (size_t)n, tail = sizeof " (deleted)" - 1;
+  if (slash && slash[1] == '#' && len > tail && !strcmp(target + len - tail, " (deleted)")) return 1;
   return is_temp_path(target);
 }
 
@@ -56,6 +66,8 @@ __attribute__((constructor)) static void init(void) {
   real_fsync = (int (*)(int))dlsym(RTLD_NEXT, "fsync");
   real_fdatasync = (int (*)(int))dlsym(RTLD_NEXT, "fdatasync");
   real_rename = (int (*)(const char*, const char*))dlsym(RTLD_NEXT, "rename");
+  real_open = (int (*)(const char*, int, ...))dlsym(RTLD_NEXT, "open");
+  real_open64 = (int (*)(const char*, int, ...))dlsym(RTLD_NEXT, "open64");
   const char* f = getenv("CKPTIO_FAULT");
   if (f) {
     const char* colon = strchr(f, ':');
@@ -112,4 +124,32 @@ int rename(const char* from, const char* to) {
     return -1;
   }
   return real_rename(from, to);
+}
+
+static int open_with(int (*real)(const char*, int, ...), const char* path, int flags,
+                     va_list ap) {
+  if (!real) real = (int (*)(const char*, int, ...))dlsym(RTLD_NEXT, "open");  /* before init */
+  mode_t m = 0;
+  if ((flags & O_CREAT) || (flags & O_TMPFILE) == O_TMPFILE) m = (mode_t)va_arg(ap, int);
+  if (!strcmp(mode, "notmpfile") && (flags & O_TMPFILE) == O_TMPFILE) {
+    errno = EOPNOTSUPP;
+    return -1;
+  }
+  return real(path, flags, m);
+}
+
+int open(const char* path, int flags, ...) {
+  va_list ap;
+  va_start(ap, flags);
+  int fd = open_with(real_open, path, flags, ap);
+  va_end(ap);
+  return fd;
+}
+
+int open64(const char* path, int flags, ...) {
+  va_list ap;
+  va_start(ap, flags);
+  int fd = open_with(real_open64 ? real_open64 : real_open, path, flags, ap);
+  va_end(ap);
+  return fd;
 }

@@ -2,14 +2,19 @@
 // (fault_shim.c) makes the temporary file's write(2) fail with ENOSPC at each write in turn,
 // write short, fail fsync(2) or rename(2). Each failure must end in exit status 1 with one
 // line on stderr, the old output byte-identical and loadable, and no temporary file left.
-// Then a kill -9 loop: `ckptio convert` of a ~128 MB file killed at random moments leaves
-// the output either the old file or the complete new one, never anything in between (a
-// stale .<name>.ckptio-tmp-<pid>-<n> may remain: the process had no chance to remove it).
+// Then kill -9 loops: `ckptio convert` of a ~128 MB file killed at random moments, 50 times,
+// leaves the output either the old file or the complete new one, never anything in between,
+// and no temporary survives the next save: the sink's temporary is unnamed (O_TMPFILE), and
+// where the file system refuses that (the shim's notmpfile) the next save sweeps the named
+// temporaries whose writer is gone.
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <random>
@@ -131,28 +136,49 @@ TEST(WriteFaults, RenameFailure) {
   EXPECT_TRUE(failed_cleanly(convert_with_fault(d, "rename"), d, "cannot replace"));
 }
 
-// kill -9 at random moments of a real save: the output is the old file or the whole new one.
-TEST(KillDuringSave, OutputIsOldOrCompleteNeverPartial) {
-  const std::string dir = scratch("kill");
+// kill -9 at random moments of real saves, 50 times while one runs: the output is the old file or the whole
+// new one, and once a save has run undisturbed, nothing else is in the directory. With
+// `shim_fault`, the save runs under the fault shim (notmpfile: named temporaries only).
+void kill_loop(const std::string& dir, const std::string& shim_fault) {
   const std::string out = dir + "/out.pt";
   const std::string old_bytes = read_file(input("old.pt"));
   const std::string new_bytes = read_file(input("big.ref.pt"));
   const std::string c = cli(), in = input("big.pt");
+  const std::string preload = std::string("LD_PRELOAD=") + CKPTIO_FAULT_SHIM;
+  const std::string fault = "CKPTIO_FAULT=" + shim_fault;
+  // As in convert_with_fault: an ASan build's runtime then need not come first.
+  const std::string asan = "ASAN_OPTIONS=verify_asan_link_order=0:detect_leaks=1";
   auto spawn = [&]() {
     pid_t pid = fork();
     if (pid == 0) {
+      if (!shim_fault.empty()) {
+        putenv(const_cast<char*>(preload.c_str()));
+        putenv(const_cast<char*>(fault.c_str()));
+        putenv(const_cast<char*>(asan.c_str()));
+      }
       execl(c.c_str(), c.c_str(), "convert", in.c_str(), out.c_str(), "--format", "torch-zip",
             static_cast<char*>(nullptr));
       _exit(127);
     }
     return pid;
   };
+  // Whether `pid` has its temporary open: a named one in `dir`, or an unnamed one, which
+  // /proc shows as "DIR/#INODE (deleted)".
+  const std::string real_dir = fs::canonical(dir).string();
+  auto writing = [&](pid_t pid) {
+    for (const auto& name : list_dir(dir))
+      if (name.find(".ckptio-tmp-") != std::string::npos) return true;
+    std::error_code ec;
+    for (const auto& fd : fs::directory_iterator("/proc/" + std::to_string(pid) + "/fd", ec)) {
+      const std::string target = fs::read_symlink(fd.path(), ec).string();
+      if (target.rfind(real_dir + "/#", 0) == 0) return true;
+    }
+    return false;
+  };
   // Waits until the save's temporary exists (or the process ended).
   auto wait_for_temp = [&](pid_t pid) {
     for (int waited = 0; waited < 40000; ++waited) {
-      for (const auto& name : list_dir(dir))
-        if (name.find(".ckptio-tmp-") != std::string::npos) return;
-      if (waitpid(pid, nullptr, WNOHANG) != 0) return;
+      if (writing(pid) || waitpid(pid, nullptr, WNOHANG) != 0) return;
       std::this_thread::sleep_for(std::chrono::microseconds(250));
     }
   };
@@ -168,23 +194,27 @@ TEST(KillDuringSave, OutputIsOldOrCompleteNeverPartial) {
   const double full = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   ASSERT_TRUE(WIFEXITED(ref_status) && WEXITSTATUS(ref_status) == 0);
   ASSERT_EQ(read_file(out), new_bytes);
+  ASSERT_EQ(list_dir(dir), std::vector<std::string>{"out.pt"});
 
+  // 50 kills that land while the save runs. A loaded machine makes saves slower or faster
+  // than the reference, so the window the kill moment is drawn from narrows after a save
+  // that finished first and widens again after a kill that landed.
   std::mt19937 rng(12345);
-  std::uniform_real_distribution<double> when(0.0, full * 0.7);
-  int killed_running = 0, old_seen = 0, new_seen = 0;
-  // At least 10 iterations, and more (up to 30) until 5 kills landed while the save ran: on
-  // a loaded machine a save's duration varies, and a kill after the process ended proves
-  // nothing.
-  for (int i = 0; i < 30 && (i < 10 || killed_running < 5); ++i) {
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  double window = full * 0.7;
+  int killed_running = 0, old_seen = 0, new_seen = 0, left_named = 0;
+  pid_t previous = 0;
+  for (int i = 0; i < 200 && killed_running < 50; ++i) {
     fs::copy_file(input("old.pt"), out, fs::copy_options::overwrite_existing);
     pid_t pid = spawn();
     ASSERT_GE(pid, 0);
     wait_for_temp(pid);
-    std::this_thread::sleep_for(std::chrono::duration<double>(when(rng)));
+    std::this_thread::sleep_for(std::chrono::duration<double>(unit(rng) * window));
     kill(pid, SIGKILL);
     int status = 0;
     waitpid(pid, &status, 0);
     killed_running += WIFSIGNALED(status);
+    window = WIFSIGNALED(status) ? std::min(window * 1.1, full) : window * 0.7;
     const std::string now = read_file(out);
     if (now == old_bytes) {
       ++old_seen;
@@ -193,39 +223,65 @@ TEST(KillDuringSave, OutputIsOldOrCompleteNeverPartial) {
       ASSERT_TRUE(now == new_bytes) << "iteration " << i << ": output differs from a full save";
       ++new_seen;
     }
-    // Stale temporaries of the killed process are the only other files allowed.
+    // What a killed writer may leave is its own named temporary, which the next save (the
+    // next iteration's) removes as soon as it has made its own; older ones are gone by now.
+    auto by = [](pid_t p) { return ".out.pt.ckptio-tmp-" + std::to_string(p) + "-"; };
     for (const auto& name : list_dir(dir)) {
       if (name == "out.pt") continue;
-      EXPECT_EQ(name.rfind(".out.pt.ckptio-tmp-" + std::to_string(pid) + "-", 0), 0u) << name;
-      fs::remove(dir + "/" + name);
+      EXPECT_TRUE(name.rfind(by(pid), 0) == 0 || name.rfind(by(previous), 0) == 0)
+          << "iteration " << i << ": " << name;
+      left_named += name.rfind(by(pid), 0) == 0;
     }
+    previous = pid;
   }
+  pid_t last = spawn();
+  ASSERT_GE(last, 0);
+  int last_status = 0;
+  waitpid(last, &last_status, 0);
+  ASSERT_TRUE(WIFEXITED(last_status) && WEXITSTATUS(last_status) == 0);
+  EXPECT_EQ(list_dir(dir), std::vector<std::string>{"out.pt"}) << "a temporary survived a save";
   RunResult v = run({cli(), "verify", out}, kTimeoutS);
   EXPECT_TRUE(v.exited && v.exit_code == 0) << v.describe();
-  EXPECT_GE(killed_running, 5) << "most kills should land while the save runs";
-  std::printf("kill -9 loop: %d killed mid-run, %d old outputs, %d complete new outputs\n",
-              killed_running, old_seen, new_seen);
+  EXPECT_EQ(killed_running, 50) << "kills that landed while the save ran";
+  std::printf("kill -9 loop%s: %d killed mid-run, %d old outputs, %d complete new outputs, "
+              "%d named temporaries left for the next save\n",
+              shim_fault.empty() ? "" : " (named temporaries)", killed_running, old_seen,
+              new_seen, left_named);
 }
 
-// A later save to the same output removes temporaries of dead processes once they are
-// 5 minutes old; a live process's temporary, or a fresh one, is kept.
+TEST(KillDuringSave, OutputIsOldOrCompleteAndNothingIsLeft) { kill_loop(scratch("kill"), ""); }
+
+// The same where the file system has no O_TMPFILE: named temporaries, swept by the next save.
+TEST(KillDuringSave, NamedTemporariesOfKilledWritersGoAtTheNextSave) {
+  kill_loop(scratch("kill_named"), "notmpfile");
+}
+
+// A later save to the same output removes the temporaries no live writer holds (each writer
+// keeps a lock on its own), whatever their age; a locked one, or another output's, is kept.
 TEST(KillDuringSave, LaterSaveRemovesStaleTemporaries) {
   const std::string dir = scratch("stale");
   pid_t dead = fork();
   ASSERT_GE(dead, 0);
   if (dead == 0) _exit(0);
   waitpid(dead, nullptr, 0);
-  const std::string stale_old = ".out.pt.ckptio-tmp-" + std::to_string(dead) + "-1";
-  const std::string stale_new = ".out.pt.ckptio-tmp-" + std::to_string(dead) + "-2";
-  const std::string live_old = ".out.pt.ckptio-tmp-" + std::to_string(getpid()) + "-3";
-  const std::string other = ".other.pt.ckptio-tmp-" + std::to_string(dead) + "-4";
-  for (const auto& f : {stale_old, stale_new, live_old, other}) write_file(dir + "/" + f, "partial");
-  const auto old_time = fs::file_time_type::clock::now() - std::chrono::minutes(10);
-  for (const auto& f : {stale_old, live_old, other}) fs::last_write_time(dir + "/" + f, old_time);
+  const std::string stale = ".out.pt.ckptio-tmp-" + std::to_string(dead) + "-1";
+  const std::string stale_old = ".out.pt.ckptio-tmp-" + std::to_string(dead) + "-2";
+  const std::string locked = ".out.pt.ckptio-tmp-" + std::to_string(dead) + "-3";
+  const std::string live_pid = ".out.pt.ckptio-tmp-" + std::to_string(getpid()) + "-4";
+  const std::string other = ".other.pt.ckptio-tmp-" + std::to_string(dead) + "-5";
+  for (const auto& f : {stale, stale_old, locked, live_pid, other})
+    write_file(dir + "/" + f, "partial");
+  fs::last_write_time(dir + "/" + stale_old,
+                      fs::file_time_type::clock::now() - std::chrono::minutes(10));
+  // A writer in another PID namespace: its pid means nothing here, its lock does.
+  const int held = ::open((dir + "/" + locked).c_str(), O_RDONLY | O_CLOEXEC);
+  ASSERT_GE(held, 0);
+  ASSERT_EQ(::flock(held, LOCK_EX), 0);
   RunResult r = run({cli(), "convert", input("old.pt"), dir + "/out.pt", "--format", "torch-zip"},
                     kTimeoutS);
+  ::close(held);
   ASSERT_TRUE(r.exited && r.exit_code == 0) << r.describe();
-  std::vector<std::string> want = {other, stale_new, live_old, "out.pt"};
+  std::vector<std::string> want = {locked, live_pid, other, "out.pt"};
   std::sort(want.begin(), want.end());
   EXPECT_EQ(list_dir(dir), want);
 }
