@@ -38,6 +38,22 @@ TEST(Cli, PluginsListsBothBundledFormats) {
   EXPECT_EQ(writable.find("torchscript"), std::string::npos) << writable;
 }
 
+// --version names ckptio's version, the plugin ABI versions it loads and the LibTorch of the
+// build: the release of the test Python's torch, which the build compiled against (2.13.0
+// from 2.13.0+cpu, Debian's 1.13.0 from 1.13.0a0).
+TEST(Cli, VersionNamesTheAbiAndTheLibTorchOfTheBuild) {
+  Output o = run("--version");
+  ASSERT_EQ(o.status, 0) << o.out;
+  EXPECT_EQ(o.out.rfind("ckptio 0.", 0), 0u) << o.out;
+  EXPECT_NE(o.out.find("\nplugin ABI: 1 to 1\n"), std::string::npos) << o.out;
+  test_support::RunResult py = test_support::run(
+      {CKPTIO_TEST_PYTHON, "-c", "import re, torch; print(re.match(r'[0-9.]*[0-9]', torch.__version__)[0])"});
+  ASSERT_EQ(py.shell_code(), 0) << py.out << py.err;
+  const std::string torch_version = py.out.substr(0, py.out.find('\n'));
+  EXPECT_NE(o.out.find("built with LibTorch " + torch_version), std::string::npos)
+      << o.out << " (test Python's torch: " << torch_version << ")";
+}
+
 TEST(Cli, InspectShowsTensorsWithDtypeShapeDeviceAndSize) {
   Output o = run("inspect " + kExample);
   EXPECT_EQ(o.status, 0) << o.out;
