@@ -68,8 +68,10 @@ class Call:
         return (self.fn, self.args)
 
 
-# id(tensor) -> what its __reduce_ex__ answers instead (NEWOBJ pickles need the object to be
-# an instance of the class it names, so the override sits on torch's own classes).
+# id(tensor) -> (the tensor, what its __reduce_ex__ answers instead). NEWOBJ pickles need the
+# object to be an instance of the class it names, so the override sits on torch's own
+# classes. The entry holds the tensor itself: were it freed, a later tensor could get its id
+# and pickle as the stale NEWOBJ ("args[0] from __newobj__ args has the wrong class").
 REDUCE_AS = {}
 
 
@@ -77,7 +79,8 @@ def _patch_reduce(cls):
     original = cls.__reduce_ex__
 
     def reduce_ex(self, proto):
-        return REDUCE_AS[id(self)] if id(self) in REDUCE_AS else original(self, proto)
+        entry = REDUCE_AS.get(id(self))
+        return entry[1] if entry is not None and entry[0] is self else original(self, proto)
     cls.__reduce_ex__ = reduce_ex
 
 
@@ -87,7 +90,7 @@ _patch_reduce(torch.nn.Parameter)
 
 def new_obj(obj, args, state=None):
     """obj, pickled as type(obj).__new__(type(obj), *args) (NEWOBJ), then BUILD with state."""
-    REDUCE_AS[id(obj)] = (copyreg.__newobj__, (type(obj),) + tuple(args), state)
+    REDUCE_AS[id(obj)] = (obj, (copyreg.__newobj__, (type(obj),) + tuple(args), state))
     return obj
 
 
