@@ -40,6 +40,9 @@ struct StorageExtent {
   // array, StorageTable::add_inline): held here, little-endian, `length` of them; the other
   // fields are unused and plain is false.
   std::shared_ptr<const std::string> bytes;
+  // Which file of a checkpoint of several files holds the bytes: 0 the one decoded, else
+  // the number its opener gave the file (the plugin ABI's member numbers).
+  uint32_t member = 0;
 };
 
 struct DecodedFile {

@@ -9,6 +9,7 @@
 
 #include "host/abi/c_status.h"
 #include "host/abi/registry_impl.h"
+#include "host/io/checkpoint_source.h"
 
 #ifndef CKPTIO_INSTALL_PLUGIN_DIR
 #define CKPTIO_INSTALL_PLUGIN_DIR ""
@@ -146,6 +147,54 @@ Result<FormatEntry> Registry::Impl::choose_format(const ByteSource& src,
     return Status(Code::kUnsupported,
                   src.name() + ": not a checkpoint any loaded plugin reads (formats: " +
                       format_list_unlocked() + ")");
+  return *best;
+}
+
+bool FormatEntry::reads_directories() const {
+  return api->abi_version >= 2 && CKPTIO_HAS_FIELD(api, ckptio_plugin_api, probe_directory) &&
+         api->probe_directory && (caps & CKPTIO_CAN_READ);
+}
+
+Result<FormatEntry> Registry::Impl::choose_format(const host::CheckpointSource& src,
+                                                  const std::string& requested) {
+  if (!src.is_directory()) return choose_format(src.bytes(), requested);
+  std::lock_guard<std::mutex> lock(mu);
+  if (!requested.empty()) {
+    const FormatEntry* f = find(requested);
+    if (!f)
+      return Status(Code::kInvalidArgument, "unknown format '" + requested +
+                                                "'; available: " + format_list_unlocked());
+    if (!f->reads_directories())
+      return Status(Code::kUnsupported, src.name() + ": is a directory, and format '" +
+                                            requested + "' reads single files only");
+    return *f;
+  }
+  std::vector<const char*> names;
+  names.reserve(src.listing().size());
+  for (const std::string& n : src.listing()) names.push_back(n.c_str());
+  const FormatEntry* best = nullptr;
+  int32_t best_score = 0;
+  std::string directory_formats;
+  for (const auto& f : formats) {
+    if (!f.reads_directories()) continue;
+    directory_formats += (directory_formats.empty() ? "" : ", ") + f.name;
+    int32_t score = 0;
+    try {
+      score = f.api->probe_directory(f.index, names.data(), names.size());
+    } catch (...) {
+      score = 0;  // as in probe(): a plugin that throws claims nothing
+    }
+    if (score < 0 || score > 100) score = 0;
+    if (score > best_score) {
+      best = &f;
+      best_score = score;
+    }
+  }
+  if (!best)
+    return Status(Code::kUnsupported,
+                  src.name() + ": is a directory that no loaded plugin reads as a checkpoint " +
+                      "(formats with a directory form: " +
+                      (directory_formats.empty() ? std::string("none") : directory_formats) + ")");
   return *best;
 }
 

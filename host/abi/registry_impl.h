@@ -11,8 +11,14 @@
 #include "formats/io.h"
 
 namespace ckptio {
+namespace host {
+class CheckpointSource;
+}
 
 struct FormatEntry {
+  // Whether the format's plugin reads directories (ABI 2's probe_directory).
+  bool reads_directories() const;
+
   std::string name;
   const ckptio_plugin_api* api = nullptr;
   uint32_t index = 0;        // format index within the plugin
@@ -31,6 +37,9 @@ struct Registry::Impl {
   // The plugin (or the named format, when `requested` is not empty) that reads `src`;
   // takes the lock.
   Result<FormatEntry> choose_format(const ByteSource& src, const std::string& requested);
+  // The same for a checkpoint that may be a directory, which only formats with a directory
+  // form (ckptio_plugin_api::probe_directory, ABI 2) read.
+  Result<FormatEntry> choose_format(const host::CheckpointSource& src, const std::string& requested);
   std::string format_list_unlocked() const;  // "a, b" or a hint that none is loaded
   const ckptio_plugin_api* find_format_api(const std::string& name, uint32_t* index) const;
 };

@@ -75,6 +75,8 @@ Status TreeBuilder::add_storage(const ckptio_storage_desc* d) {
       StorageInfo{d->key ? d->key : std::to_string(tree_.storages.size()), *dtype, d->nbytes,
                   d->device ? d->device : "cpu"});
   offsets_.push_back(d->file_offset);
+  // A version-1 plugin's smaller struct has no member: its bytes are in the source.
+  members_.push_back(CKPTIO_HAS_FIELD(d, ckptio_storage_desc, member) ? d->member : 0);
   return Status::Ok();
 }
 

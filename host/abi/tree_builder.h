@@ -21,6 +21,8 @@ class TreeBuilder {
   Result<Tree> finish();
   // Per storage: file offset of plain bytes or CKPTIO_NOT_PLAIN.
   const std::vector<uint64_t>& file_offsets() const { return offsets_; }
+  // Per storage: the member file its plain bytes lie in (0: the source open() was given).
+  const std::vector<uint32_t>& members() const { return members_; }
 
  private:
   struct Frame {
@@ -52,6 +54,7 @@ class TreeBuilder {
   ckptio_builder builder_{};
   Tree tree_;
   std::vector<uint64_t> offsets_;
+  std::vector<uint32_t> members_;
   std::vector<Frame> stack_;
   std::unordered_map<uint64_t, ValuePtr> shared_;
   std::unordered_map<const Value*, bool> open_;  // containers not yet ended

@@ -5,12 +5,12 @@
 #include "host/abi/c_status.h"
 #include "host/abi/registry_impl.h"
 #include "host/api/call_context.h"
-#include "host/io/file_source.h"
+#include "host/io/checkpoint_source.h"
 
 namespace ckptio {
 
 ContainerCheck check_container(const std::string& path, const LoadOptions& options) {
-  auto src = host::FileSource::open(path);
+  auto src = host::CheckpointSource::open(path);
   if (!src.ok()) host::fail(src.status());
   Registry& reg = host::registry_of(options.registry);
   auto chosen = reg.impl().choose_format(*src.value(), options.format);
@@ -35,10 +35,9 @@ ContainerCheck check_container(const std::string& path, const LoadOptions& optio
   report.checksums = [](void* ctx, uint64_t count) {
     static_cast<ContainerCheck*>(ctx)->checksums += count;
   };
-  const ckptio_source c_source = host::c_source(*src.value());
   const host::COptions c_opts(options.plugin_options);
   const CallingRegistry calling(reg.impl());
-  Status st = host::take_status(format.api->verify(format.index, &c_source, c_opts.get(), &report));
+  Status st = host::take_status(format.api->verify(format.index, src.value()->c_source(), c_opts.get(), &report));
   if (st.code() == Code::kUnsupported) {  // no container check for this format
     out.offered = false;
     out.problems.clear();

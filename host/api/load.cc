@@ -4,7 +4,7 @@
 #include "ckptio/ckptio.h"
 #include "host/abi/registry_impl.h"
 #include "host/api/call_context.h"
-#include "host/io/file_source.h"
+#include "host/io/checkpoint_source.h"
 
 namespace ckptio {
 
@@ -13,9 +13,9 @@ using host::registry_of;
 using host::with_file;
 
 std::string detect_format(const std::string& path, Registry* registry) {
-  auto src = host::FileSource::open(path);
+  auto src = host::CheckpointSource::open(path);
   if (!src.ok()) fail(src.status());
-  src.value()->advise_parsing(true);  // probes read file heads only
+  src.value()->advise_parsing(true);  // probes read file heads (or a directory's listing) only
   auto f = registry_of(registry).impl().choose_format(*src.value(), "");
   if (!f.ok()) fail(f.status());
   return f.value().name;

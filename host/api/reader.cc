@@ -11,7 +11,7 @@
 #include "host/abi/registry_impl.h"
 #include "host/abi/tree_builder.h"
 #include "host/api/call_context.h"
-#include "host/io/file_source.h"
+#include "host/io/checkpoint_source.h"
 #include "host/io/storage_loader.h"
 
 namespace ckptio {
@@ -21,14 +21,15 @@ using host::registry_of;
 using host::with_file;
 
 struct Reader::Impl {
-  std::shared_ptr<const ByteSource> source;    // owns the file (or wraps the caller's buffer)
-  std::shared_ptr<const void> mapping_owner;   // set when storages may alias the mapping
-  ckptio_source c_source{};                    // valid from open() to close(), as promised
+  // The file or directory and its members (or the caller's buffer); its C view stays valid
+  // from open() to close(), as promised.
+  std::shared_ptr<host::CheckpointSource> source;
   LoadOptions options;
   FormatEntry format;
   ckptio_reader* reader = nullptr;
   Tree tree;
   std::vector<uint64_t> file_offsets;
+  std::vector<uint32_t> members;  // per storage: the member file its plain bytes are in
   std::mutex mu;
   std::vector<StorageBytes> storages;
 
@@ -42,14 +43,12 @@ Reader::~Reader() = default;
 
 namespace {
 
-std::unique_ptr<Reader::Impl> open_impl(std::shared_ptr<const ByteSource> src,
-                                        std::shared_ptr<const void> mapping_owner,
+std::unique_ptr<Reader::Impl> open_impl(std::shared_ptr<host::CheckpointSource> src,
                                         const LoadOptions& options) {
   auto impl = std::make_unique<Reader::Impl>();
   impl->source = std::move(src);
-  impl->mapping_owner = std::move(mapping_owner);
   impl->options = options;
-  const ByteSource& source = *impl->source;
+  const host::CheckpointSource& source = *impl->source;
   Registry& reg = registry_of(options.registry);
   auto chosen = reg.impl().choose_format(source, options.format);
   if (!chosen.ok()) fail(with_file(chosen.status(), source.name()));
@@ -59,17 +58,22 @@ std::unique_ptr<Reader::Impl> open_impl(std::shared_ptr<const ByteSource> src,
   if (options.allow_objects) opts.emplace_back("allow_objects", "1");
   if (options.verify) opts.emplace_back("verify", "1");
   host::COptions c_opts(std::move(opts));
-  // The plugin may keep this pointer until close(): it lives in the Reader, not here.
-  impl->c_source = host::c_source(source);
   host::TreeBuilder builder;
   const CallingRegistry calling(reg.impl());
-  Status st = host::take_status(impl->format.api->open(impl->format.index, &impl->c_source, c_opts.get(),
-                                                       builder.c_builder(), &impl->reader));
+  Status st = host::take_status(impl->format.api->open(impl->format.index, source.c_source(),
+                                                       c_opts.get(), builder.c_builder(),
+                                                       &impl->reader));
   if (!st.ok()) fail(with_file(st, source.name()));
   auto tree = builder.finish();
   if (!tree.ok()) fail(with_file(tree.status(), source.name()));
   impl->tree = std::move(tree).value();
   impl->file_offsets = builder.file_offsets();
+  impl->members = builder.members();
+  for (size_t i = 0; i < impl->members.size(); ++i)
+    if (impl->members[i] > source.member_count())
+      fail(Status(Code::kInternal, source.name() + ": plugin put storage '" +
+                                       impl->tree.storages[i].key + "' in member #" +
+                                       std::to_string(impl->members[i]) + ", which it never opened"));
   impl->storages.assign(impl->tree.storages.size(), StorageBytes{});
   return impl;
 }
@@ -77,21 +81,21 @@ std::unique_ptr<Reader::Impl> open_impl(std::shared_ptr<const ByteSource> src,
 }  // namespace
 
 std::unique_ptr<Reader> Reader::open(const std::string& path, const LoadOptions& options) {
-  auto src = host::FileSource::open(path);
+  auto src = host::CheckpointSource::open(path);
   if (!src.ok()) fail(src.status());
-  std::shared_ptr<host::FileSource> file = src.value();
-  file->advise_parsing(true);
-  auto impl = open_impl(file, file, options);
-  file->advise_parsing(false);
+  std::shared_ptr<host::CheckpointSource> source = src.value();
+  source->advise_parsing(true);
+  auto impl = open_impl(source, options);
+  source->advise_parsing(false);
   return std::unique_ptr<Reader>(new Reader(std::move(impl)));
 }
 
 std::unique_ptr<Reader> Reader::open_buffer(const void* data, uint64_t size,
                                             const std::string& name,
                                             const LoadOptions& options) {
-  auto src = std::make_shared<MemorySource>(data, size, name);
   // No mapping owner: storages are copied, since the caller's buffer may not outlive them.
-  return std::unique_ptr<Reader>(new Reader(open_impl(src, nullptr, options)));
+  auto src = host::CheckpointSource::over(std::make_shared<MemorySource>(data, size, name));
+  return std::unique_ptr<Reader>(new Reader(open_impl(src, options)));
 }
 
 const Tree& Reader::tree() const { return impl_->tree; }
@@ -103,7 +107,7 @@ void Reader::read_storages(const std::vector<uint32_t>& indices) {
   Impl& m = *impl_;
   std::lock_guard<std::mutex> lock(m.mu);
   std::vector<StorageInfo> infos;
-  std::vector<uint64_t> offsets;
+  std::vector<host::StorageOrigin> origins;
   std::vector<uint32_t> which;
   std::vector<bool> picked(m.tree.storages.size(), false);
   for (uint32_t i : indices) {
@@ -113,15 +117,15 @@ void Reader::read_storages(const std::vector<uint32_t>& indices) {
     picked[i] = true;
     which.push_back(i);
     infos.push_back(m.tree.storages[i]);
-    offsets.push_back(m.file_offsets[i]);
+    origins.push_back({m.source->member_bytes(m.members[i]), m.source->mapping_owner(m.members[i]),
+                       m.file_offsets[i]});
   }
   if (which.empty()) return;
   auto read_plugin = [&](uint32_t k, uint64_t off, void* dst, uint64_t n) {
     return host::take_status(m.format.api->read_storage(m.reader, which[k], off, dst, n));
   };
   std::vector<StorageBytes> got;
-  Status st = host::load_storages(*m.source, m.mapping_owner, infos, offsets, m.options,
-                                  read_plugin, got);
+  Status st = host::load_storages(infos, origins, m.options, read_plugin, got);
   if (!st.ok()) fail(with_file(st, path()));
   for (size_t k = 0; k < which.size(); ++k) m.storages[which[k]] = std::move(got[k]);
 }
@@ -158,9 +162,10 @@ Status Reader::read_range(uint32_t index, uint64_t offset, void* dst, uint64_t n
   }
   uint64_t file_offset = m.file_offsets[index];
   if (file_offset != CKPTIO_NOT_PLAIN) {
-    if (file_offset > m.source->size() || info.nbytes > m.source->size() - file_offset)
-      return Status(Code::kCorrupt, path() + ": storage '" + info.key + "' lies outside the file");
-    return with_file(m.source->read_at(file_offset + offset, dst, n), path());
+    const ByteSource& file = *m.source->member_bytes(m.members[index]);
+    if (file_offset > file.size() || info.nbytes > file.size() - file_offset)
+      return Status(Code::kCorrupt, file.name() + ": storage '" + info.key + "' lies outside the file");
+    return with_file(file.read_at(file_offset + offset, dst, n), file.name());
   }
   return with_file(host::take_status(m.format.api->read_storage(m.reader, index, offset, dst, n)),
                    path());

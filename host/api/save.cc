@@ -8,7 +8,7 @@
 #include "host/abi/registry_impl.h"
 #include "host/abi/tree_view.h"
 #include "host/api/call_context.h"
-#include "host/io/atomic_sink.h"
+#include "host/api/save_output.h"
 
 namespace ckptio {
 
@@ -45,28 +45,22 @@ void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& op
     total += b.size;
   }
 
-  auto sink = host::AtomicFileSink::create(path, options.fsync);
-  if (!sink.ok()) fail(sink.status());
   // The storages dominate every format's output; headers and pickles get a generous margin.
   // A compressed output ends smaller and commit() frees the rest.
-  sink.value()->reserve(total + (1u << 20) + 1024 * uint64_t(ckpt.storages.size()));
+  auto output = host::SaveOutput::create(
+      path, options.fsync, total + (1u << 20) + 1024 * uint64_t(ckpt.storages.size()));
+  if (!output.ok()) fail(output.status());
   uint64_t done = 0;
   host::TreeView view(ckpt, [&](uint64_t n) {
     done += n;
     if (options.progress) options.progress(std::min(done, total), total);
   });
-  ckptio_sink c_sink{};
-  c_sink.struct_size = sizeof c_sink;
-  c_sink.ctx = sink.value().get();
-  c_sink.name = path.c_str();
-  c_sink.write = [](void* ctx, const void* data, uint64_t n) -> ckptio_status {
-    return host::make_c_status(static_cast<host::AtomicFileSink*>(ctx)->write(data, n));
-  };
   host::COptions c_opts(options.plugin_options);
   const CallingRegistry calling(reg.impl());
-  Status st = host::take_status(fmt.api->save(fmt.index, view.c_tree(), &c_sink, c_opts.get()));
+  Status st = host::take_status(
+      fmt.api->save(fmt.index, view.c_tree(), output.value()->c_sink(), c_opts.get()));
   if (!st.ok()) fail(with_file(st, path));
-  st = sink.value()->commit();
+  st = output.value()->commit();
   if (!st.ok()) fail(st);
 }
 

@@ -4,12 +4,27 @@
 
 #include "ckptio/ckptio.h"
 #include "host/cli/option_check.h"
+#include "host/cli/output_format.h"
 #include "host/cli/progress.h"
 #include "host/render/json_encode.h"
 #include "host/render/tree_printer.h"
 
 namespace ckptio::cli {
 namespace {
+
+bool declares_option(const std::string& format, const std::string& key) {
+  auto declared = Registry::global().format_options(format);
+  if (!declared) return false;
+  for (const FormatOption& o : *declared)
+    if (o.key == key && o.write) return true;
+  return false;
+}
+
+bool has_option(const PluginOptions& options, const std::string& key) {
+  for (const auto& [k, v] : options)
+    if (k == key) return true;
+  return false;
+}
 
 const char kLimitHelp[] =
     "Reading limit key=N (repeatable): the input format's numeric read options, e.g. "
@@ -27,7 +42,7 @@ void Commands::add_all(CLI::App& app) {
   plugins_ = app.add_subcommand("plugins", "List the format plugins found, and why any failed");
 
   inspect_ = app.add_subcommand("inspect", "Print a checkpoint's format and value tree");
-  inspect_->add_option("file", in_, "Checkpoint file")->required();
+  inspect_->add_option("file", in_, "Checkpoint file, directory or index file")->required();
   inspect_->add_flag("--json", json_, "One JSON object (see docs/json.md)");
   inspect_->add_option("--input-format", in_format_, "Read as this format instead of detecting");
   inspect_->add_flag("--allow-objects", allow_objects_,
@@ -37,9 +52,12 @@ void Commands::add_all(CLI::App& app) {
 
   convert_ = app.add_subcommand("convert", "Convert a checkpoint to another format");
   convert_->add_option("in", in_, "Input checkpoint")->required();
-  convert_->add_option("out", out_, "Output file (replaced atomically)")->required();
-  convert_->add_option("--format", format_, "Output format, e.g. torch-zip, torch-legacy")
+  convert_->add_option("out", out_,
+                       "Output file, or directory for sharded formats (replaced atomically)")
       ->required();
+  convert_->add_option("--format", format_,
+                       "Output format, e.g. torch-zip, safetensors; default: from the output's "
+                       "name (.safetensors, .pt/.pth/.bin/.ckpt, a directory: safetensors shards)");
   convert_->add_option("--input-format", in_format_, "Read as this format instead of detecting");
   convert_->add_option("--option", options_,
                        "Output plugin option key=value (repeatable; `ckptio plugins` lists "
@@ -56,7 +74,7 @@ void Commands::add_all(CLI::App& app) {
 void Commands::add_verify(CLI::App& app) {
   verify_ = app.add_subcommand(
       "verify", "Check structure, bounds and checksums; list every problem (exit 1) or say ok");
-  verify_->add_option("file", verify_args_.file, "Checkpoint file")->required();
+  verify_->add_option("file", verify_args_.file, "Checkpoint file, directory or index file")->required();
   verify_->add_option("--input-format", verify_args_.format, "Read as this format");
   verify_->add_flag("--allow-objects", verify_args_.allow_objects,
                     "Accept unknown pickle classes as opaque objects (never executed)");
@@ -143,6 +161,11 @@ int Commands::inspect() {
 }
 
 int Commands::convert() {
+  if (format_.empty()) {
+    const OutputChoice choice = format_from_output_name(out_);
+    format_ = choice.format;
+    std::cerr << "ckptio: writing " << format_ << " (" << choice.why << "; --format to choose)\n";
+  }
   SaveOptions save_opts;
   save_opts.format = format_;
   if (!Registry::global().has_format(format_)) {
@@ -152,6 +175,13 @@ int Commands::convert() {
                                             "'; available: " + (list.empty() ? "none" : list));
   }
   save_opts.plugin_options = checked_options(options_, "--option", format_, OptionUse::kWrite);
+  // A directory output of a format with a sharded form is sharded, as save_pretrained shards.
+  if (names_a_directory(out_) && declares_option(format_, "max_shard_size") &&
+      !has_option(save_opts.plugin_options, "max_shard_size")) {
+    save_opts.plugin_options.emplace_back("max_shard_size", kDefaultMaxShardSize);
+    std::cerr << "ckptio: " << out_ << " is a directory: writing shards of at most "
+              << kDefaultMaxShardSize << " (--option max_shard_size=SIZE to choose)\n";
+  }
   if (extract_state_dict_ && !allow_objects_)
     throw Error(Code::kInvalidArgument,
                 "--extract-state-dict reads a whole-model pickle: it needs --allow-objects");

@@ -12,17 +12,19 @@
 
 namespace ckptio::host {
 
-Result<std::shared_ptr<FileSource>> FileSource::open(const std::string& path) {
+Result<std::shared_ptr<FileSource>> FileSource::open(const std::string& path,
+                                                     const std::string& shown) {
   std::shared_ptr<FileSource> src(new FileSource());
-  src->name_ = path;
+  src->name_ = shown.empty() ? path : shown;
+  const std::string& name = src->name_;
   src->fd_ = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (src->fd_ < 0)
     return Status(errno == ENOENT ? Code::kNotFound : Code::kIo,
-                  path + ": cannot open: " + std::strerror(errno));
+                  name + ": cannot open: " + std::strerror(errno));
   struct stat st {};
   if (fstat(src->fd_, &st) != 0)
-    return Status(Code::kIo, path + ": cannot stat: " + std::strerror(errno));
-  if (S_ISDIR(st.st_mode)) return Status(Code::kInvalidArgument, path + ": is a directory");
+    return Status(Code::kIo, name + ": cannot stat: " + std::strerror(errno));
+  if (S_ISDIR(st.st_mode)) return Status(Code::kInvalidArgument, name + ": is a directory");
   src->size_ = static_cast<uint64_t>(st.st_size);
   if (S_ISREG(st.st_mode) && src->size_ > 0) {
     // Private and writable: zero-copy tensors that are written get copy-on-write pages,

@@ -12,7 +12,9 @@ namespace ckptio::host {
 
 class FileSource final : public ByteSource, public std::enable_shared_from_this<FileSource> {
  public:
-  static Result<std::shared_ptr<FileSource>> open(const std::string& path);
+  // `shown` names the file in messages (default: `path`).
+  static Result<std::shared_ptr<FileSource>> open(const std::string& path,
+                                                  const std::string& shown = "");
   ~FileSource() override;
 
   uint64_t size() const override { return size_; }

@@ -65,36 +65,37 @@ std::shared_ptr<uint8_t> allocate_storage(uint64_t nbytes) {
   return std::shared_ptr<uint8_t>(static_cast<uint8_t*>(p), [](uint8_t* q) { std::free(q); });
 }
 
-Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_owner,
-                     const std::vector<StorageInfo>& storages,
-                     const std::vector<uint64_t>& file_offsets, const LoadOptions& options,
+Status load_storages(const std::vector<StorageInfo>& storages,
+                     const std::vector<StorageOrigin>& origins, const LoadOptions& options,
                      const std::function<Status(uint32_t, uint64_t, void*, uint64_t)>& read_plugin,
                      std::vector<StorageBytes>& out) {
   out.assign(storages.size(), StorageBytes{});
+  auto file_offset = [&](uint32_t i) { return origins[i].file_offset; };
   std::vector<Chunk> chunks;
   uint64_t total = 0;
   // Small storages share one arena (64-byte aligned slices): a file of 20,000 tiny tensors
   // then costs one allocation, not 20,000 (allocation and freeing dominated per-tensor cost).
-  auto needs_buffer = [&](uint32_t i) {
-    uint64_t off = file_offsets[i];
-    return !(off != CKPTIO_NOT_PLAIN && options.zero_copy && src.data() && mapping_owner &&
-             off % kAlign == 0);
+  auto aliasable = [&](uint32_t i) {
+    const StorageOrigin& o = origins[i];
+    return o.file_offset != CKPTIO_NOT_PLAIN && options.zero_copy && o.src->data() &&
+           o.mapping_owner && o.file_offset % kAlign == 0;
   };
   uint64_t arena_size = 0;
   for (uint32_t i = 0; i < storages.size(); ++i)
-    if (storages[i].nbytes < kSmallStorage && needs_buffer(i))
+    if (storages[i].nbytes < kSmallStorage && !aliasable(i))
       arena_size += (storages[i].nbytes + kAlign - 1) / kAlign * kAlign;
   std::shared_ptr<uint8_t> arena = arena_size ? allocate_storage(arena_size) : nullptr;
   uint64_t arena_used = 0;
   for (uint32_t i = 0; i < storages.size(); ++i) {
     uint64_t n = storages[i].nbytes;
-    uint64_t off = file_offsets[i];
+    uint64_t off = file_offset(i);
     bool plain = off != CKPTIO_NOT_PLAIN;
+    const ByteSource& src = *origins[i].src;
     if (plain && (off > src.size() || n > src.size() - off))
       return Status(Code::kCorrupt,
                     src.name() + ": storage '" + storages[i].key + "' lies outside the file");
-    if (plain && options.zero_copy && src.data() && mapping_owner && off % kAlign == 0) {
-      out[i] = StorageBytes{src.data() + off, n, mapping_owner, true};
+    if (aliasable(i)) {
+      out[i] = StorageBytes{src.data() + off, n, origins[i].mapping_owner, true};
       continue;
     }
     if (n < kSmallStorage) {
@@ -116,7 +117,7 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
   std::unique_ptr<FreshPageFiller> filler;
   std::vector<bool> adopted(storages.size(), false);
   for (uint32_t i = 0; i < storages.size(); ++i) {
-    if (file_offsets[i] == CKPTIO_NOT_PLAIN || out[i].mapped || storages[i].nbytes < kHugeThreshold)
+    if (file_offset(i) == CKPTIO_NOT_PLAIN || out[i].mapped || storages[i].nbytes < kHugeThreshold)
       continue;
     if (!filler && !(filler = FreshPageFiller::open())) break;
     adopted[i] = filler->adopt(const_cast<uint8_t*>(out[i].data), storages[i].nbytes);
@@ -135,8 +136,8 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
   auto read_faulting = [&](const Chunk& c) {
     auto* dst = const_cast<uint8_t*>(out[c.index].data) + c.offset;
     populate_for_write(dst, c.length);
-    return file_offsets[c.index] != CKPTIO_NOT_PLAIN
-               ? src.read_at(file_offsets[c.index] + c.offset, dst, c.length)
+    return file_offset(c.index) != CKPTIO_NOT_PLAIN
+               ? origins[c.index].src->read_at(file_offset(c.index) + c.offset, dst, c.length)
                : read_plugin(c.index, c.offset, dst, c.length);
   };
   auto work = [&](bool reporter) {
@@ -146,7 +147,8 @@ Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_
       const Chunk& c = chunks[k];
       Status st;
       if (adopted[c.index]) {
-        uint64_t at = file_offsets[c.index] + c.offset;
+        uint64_t at = file_offset(c.index) + c.offset;
+        const ByteSource& src = *origins[c.index].src;
         auto read = [&](uint64_t o, void* buf, uint64_t n) { return src.read_at(at + o, buf, n); };
         bool filled = false;
         st = filler->fill(const_cast<uint8_t*>(out[c.index].data) + c.offset, c.length, read,

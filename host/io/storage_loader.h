@@ -16,15 +16,18 @@ namespace ckptio::host {
 // (page-aligned, fresh: load_storages fills them through fresh_page_fill.h).
 std::shared_ptr<uint8_t> allocate_storage(uint64_t nbytes);
 
-struct StorageJob {
-  uint32_t index;
-  uint64_t file_offset;  // CKPTIO_NOT_PLAIN: ask the plugin
+// Where one storage's bytes come from: the file (a checkpoint's member) they lie in plainly
+// at file_offset, or CKPTIO_NOT_PLAIN for the plugin's read_storage.
+struct StorageOrigin {
+  const ByteSource* src = nullptr;
+  std::shared_ptr<const void> mapping_owner;  // null: the mapping may not be aliased
+  uint64_t file_offset = 0;
 };
 
-// `read_plugin(index, offset, dst, n)` reads a non-plain storage range.
-Status load_storages(const ByteSource& src, std::shared_ptr<const void> mapping_owner,
-                     const std::vector<StorageInfo>& storages,
-                     const std::vector<uint64_t>& file_offsets, const LoadOptions& options,
+// `read_plugin(index, offset, dst, n)` reads a non-plain storage range. Storages of
+// different files are read in parallel like ranges of one.
+Status load_storages(const std::vector<StorageInfo>& storages,
+                     const std::vector<StorageOrigin>& origins, const LoadOptions& options,
                      const std::function<Status(uint32_t, uint64_t, void*, uint64_t)>& read_plugin,
                      std::vector<StorageBytes>& out);
 

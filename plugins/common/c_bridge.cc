@@ -230,6 +230,7 @@ Status emit_tree(const ckptio_host_api* host, const DecodedFile& file,
     d.device = s.device.c_str();
     d.nbytes = s.nbytes;
     d.file_offset = e.plain ? e.offset : CKPTIO_NOT_PLAIN;
+    d.member = e.member;
     CKPTIO_RETURN_IF_ERROR(from_c(host, builder->add_storage(builder->ctx, &d)));
   }
   Emitter emitter(host, builder);

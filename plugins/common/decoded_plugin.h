@@ -21,6 +21,9 @@ struct DecodedPluginOptions {
   bool defer_storage_headers = false;  // torch-legacy inside a zstd stream (LegacyReadOptions)
 };
 
+// The read options every decoded plugin takes from the call's key=value settings.
+DecodedPluginOptions decoded_plugin_options(const ckptio_options* options);
+
 using DecodeFn =
     std::function<Result<DecodedFile>(const ByteSource& src, const DecodedPluginOptions& opts)>;
 using EncodeFn = std::function<Status(ByteSink& out, const Tree& tree,

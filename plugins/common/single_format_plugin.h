@@ -14,6 +14,7 @@
 #include "plugins/common/c_bridge.h"
 #include "plugins/common/decoded_plugin.h"
 #include "plugins/common/option_infos.h"
+#include "plugins/common/sharded_checkpoint.h"
 #include "plugins/common/verify_entry.h"
 
 namespace ckptio::plugin {
@@ -38,6 +39,9 @@ struct SingleFormatPlugin {
   // number of checksums verified. Null: none (the host opens the file with verify=1).
   uint64_t (*verify)(const ByteSource& src, std::vector<std::string>& problems);
   const char* read_only_message = "format is read-only";
+  // The format's Hugging Face sharded form (directories, index files, max_shard_size), or
+  // null when it has none.
+  const ShardedForm* sharded = nullptr;
 };
 
 // Whether an optional entry is set, asked of a constant without the compiler's warning that
@@ -54,10 +58,16 @@ struct SingleFormatTable {
   static inline const ckptio_host_api* host = nullptr;
 
   static int32_t probe(uint32_t, const uint8_t* head, size_t n, uint64_t file_size) {
+    if (present(P.sharded) && is_index_head(*P.sharded, head, n)) return 95;
     return P.probe(head, n, file_size);
+  }
+  static int32_t probe_directory(uint32_t, const char* const* names, uint64_t count) {
+    return sharded_probe_directory(*P.sharded, names, count);
   }
   static ckptio_status open(uint32_t, const ckptio_source* src, const ckptio_options* options,
                             const ckptio_builder* builder, ckptio_reader** out) {
+    if (present(P.sharded) && opens_sharded(*P.sharded, src))
+      return sharded_open(host, *P.sharded, P.decode, src, options, builder, out);
     auto decode = [options](const ByteSource& s, const DecodedPluginOptions& common) {
       return P.decode(s, common, options);
     };
@@ -72,6 +82,8 @@ struct SingleFormatTable {
     if constexpr (!(P.format.caps & CKPTIO_CAN_WRITE)) {
       return host->make_status(CKPTIO_UNSUPPORTED, P.read_only_message);
     } else {
+      if (present(P.sharded) && saves_sharded(options))
+        return sharded_save(host, *P.sharded, P.encode, tree, sink, options);
       auto encode = [options](ByteSink& out, const Tree& t, const StorageWriter& bytes,
                               const std::string& context) {
         return P.encode(out, t, bytes, context, options);
@@ -85,6 +97,10 @@ struct SingleFormatTable {
   }
   static ckptio_status verify(uint32_t, const ckptio_source* src, const ckptio_options*,
                               const ckptio_verify_report* report) {
+    // A checkpoint of several files: the host opens it with verify=1, which checks each
+    // shard as it is read.
+    if (present(P.sharded) && opens_sharded(*P.sharded, src))
+      return host->make_status(CKPTIO_UNSUPPORTED, "no container check across shards");
     return verify_entry(host, P.plugin_name, src, report, P.verify);
   }
   static const ckptio_plugin_api* make_api(const ckptio_host_api* h) {
@@ -101,7 +117,8 @@ struct SingleFormatTable {
                                           decoded_close,
                                           save,
                                           options,
-                                          present(P.verify) ? verify : nullptr};
+                                          present(P.verify) ? verify : nullptr,
+                                          present(P.sharded) ? probe_directory : nullptr};
     return &api;
   }
 };

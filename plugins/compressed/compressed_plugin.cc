@@ -92,7 +92,8 @@ const ckptio_plugin_api* make_api(const ckptio_host_api* host) {
                                         plugin_close,
                                         plugin_save,
                                         plugin_options,
-                                        plugin_verify};
+                                        plugin_verify,
+                                        nullptr};  // probe_directory: no directory form
   return &api;
 }
 

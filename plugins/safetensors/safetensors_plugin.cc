@@ -1,5 +1,7 @@
 // safetensors: Hugging Face's format (formats/safetensors/safetensors.h), read into the
-// same DecodedFile model as torch-zip so that the host maps or reads the tensors itself.
+// same DecodedFile model as torch-zip so that the host maps or reads the tensors itself; and
+// its sharded form, a directory of shards with model.safetensors.index.json
+// (plugins/common/sharded_checkpoint.h).
 #include <algorithm>
 #include <array>
 #include <cstring>
@@ -52,6 +54,8 @@ Status encode(ByteSink& out, const Tree& tree, const StorageWriter& bytes,
     const std::string key = options->items[i].key, value = options->items[i].value;
     if (key.rfind("meta.", 0) == 0 && key.size() > 5) {
       o.metadata.emplace_back(key.substr(5), value);
+    } else if (key == kMaxShardSizeOption) {
+      continue;  // sharded_save's
     } else if (key == "dedup") {
       if (value != "0" && value != "1")
         return Status(Code::kInvalidArgument,
@@ -72,13 +76,18 @@ constexpr std::array kOptions = {
     option_info(CKPTIO_OPTION_WRITE, "dedup",
                 "0/1: keep one name of tensors sharing bytes, as save_model does (else refused)",
                 "0"),
+    option_info(CKPTIO_OPTION_WRITE, kMaxShardSizeOption,
+                "write a Hugging Face sharded directory, shards of at most this size (5GB, 500MB)"),
 };
+
+constexpr ShardedForm kSharded{hf::ShardKind::kSafetensors, 95, 85};
 
 constexpr SingleFormatPlugin kPlugin{
     "safetensors", "0.1.0",
     {"safetensors", "Hugging Face safetensors: JSON header + raw little-endian tensors",
      ".safetensors", CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
-    probe, decode, encode, kOptions.data(), kOptions.size(), nullptr};
+    probe, decode, encode, kOptions.data(), kOptions.size(), nullptr, "format is read-only",
+    &kSharded};
 
 }  // namespace
 

@@ -52,13 +52,20 @@ constexpr auto kOptions = concat(
                     "archive"),
         option_info(CKPTIO_OPTION_WRITE | CKPTIO_OPTION_NUMBER, "alignment",
                     "record data alignment in bytes, a power of two up to 32768", "64"),
+        option_info(CKPTIO_OPTION_WRITE, kMaxShardSizeOption,
+                    "write a Hugging Face sharded directory of pytorch_model-*.bin shards of "
+                    "at most this size (5GB, 500MB)"),
     });
+
+// Below safetensors' scores: transformers prefers the safetensors index where both are.
+constexpr ShardedForm kSharded{hf::ShardKind::kBin, 80, 70};
 
 constexpr SingleFormatPlugin kPlugin{
     "torch-zip", "0.1.0",
     {"torch-zip", "torch.save zip archive (PyTorch >= 1.6 default)", ".pt",
      CKPTIO_CAN_READ | CKPTIO_CAN_WRITE},
-    probe, decode, encode, kOptions.data(), kOptions.size(), verify};
+    probe, decode, encode, kOptions.data(), kOptions.size(), verify, "format is read-only",
+    &kSharded};
 
 }  // namespace
 

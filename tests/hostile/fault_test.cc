@@ -6,7 +6,9 @@
 // leaves the output either the old file or the complete new one, never anything in between,
 // and no temporary survives the next save: the sink's temporary is unnamed (O_TMPFILE), and
 // where the file system refuses that (the shim's notmpfile) the next save sweeps the named
-// temporaries whose writer is gone.
+// temporaries whose writer is gone. The same loop for a sharded save (a checkpoint directory
+// written as a temporary sibling directory and renamed into place): the directory is always
+// the old checkpoint or the new one, and the next save sweeps killed writers' directories.
 #include <gtest/gtest.h>
 #include <signal.h>
 #include <fcntl.h>
@@ -17,6 +19,7 @@
 #include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <map>
 #include <random>
 #include <string>
 #include <thread>
@@ -49,6 +52,11 @@ std::string prepare(const std::string& dir) {
             300);
     if (!r.exited || r.exit_code != 0) return r.describe();
   }
+  // The sharded reference: big.pt as safetensors shards (each 64 MB tensor its own shard).
+  r = run({cli(), "convert", dir + "/big.pt", dir + "/big.ref.dir", "--format", "safetensors",
+           "--option", "max_shard_size=40MB"},
+          300);
+  if (!r.exited || r.exit_code != 0) return r.describe();
   return "";
 }
 
@@ -252,6 +260,122 @@ void kill_loop(const std::string& dir, const std::string& shim_fault) {
 }
 
 TEST(KillDuringSave, OutputIsOldOrCompleteAndNothingIsLeft) { kill_loop(scratch("kill"), ""); }
+
+// Every file of a directory, name -> bytes.
+std::map<std::string, std::string> directory_bytes(const std::string& dir) {
+  std::map<std::string, std::string> out;
+  for (const auto& name : list_dir(dir)) out[name] = read_file(dir + "/" + name);
+  return out;
+}
+
+// kill -9 during sharded saves into a checkpoint directory, 50 times while one runs: the
+// directory is the old checkpoint (one shard and the config.json beside it) or the whole new
+// one (two shards, the index, the config.json carried over), and once a save has run
+// undisturbed, nothing but the directory is left beside it.
+TEST(KillDuringSave, ShardedSaveLeavesTheOldOrTheNewDirectory) {
+  const std::string dir = scratch("kill_sharded");
+  const std::string out = dir + "/out";
+  const std::string c = cli(), in = input("big.pt");
+  auto make_old = [&]() {
+    std::error_code ec;
+    fs::remove_all(out, ec);
+    RunResult r = run({c, "convert", input("old.pt"), out, "--format", "safetensors", "--option",
+                       "max_shard_size=40MB"},
+                      kTimeoutS);
+    write_file(out + "/config.json", "{\"model_type\": \"test\"}\n");
+    return r;
+  };
+  RunResult made = make_old();
+  ASSERT_TRUE(made.exited && made.exit_code == 0) << made.describe();
+  const auto old_files = directory_bytes(out);
+  ASSERT_EQ(old_files.size(), 2u) << "model.safetensors and config.json";
+  auto new_files = directory_bytes(input("big.ref.dir"));
+  new_files["config.json"] = old_files.at("config.json");
+  ASSERT_EQ(new_files.size(), 4u) << "two shards, the index and config.json";
+  auto spawn = [&]() {
+    pid_t pid = fork();
+    if (pid == 0) {
+      execl(c.c_str(), c.c_str(), "convert", in.c_str(), out.c_str(), "--format", "safetensors",
+            "--option", "max_shard_size=40MB", static_cast<char*>(nullptr));
+      _exit(127);
+    }
+    return pid;
+  };
+  auto temp_dirs = [&]() {
+    std::vector<std::string> temps;
+    for (const auto& name : list_dir(dir))
+      if (name != "out") temps.push_back(name);
+    return temps;
+  };
+  auto wait_for_temp = [&](pid_t pid) {
+    for (int waited = 0; waited < 40000; ++waited) {
+      for (const auto& name : temp_dirs())
+        if (name.rfind(".out.ckptio-tmpdir-" + std::to_string(pid) + "-", 0) == 0) return;
+      if (waitpid(pid, nullptr, WNOHANG) != 0) return;
+      std::this_thread::sleep_for(std::chrono::microseconds(250));
+    }
+  };
+  pid_t ref = spawn();
+  ASSERT_GE(ref, 0);
+  wait_for_temp(ref);
+  auto t0 = std::chrono::steady_clock::now();
+  int ref_status = 0;
+  waitpid(ref, &ref_status, 0);
+  const double full = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_TRUE(WIFEXITED(ref_status) && WEXITSTATUS(ref_status) == 0);
+  ASSERT_EQ(directory_bytes(out), new_files);
+  ASSERT_TRUE(temp_dirs().empty());
+
+  std::mt19937 rng(54321);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  double window = full * 0.7;
+  int killed_running = 0, old_seen = 0, new_seen = 0;
+  std::vector<pid_t> killed;
+  for (int i = 0; i < 200 && killed_running < 50; ++i) {
+    made = make_old();
+    ASSERT_TRUE(made.exited && made.exit_code == 0) << made.describe();
+    pid_t pid = spawn();
+    ASSERT_GE(pid, 0);
+    wait_for_temp(pid);
+    std::this_thread::sleep_for(std::chrono::duration<double>(unit(rng) * window));
+    kill(pid, SIGKILL);
+    int status = 0;
+    waitpid(pid, &status, 0);
+    killed_running += WIFSIGNALED(status);
+    window = WIFSIGNALED(status) ? std::min(window * 1.1, full) : window * 0.7;
+    const auto now = directory_bytes(out);
+    if (now == old_files) {
+      ++old_seen;
+    } else {
+      ASSERT_TRUE(now == new_files) << "iteration " << i << ": the directory is neither the old "
+                                    << "checkpoint nor the whole new one (" << now.size()
+                                    << " files)";
+      ++new_seen;
+    }
+    killed.push_back(pid);
+    for (const auto& name : temp_dirs()) {
+      const bool ours = std::any_of(killed.begin(), killed.end(), [&](pid_t p) {
+        return name.rfind(".out.ckptio-tmpdir-" + std::to_string(p) + "-", 0) == 0;
+      });
+      EXPECT_TRUE(ours) << "iteration " << i << ": " << name << " is no killed writer's";
+    }
+  }
+  made = make_old();
+  ASSERT_TRUE(made.exited && made.exit_code == 0) << made.describe();
+  pid_t last = spawn();
+  ASSERT_GE(last, 0);
+  int last_status = 0;
+  waitpid(last, &last_status, 0);
+  ASSERT_TRUE(WIFEXITED(last_status) && WEXITSTATUS(last_status) == 0);
+  EXPECT_EQ(directory_bytes(out), new_files);
+  EXPECT_TRUE(temp_dirs().empty()) << "a killed writer's directory survived a save: "
+                                   << (temp_dirs().empty() ? "" : temp_dirs()[0]);
+  RunResult v = run({c, "verify", out}, kTimeoutS);
+  EXPECT_TRUE(v.exited && v.exit_code == 0) << v.describe();
+  EXPECT_EQ(killed_running, 50) << "kills that landed while the save ran";
+  std::printf("sharded kill -9 loop: %d killed mid-run, %d old directories, %d complete new ones\n",
+              killed_running, old_seen, new_seen);
+}
 
 // The same where the file system has no O_TMPFILE: named temporaries, swept by the next save.
 TEST(KillDuringSave, NamedTemporariesOfKilledWritersGoAtTheNextSave) {

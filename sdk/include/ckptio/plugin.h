@@ -26,6 +26,23 @@
  *
  * Threading: probe() is pure and may run on any thread. read_storage() may be called
  * concurrently for different storages of one reader. source->read_at() is thread-safe.
+ *
+ * Version 2 adds checkpoints of several files (a Hugging Face sharded directory, an index
+ * file and its shards, a torch.distributed.checkpoint directory), all by appended fields:
+ *  - Reading: the source may be a directory (ckptio_source::kind), listed for
+ *    probe_directory() and open(). open() asks the host for a member file by its name
+ *    relative to the checkpoint (ckptio_source::open_member); the host opens it as it opens
+ *    a single file (mapped, bounds-checked, thread-safe reads) and refuses a name that is
+ *    absolute, has a ".." component or resolves outside the checkpoint's directory. Each
+ *    storage names the member its plain bytes lie in (ckptio_storage_desc::member), so the
+ *    host reads different members in parallel and maps each for zero-copy.
+ *  - Writing: save() either writes its sink (one file) or opens members of a directory
+ *    (ckptio_sink::open_member), never both. The host writes the members into a temporary
+ *    directory beside the target and, after save() succeeded, fsyncs them and the directory
+ *    and renames it into place: an existing checkpoint at the target stays whole until then,
+ *    and a failed or killed save leaves nothing.
+ * A version-1 plugin keeps working in a version-2 host: it never sees a directory, and its
+ * smaller structs read as member 0.
  */
 #ifndef CKPTIO_PLUGIN_H_
 #define CKPTIO_PLUGIN_H_
@@ -37,7 +54,7 @@
 extern "C" {
 #endif
 
-#define CKPTIO_ABI_VERSION 1u
+#define CKPTIO_ABI_VERSION 2u
 #define CKPTIO_ENTRY_SYMBOL "ckptio_plugin_entry"
 
 /* Status codes (int32_t on the wire). */
@@ -155,6 +172,9 @@ typedef struct ckptio_storage_desc {
   /* Offset of the bytes in the source when they are stored plainly (uncompressed,
    * little-endian, contiguous); CKPTIO_NOT_PLAIN when only read_storage() can produce them. */
   uint64_t file_offset;
+  /* ABI 2: the source file_offset counts in: 0 the source open() was given, else the
+   * number ckptio_source::open_member() returned for a member. */
+  uint32_t member;
 } ckptio_storage_desc;
 
 typedef struct ckptio_tensor_desc {
@@ -181,6 +201,11 @@ typedef struct ckptio_options { /* frozen */
   const ckptio_option* items;
 } ckptio_options;
 
+enum {
+  CKPTIO_SOURCE_FILE = 0,     /* bytes: size, data, read_at */
+  CKPTIO_SOURCE_DIRECTORY = 1 /* a directory: size 0, data NULL, read_at fails; see members */
+};
+
 typedef struct ckptio_source {
   uint32_t struct_size;
   void* ctx;
@@ -188,6 +213,23 @@ typedef struct ckptio_source {
   uint64_t size;
   const uint8_t* data; /* all bytes when addressable (mapped file, memory), else NULL */
   ckptio_status (*read_at)(void* ctx, uint64_t offset, void* dst, uint64_t n);
+
+  /* ABI 2 (check CKPTIO_HAS_FIELD: a version-1 host passes a smaller struct). */
+  uint32_t kind; /* CKPTIO_SOURCE_* */
+  /* A directory's regular files and symlinks to them, names relative to it, sorted
+   * bytewise; 0 and NULL for a file. */
+  uint64_t member_count;
+  const char* const* members;
+  /* Opens the member file `name` (UTF-8, '/'-separated, relative to the checkpoint's
+   * directory: the directory itself, or the one holding this file). The host refuses, with
+   * CKPTIO_FORBIDDEN naming the member, a name that is empty, absolute, has an empty, "." or
+   * ".." component, or resolves through symlinks outside that directory; a missing member
+   * is CKPTIO_NOT_FOUND. On success *member is its number for ckptio_storage_desc::member
+   * (1, 2, ...; the same name opens once and answers the same number) and *out a file
+   * source valid until close() of the reader made from this source. NULL where the host
+   * has no members to offer (a memory buffer). */
+  ckptio_status (*open_member)(void* ctx, const char* name, uint32_t* member,
+                               const struct ckptio_source** out);
 } ckptio_source;
 
 typedef struct ckptio_sink {
@@ -195,6 +237,21 @@ typedef struct ckptio_sink {
   void* ctx;
   const char* name;
   ckptio_status (*write)(void* ctx, const void* data, uint64_t n);
+
+  /* ABI 2. Makes the output a directory and opens its member file `name` (a plain file
+   * name: no '/', not "." or ".."; the host refuses others and a name opened twice). A
+   * save writes either this sink or members, never both. *out stays valid until save()
+   * returns; the host commits every member together after save() succeeded. NULL where
+   * the target can only be one file. */
+  ckptio_status (*open_member)(void* ctx, const char* name, const struct ckptio_sink** out);
+  /* The regular files of the directory the save replaces (sorted; 0 and NULL when there
+   * is none). The host carries each one the save neither writes nor drops into the new
+   * directory, so files beside a checkpoint (a model's config.json) survive a save. */
+  uint64_t existing_count;
+  const char* const* existing;
+  /* Leaves an existing file (a stale shard of the checkpoint being replaced) out of the
+   * new directory. */
+  ckptio_status (*drop_existing)(void* ctx, const char* name);
 } ckptio_sink;
 
 /* Reading: the plugin describes the file through these callbacks, in this order:
@@ -341,6 +398,12 @@ typedef struct ckptio_plugin_api {
    * CKPTIO_UNSUPPORTED): the host opens the file with verify=1 instead. */
   ckptio_status (*verify)(uint32_t format, const ckptio_source* source,
                           const ckptio_options* options, const ckptio_verify_report* report);
+
+  /* ABI 2. 0 (not this format) .. 100 (certain) that a directory holding these files
+   * (names as in ckptio_source::members) is a checkpoint of `format`, which open() then
+   * reads from a CKPTIO_SOURCE_DIRECTORY source. Pure, like probe(). NULL: no format of the
+   * plugin is a directory. */
+  int32_t (*probe_directory)(uint32_t format, const char* const* names, uint64_t count);
 } ckptio_plugin_api;
 
 /* The one exported symbol. Returns NULL when no version in [min_abi, max_abi] is spoken. */
