@@ -8,7 +8,8 @@
 #  3. the installed `ckptio` finds the plugin through CKPTIO_PLUGIN_PATH;
 #  4. a real torch.save state_dict -> .safetensors -> torch-zip is bit-identical, an
 #     independent strict reader accepts our .safetensors, torch.load agrees;
-#  5. malformed .safetensors files each fail with exit 1 and one line naming the file.
+#  5. malformed .safetensors files each fail with exit 1 and one line naming the file;
+#  6. the minimal plugin round-trips a vector as a file and two as a directory (ABI 2).
 set -euo pipefail
 src=$1 build=$2 work=$3 cmake=${4:-cmake}
 # Real PyTorch: Debian's by default, not whatever python3 is on PATH (CTest passes its choice).
@@ -57,15 +58,20 @@ run_logged "$cmake" --build "$work/consumer" -j 2
 
 ck=$prefix/bin/ckptio
 export CKPTIO_PLUGIN_PATH=$work/st:$work/minimal
+# The plugin ABI of the installed header: what plugins built against it answer.
+abi=$(sed -n 's/^#define CKPTIO_ABI_VERSION \([0-9]*\)u$/\1/p' "$prefix/include/ckptio/plugin.h")
+[[ -n $abi ]] || { echo "FAILED: no CKPTIO_ABI_VERSION in the installed plugin.h"; exit 1; }
 step "ckptio plugins"
 "$ck" plugins | tee "$log"
-grep -q "^  safetensors-example 0.1.0  (ABI 1)  $work/st/ckptio-safetensors-example.so" "$log" ||
+grep -q "^  safetensors-example 0.1.0  (ABI $abi)  $work/st/ckptio-safetensors-example.so" "$log" ||
   { echo "FAILED: the safetensors example plugin is not listed"; exit 1; }
 grep -q "^formats available:.* safetensors-example" "$log" || { echo "FAILED: no safetensors-example format"; exit 1; }
 # The bundled plugin is installed too, and keeps its name beside the example's.
-grep -q "^  safetensors 0.1.0  (ABI 1)  $prefix/lib/ckptio/plugins/ckptio-safetensors.so" "$log" ||
+grep -q "^  safetensors 0.1.0  (ABI $abi)  $prefix/lib/ckptio/plugins/ckptio-safetensors.so" "$log" ||
   { echo "FAILED: the bundled safetensors plugin is not listed"; exit 1; }
 grep -q "torch-zip" "$log" || { echo "FAILED: bundled plugins not found next to libckptio"; exit 1; }
+grep -q "^  f32raw 1.0  (ABI 2)  $work/minimal/ckptio-f32raw.so" "$log" ||
+  { echo "FAILED: the minimal plugin is not listed with ABI 2"; exit 1; }
 
 d=$work/data
 step "round trip a torch.save state_dict"
@@ -119,12 +125,26 @@ grep -qx "torch-zip 4 ok" <(head -1 "$log") || { cat "$log"; echo "FAILED: extra
 grep -qxF "['0.weight'] float32 12" "$log" && grep -qxF "['2.bias'] float32 2" "$log" ||
   { cat "$log"; echo "FAILED: extract_state_dict keys"; exit 1; }
 
-step "the minimal plugin round-trips a vector"
+step "the minimal plugin round-trips a vector, and two as a directory"
 "$ck" convert "$d/vector.pt" "$d/vector.f32" --format f32raw
 "$ck" convert "$d/vector.f32" "$d/vector_back.pt" --format torch-zip
 "$ck" inspect --json "$d/vector.pt" >"$d/vector.json"
 "$ck" inspect --json "$d/vector_back.pt" >"$d/vector_back.json"
 "$py" "$check" same_json "$d/vector.json" "$d/vector_back.json"
+# Its directory form (ABI 2 members): one <key>.f32 per tensor; saving over the directory
+# keeps a file beside them (config.json) and drops a stale .f32 the save does not write.
+"$ck" convert "$d/vectors.pt" "$d/vectors" --format f32raw --option dir=1
+[[ $(ls "$d/vectors") == $'a.f32\nb.f32' ]] || { ls -la "$d/vectors"; echo "FAILED: dir=1 members"; exit 1; }
+echo '{}' >"$d/vectors/config.json"
+cp "$d/vectors/a.f32" "$d/vectors/stale.f32"
+"$ck" convert "$d/vectors.pt" "$d/vectors" --format f32raw --option dir=1
+[[ $(ls "$d/vectors") == $'a.f32\nb.f32\nconfig.json' ]] ||
+  { ls -la "$d/vectors"; echo "FAILED: saving over the directory"; exit 1; }
+if ls -A "$d" | grep -q ckptio-tmp; then ls -la "$d"; echo "FAILED: a temporary is left"; exit 1; fi
+"$ck" convert "$d/vectors" "$d/vectors_back.pt" --format torch-zip  # detected: probe_directory
+"$ck" inspect --json "$d/vectors.pt" >"$d/vectors.json"
+"$ck" inspect --json "$d/vectors_back.pt" >"$d/vectors_back.json"
+"$py" "$check" same_json "$d/vectors.json" "$d/vectors_back.json"
 "$src/tests/abi/check_exports.sh" "$work/minimal/ckptio-f32raw.so"
 
 step "nested dicts flatten with '.'; non-tensor entries are refused by name"

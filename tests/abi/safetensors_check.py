@@ -1,7 +1,8 @@
 """Helpers for install_test.sh, run with Debian's real PyTorch (/usr/bin/python3).
 
   make DIR                 model.pt (a state_dict with views, tied and odd-dtype tensors),
-                           nested.pt (dicts of dicts), general.pt (a tensor-less entry)
+                           nested.pt (dicts of dicts), general.pt (a tensor-less entry),
+                           vector.pt and vectors.pt (one and two float32 vectors: f32raw)
   check ORIG.pt FILE       reads FILE with the strict reader below (written from the
                            safetensors spec, independent of ckptio) and compares every
                            tensor with torch.load(ORIG.pt)
@@ -102,6 +103,7 @@ def make(d):
                d + "/nested.pt")
     torch.save({"model": {"w": torch.ones(2)}, "epoch": 3}, d + "/general.pt")
     torch.save({"values": torch.randn(7)}, d + "/vector.pt")
+    torch.save({"a": torch.randn(5), "b": torch.randn(3)}, d + "/vectors.pt")  # f32raw dir=1
     torch.save(m, d + "/whole_model.pt")  # the module object itself (its classes pickled)
 
 

@@ -4,8 +4,9 @@
 //
 //   NO_ENTRY        exports no ckptio_plugin_entry
 //   ENTRY_THROWS    the entry function throws a C++ exception
-//   ABI_TOO_NEW     speaks only ABI 2: returns NULL for the host's 1..1
-//   ABI_LIES        ignores the range and answers abi_version 2
+//   ABI_TOO_NEW     speaks only the ABI after the host's (CKPTIO_ABI_VERSION + 1, now 3):
+//                   returns NULL for the host's 1..CKPTIO_ABI_VERSION
+//   ABI_LIES        ignores the range and answers abi_version CKPTIO_ABI_VERSION + 1
 //   ABI_TOO_OLD     answers abi_version 0
 //   SMALL_STRUCT    a table whose struct_size ends before probe
 //   PROBE_THROWS    probe() throws (a plugin that forgot the plugin.hpp guard)
@@ -128,7 +129,7 @@ const ckptio_format_info kFormats[] = {{"abi-broken", "never usable", ".x", CKPT
   api.close = close;
   api.save = save;
 #if defined(ABI_VARIANT_ABI_LIES)
-  api.abi_version = 2;
+  api.abi_version = CKPTIO_ABI_VERSION + 1;  // a version no host speaks yet
 #elif defined(ABI_VARIANT_ABI_TOO_OLD)
   api.abi_version = 0;
 #elif defined(ABI_VARIANT_SMALL_STRUCT)
@@ -154,7 +155,9 @@ extern "C" CKPTIO_PLUGIN_EXPORT const ckptio_plugin_api* ckptio_plugin_entry(
 #elif defined(ABI_VARIANT_ABI_TOO_NEW)
 extern "C" CKPTIO_PLUGIN_EXPORT const ckptio_plugin_api* ckptio_plugin_entry(
     const ckptio_host_api* host, uint32_t min_abi, uint32_t max_abi) {
-  if (min_abi > 2 || max_abi < 2) return nullptr;  // speaks ABI 2 only
+  // Speaks only the version after the one it was built with, which no host speaks yet.
+  constexpr uint32_t kOnly = CKPTIO_ABI_VERSION + 1;
+  if (min_abi > kOnly || max_abi < kOnly) return nullptr;
   return make_api(host);
 }
 #else
