@@ -19,7 +19,9 @@ WORK_DIR is what make_hf_cases.py made (its manifest.json); MODEL one of its mod
    that case is: the same weight files (shards and index), the same weight_map, the same
    metadata.total_size (total_parameters is save_pretrained's count of the model's
    parameters, which a state_dict does not tell: not compared), each shard holding exactly
-   the tensors the weight_map gives it, and safetensors shards the same __metadata__.
+   the tensors the weight_map gives it, and safetensors shards the same __metadata__ and
+   the same bytes (safetensors files of the same tensors are deterministic: the header's
+   order is the reference's own sort, not the state_dict's).
 
 Prints "ok" and exits 0; otherwise prints one line saying what differs to stderr and exits 1.
 """
@@ -128,6 +130,11 @@ def check_like(out, case):
         if meta != want_meta:
             raise Mismatch("%s/%s: __metadata__ %s, save_pretrained wrote %s"
                            % (out, fname, meta, want_meta))
+        if fname.endswith(".safetensors"):
+            with open(os.path.join(out, fname), "rb") as a, open(os.path.join(ref, fname), "rb") as b:
+                if a.read() != b.read():
+                    raise Mismatch("%s/%s differs from the file save_pretrained wrote"
+                                   % (out, fname))
 
 
 def check(manifest, out, model, like):
