@@ -49,7 +49,7 @@ constexpr int kCliTimeoutS = 60;
 constexpr int kPyTimeoutS = 300;
 
 std::string prepare(const std::string& dir) {
-  RunResult made = run({kPython, py_script(kMake), "make", dir}, 600);
+  RunResult made = run({kPython, py_script(kMake), "make", dir}, 300);  // the fixture's limit
   if (made.exited && made.exit_code == 3 &&
       made.err.find("no transformers module") != std::string::npos) {
     write_file(dir + "/skipped", made.err);  // Debian's torch 1.13 Python has none
