@@ -4,11 +4,13 @@
 // peak_bytes is what the run added to the process's resident set at its peak (peak_rss.h);
 // pages of a file mapping count too (page cache a mapping made resident in the process).
 //
-//   timed_op OP FILE [REPEAT]     (FILE: a torch.save state_dict, as Python wrote it; the
-//                                 torch:: ops read or write FILE + their suffix)
+//   timed_op OP FILE [REPEAT]     (FILE: the op's input in its format (--list): a torch.save
+//                                 state_dict as Python wrote it, whose torch:: ops read or
+//                                 write FILE + their suffix; or the .safetensors file, or the
+//                                 directory of Hugging Face shards, made from the same tensors)
 //   timed_op --prepare FILE       writes the LibTorch-format copies of FILE's tensors that
 //                                 the torch:: ops read (FILE.libtorch_*.pt), if missing
-//   timed_op --list               the ops, one per line: name, kind, file suffix
+//   timed_op --list               the ops, one per line: name, kind, file suffix, format
 //
 // bench/run.py starts one process per timed run, so each load goes into fresh memory, and
 // evicts or warms the file first. Untimed: loading the plugins, each op's preparation (the
@@ -19,7 +21,9 @@
 #include <torch/serialize.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -47,12 +51,16 @@ Result keep(T value) {
 }
 
 struct Op {
-  // load | lazy | module | save | save_durable (as py/peer_ops.py), or limit | limit_save
+  // load | lazy | module | save | save_durable | load_sharded | lazy_sharded | save_sharded
+  // (as py/peer_ops.py), or limit | limit_save
   std::string kind;
   std::string suffix;  // appended to FILE: the file this op reads ("" = FILE itself)
   // Untimed, once: returns the state the timed run needs (may be null).
   std::function<std::shared_ptr<void>(const std::string& file)> prepare;
   std::function<Result(const std::string& path, void* state)> run;
+  // Which of the benchmark files FILE is (py/make_bench_files.py's keys): pt, safetensors,
+  // or shards (a directory of Hugging Face shards with model.safetensors.index.json).
+  std::string fmt = "pt";
 };
 
 ckptio::TorchLoadOptions cpu_load(bool zero_copy = false) {
@@ -128,6 +136,21 @@ std::shared_ptr<void> tensors_of(const std::string& file) {
   return std::make_shared<ckptio::StateDict>(load_sd(file));
 }
 
+// The tensors of the .pt beside a peer-format FILE ("x.safetensors", "x.shards" -> "x.pt"),
+// as the Python savers take theirs: every saver starts from the same tensors.
+std::shared_ptr<void> tensors_of_source(const std::string& file) {
+  return tensors_of(std::filesystem::path(file).replace_extension(".pt").string());
+}
+
+// max_shard_size for the sharded saves, the rule of py/peer_ops.py's shard_limit: 28% of the
+// tensor bytes in decimal MB, which is 300MB for the 1 GiB model and 4 shards at the --quick
+// size too.
+std::string shard_limit(const ckptio::StateDict& sd) {
+  double bytes = 0;
+  for (const auto& item : sd) bytes += double(item.value().nbytes());
+  return std::to_string(std::max<long long>(1, std::llround(bytes * 0.28 / 1e6))) + "MB";
+}
+
 // ---- the timed runs: `path` is the file to read, or the output to write -------------------
 
 Result ckptio_load(const std::string& path, void*) {
@@ -159,6 +182,19 @@ Result ckptio_save(const std::string& path, void* sd) {
   ckptio::SaveOptions so;
   so.fsync = kDurable;  // durable: fsync of the temporary, rename, fsync of the directory
   ckptio::save(path, *static_cast<ckptio::StateDict*>(sd), so);
+  return nullptr;
+}
+
+// A Hugging Face sharded checkpoint as transformers' save_pretrained writes it (shards of at
+// most max_shard_size, the index beside them), or with `kSharded` false one .safetensors file.
+template <bool kSharded>
+Result ckptio_save_safetensors(const std::string& path, void* state) {
+  const auto& sd = *static_cast<ckptio::StateDict*>(state);
+  ckptio::SaveOptions so;
+  so.format = "safetensors";
+  so.fsync = false;  // as the Hugging Face savers, which do not fsync
+  if (kSharded) so.plugin_options = {{"max_shard_size", shard_limit(sd)}};
+  ckptio::save(path, sd, so);
   return nullptr;
 }
 
@@ -280,6 +316,19 @@ std::map<std::string, Op> ops() {
        {"save", kArchiveSuffix, tensors_of, libtorch_archive_save<false>}},
       {"torch::save (tensor list) + fsync",
        {"save_durable", kArchiveSuffix, tensors_of, libtorch_archive_save<true>}},
+      // Hugging Face sharded checkpoints (bf16; py/workloads.py's sharded_* workloads): the
+      // same tensors as one .safetensors file and as shards, loaded and saved by ckptio.
+      {"ckptio load (shards)", {"load_sharded", "", nothing, ckptio_load, "shards"}},
+      {"ckptio load (one .safetensors)",
+       {"load_sharded", "", nothing, ckptio_load, "safetensors"}},
+      {"ckptio load (zero_copy, shards)",
+       {"lazy_sharded", "", nothing, ckptio_load_zero_copy, "shards"}},
+      {"ckptio load (zero_copy, one .safetensors)",
+       {"lazy_sharded", "", nothing, ckptio_load_zero_copy, "safetensors"}},
+      {"ckptio save (shards, max_shard_size)",
+       {"save_sharded", "", tensors_of_source, ckptio_save_safetensors<true>, "shards"}},
+      {"ckptio save (one .safetensors)",
+       {"save_sharded", "", tensors_of_source, ckptio_save_safetensors<false>, "safetensors"}},
       {"memcpy limit", {"limit", "", buffers_for, limit_memcpy}},
       {"read() limit", {"limit", "", read_buffer_for, limit_read}},
       {"fresh-memory limit", {"limit", "", size_of, limit_fresh_copy}},
@@ -288,7 +337,8 @@ std::map<std::string, Op> ops() {
   };
 }
 
-// "x.pt" -> "x.bench-out.pt": saves write beside their input, never over it.
+// "x.pt" -> "x.bench-out.pt" ("x.shards" -> "x.bench-out.shards", a directory): saves write
+// beside their input, never over it.
 std::string out_path(const std::string& path) {
   std::filesystem::path p(path);
   return (p.parent_path() / (p.stem().string() + ".bench-out" + p.extension().string())).string();
@@ -309,7 +359,7 @@ int main(int argc, char** argv) try {
   const std::map<std::string, Op> table = ops();
   if (argc == 2 && std::string(argv[1]) == "--list") {
     for (const auto& [name, op] : table)
-      std::cout << name << '\t' << op.kind << '\t' << op.suffix << '\n';
+      std::cout << name << '\t' << op.kind << '\t' << op.suffix << '\t' << op.fmt << '\n';
     return 0;
   }
   if (argc == 3 && std::string(argv[1]) == "--prepare") {
@@ -329,7 +379,7 @@ int main(int argc, char** argv) try {
   const std::string path = saving ? out_path(file + op.suffix) : file + op.suffix;
   for (int i = 0; i < repeat; ++i) {
     if (saving) {
-      std::filesystem::remove(path);
+      std::filesystem::remove_all(path);
       ::sync();
     }
     const uint64_t rss0 = ckptio_bench::start_peak();
@@ -345,7 +395,7 @@ int main(int argc, char** argv) try {
         static_cast<long long>(peak));
     std::fflush(stdout);
   }
-  if (saving) std::filesystem::remove(path);
+  if (saving) std::filesystem::remove_all(path);
   return 0;
 } catch (const std::exception& e) {
   std::cerr << "timed_op: " << e.what() << '\n';

@@ -1,6 +1,6 @@
 """Writes the benchmark checkpoints with real PyTorch (run with the project's .venv python).
 
-  make_bench_files.py OUT_DIR [--gib 1.0] [--small 20000]
+  make_bench_files.py OUT_DIR [--gib 1.0] [--small 20000] [--which fp32,bf16,small]
 
 transformer_fp32_<gib>g.pt : a transformer-like state_dict (embeddings, per-layer attention
     and MLP weights, layer norms; random normal, std 0.02) of about --gib GiB
@@ -9,8 +9,11 @@ small_tensors_<n>.pt       : --small tiny tensors (per-tensor overhead)
 Each also in the peers' own formats, from the same tensors: <stem>.safetensors
 (safetensors.torch.save_file) and <stem>.tensors (tensorizer's TensorSerializer.write_module,
 which its README recommends over write_state_dict; <stem>.tensors.error says why where it
-cannot). Prints the paths as one JSON object.
-Existing files are kept, so reruns are quick.
+cannot). The bf16 model also as Hugging Face shards, <stem>.shards/ (model-0000i-of-0000N
+.safetensors and model.safetensors.index.json, written by huggingface_hub's
+save_torch_state_dict, the split transformers' save_pretrained uses, with max_shard_size
+peer_ops.shard_limit: 4 shards). Prints the paths (--which: of those files only) as one
+JSON object. Existing files are kept, so reruns are quick.
 """
 import argparse
 import collections
@@ -19,7 +22,7 @@ import os
 
 import torch
 
-from peer_ops import mirror  # the modules the benchmarks load into, here sharing sd
+from peer_ops import mirror, shard_limit  # mirror: the modules the benchmarks load into
 
 
 def transformer_state_dict(target_bytes, dtype):
@@ -52,10 +55,12 @@ def transformer_state_dict(target_bytes, dtype):
     return sd
 
 
-def write_all(make_sd, pt):
+def write_all(make_sd, pt, shards=False):
     """pt and its peer-format twins, each written only when missing (via a temporary)."""
     stem = pt[:-3]
     outs = {"pt": pt, "safetensors": stem + ".safetensors", "tensors": stem + ".tensors"}
+    if shards:
+        outs["shards"] = stem + ".shards"
     missing = [k for k, p in outs.items()
                if not os.path.exists(p) and not os.path.exists(p + ".error")]
     if not missing:
@@ -65,6 +70,13 @@ def write_all(make_sd, pt):
         tmp = outs[kind] + ".tmp"
         if kind == "pt":
             torch.save(sd, tmp)
+        elif kind == "shards":
+            import shutil
+            from huggingface_hub import save_torch_state_dict
+            shutil.rmtree(tmp, ignore_errors=True)
+            os.makedirs(tmp)
+            save_torch_state_dict(sd, tmp, max_shard_size=shard_limit(
+                sum(t.nbytes for t in sd.values())))
         elif kind == "safetensors":
             from safetensors.torch import save_file
             save_file(sd, tmp)
@@ -90,20 +102,23 @@ def main():
     ap.add_argument("out")
     ap.add_argument("--gib", type=float, default=1.0)
     ap.add_argument("--small", type=int, default=20000)
+    ap.add_argument("--which", default="fp32,bf16,small",
+                    help="comma-separated: the files to write and print")
     a = ap.parse_args()
+    which = set(a.which.split(","))
     os.makedirs(a.out, exist_ok=True)
     target = int(a.gib * (1 << 30))
     tag = f"{a.gib:g}g"
-    files = {
-        "fp32": write_all(lambda: transformer_state_dict(target, torch.float32),
-                          os.path.join(a.out, f"transformer_fp32_{tag}.pt")),
-        "bf16": write_all(lambda: transformer_state_dict(target, torch.bfloat16),
-                          os.path.join(a.out, f"transformer_bf16_{tag}.pt")),
-        "small": write_all(lambda: collections.OrderedDict(
+    makers = {
+        "fp32": lambda: write_all(lambda: transformer_state_dict(target, torch.float32),
+                                  os.path.join(a.out, f"transformer_fp32_{tag}.pt")),
+        "bf16": lambda: write_all(lambda: transformer_state_dict(target, torch.bfloat16),
+                                  os.path.join(a.out, f"transformer_bf16_{tag}.pt"), shards=True),
+        "small": lambda: write_all(lambda: collections.OrderedDict(
             (f"t{i}", torch.full((4,), float(i))) for i in range(a.small)),
             os.path.join(a.out, f"small_tensors_{a.small}.pt")),
     }
-    print(json.dumps(files))
+    print(json.dumps({k: make() for k, make in makers.items() if k in which}))
 
 
 if __name__ == "__main__":

@@ -2,16 +2,20 @@
 ckptio would call. py/timed_op.py times them; bench/run.py lists them per workload.
 
 Each op is Op(kind, fmt, run, prepare): `fmt` names the file it reads or writes (pt,
-safetensors, tensors); `prepare(path)` builds, untimed, what the timed `run(path, ctx)`
-needs (a module to load into, tensors to save). Kinds:
+safetensors, tensors, or shards: a directory of Hugging Face safetensors shards and their
+model.safetensors.index.json); `prepare(path)` builds, untimed, what the timed `run(path,
+ctx)` needs (a module to load into, tensors to save). Kinds:
   load    returns a state_dict (name -> tensor) whose bytes are in fresh memory
   lazy    returns a state_dict whose tensors alias a mapping of the file (nothing copied)
   module  loads the file into an existing module whose memory is already touched
   save    writes the prepared tensors to `path` (durable ops fsync the file too)
+  load_sharded, lazy_sharded, save_sharded: the same for sharded checkpoints (the Hugging
+          Face loaders and savers; py/workloads.py's sharded_* workloads)
 Each op imports its library itself; py/timed_op.py imports `imports` before timing, so no
 run pays for an import, and a process pays only for the peer it runs.
 """
 import collections
+import json
 import os
 
 
@@ -169,6 +173,108 @@ def _module_of_tensors(path):
     return mirror(_tensors_for(path), copy=False)
 
 
+# ---- Hugging Face sharded checkpoints ----------------------------------------------------------
+
+INDEX = "model.safetensors.index.json"
+
+
+def shard_limit(nbytes):
+    """max_shard_size of the sharded files and saves, in decimal MB as transformers parses it:
+    28% of the tensor bytes, which is 300MB for the 1 GiB bf16 model and 4 shards at the
+    --quick size too. bench/timed_op.cc's shard_limit is the same rule."""
+    return f"{max(1, round(nbytes * 0.28 / 1e6))}MB"
+
+
+def _nbytes(sd):
+    return sum(t.nbytes for t in sd.values())
+
+
+def _shard_files(directory):
+    """The shards as transformers' get_checkpoint_shard_files lists them: the index's
+    weight_map values, each once, sorted."""
+    with open(os.path.join(directory, INDEX)) as f:
+        index = json.load(f)
+    return [os.path.join(directory, n) for n in sorted(set(index["weight_map"].values()))]
+
+
+def _transformers_shards(directory, backend="mmap", disable_mmap=False):
+    """The state_dict of a sharded checkpoint as transformers 5.24's from_pretrained reads it
+    (modeling_utils.PreTrainedModel._load_pretrained_model, then
+    core_model_loading.convert_and_load_state_dict_in_model), without the model: each shard
+    opened with safe_open and its keys taken as lazy slices into one dict, then every slice
+    materialized (`slice[...]`, core_model_loading.spawn_materialize) in a pool of
+    GLOBAL_WORKERS threads, in dot_natural_key order. backend='mmap' is its path on Linux:
+    the tensors alias a private mapping of the shard; 'pread' the one on Windows and MPS (a
+    copy). disable_mmap: its path on hf-mount (or with disable_mmap=True), each shard read
+    whole and parsed by safetensors.torch.load (a copy)."""
+    from concurrent.futures import ThreadPoolExecutor
+    from safetensors import safe_open
+    from safetensors.torch import load as load_bytes
+    from transformers.core_model_loading import GLOBAL_WORKERS, dot_natural_key, spawn_materialize
+    merged, pointers = {}, []
+    for file in _shard_files(directory):
+        if disable_mmap:
+            with open(file, "rb") as fh:
+                merged.update(load_bytes(fh.read()))
+            continue
+        f = safe_open(file, framework="pt", device="cpu", backend=backend)
+        pointers.append(f)
+        for k in f.keys():
+            merged[k] = f.get_slice(k)  # not read yet
+    with ThreadPoolExecutor(max_workers=GLOBAL_WORKERS) as pool:
+        futures = [(k, spawn_materialize(pool, t, "cpu", None))
+                   for k, t in sorted(merged.items(), key=lambda kv: dot_natural_key(kv[0]))]
+        sd = {k: fut.result() for k, fut in futures}
+    for f in pointers:
+        f.__exit__(None, None, None)
+    return sd
+
+
+def _load_file_per_shard(directory, backend="mmap"):
+    """The simple way (transformers before 5, and many scripts): load_file each shard of the
+    index, merged into one dict."""
+    from safetensors.torch import load_file
+    sd = {}
+    for file in _shard_files(directory):
+        sd.update(load_file(file, backend=backend))
+    return sd
+
+
+def _pretrained_model_for(path):
+    """A transformers PreTrainedModel whose parameters are the tensors themselves (no copy),
+    so that save_pretrained runs whole, as for a real model: its state_dict, the split
+    (huggingface_hub's split_torch_state_dict_into_shards), save_file per shard, the index and
+    config.json. With the max_shard_size for these tensors."""
+    from transformers import PreTrainedConfig, PreTrainedModel
+    from transformers.utils import logging
+    logging.disable_progress_bar()  # its tqdm bar is stderr noise, not work
+
+    class BenchConfig(PreTrainedConfig):
+        model_type = "ckptio_bench"
+
+    class BenchModel(PreTrainedModel):
+        config_class = BenchConfig
+
+        def __init__(self, config, sd):
+            super().__init__(config)
+            for name, child in mirror(sd, copy=False).named_children():
+                self.add_module(name, child)
+
+    sd = _tensors_for(path)
+    return BenchModel(BenchConfig(), sd), shard_limit(_nbytes(sd))
+
+
+def _save_pretrained(path, ctx):
+    model, limit = ctx
+    model.save_pretrained(path, max_shard_size=limit)
+
+
+def _save_torch_state_dict(path, sd):
+    from huggingface_hub import save_torch_state_dict
+    os.makedirs(path, exist_ok=True)  # it writes into an existing directory
+    save_torch_state_dict(sd, path, max_shard_size=shard_limit(_nbytes(sd)))
+
+
 OPS = collections.OrderedDict()
 
 
@@ -215,3 +321,20 @@ _add("safetensors save_file + fsync", "save_durable", "safetensors",
      _durable(_save_safetensors), _tensors_for, _ST)
 _add("tensorizer write_module + fsync", "save_durable", "tensors", _durable(_save_tensorizer),
      _module_of_tensors, _TZ)
+
+# Sharded checkpoints (the single-file peers beside them are the safetensors ops above).
+_TF = ["safetensors.torch", "transformers", "transformers.core_model_loading"]
+_add("transformers shard load (backend='pread', its Windows/MPS path)", "load_sharded",
+     "shards", lambda p, _: _transformers_shards(p, backend="pread"), imports=_TF)
+_add("transformers shard load (disable_mmap, its hf-mount path)", "load_sharded", "shards",
+     lambda p, _: _transformers_shards(p, disable_mmap=True), imports=_TF)
+_add("load_file(backend='pread') per shard, merged", "load_sharded", "shards",
+     lambda p, _: _load_file_per_shard(p, "pread"), imports=_ST)
+_add("transformers shard load (mmap, its Linux path)", "lazy_sharded", "shards",
+     lambda p, _: _transformers_shards(p), imports=_TF)
+_add("load_file (mmap) per shard, merged", "lazy_sharded", "shards",
+     lambda p, _: _load_file_per_shard(p), imports=_ST)
+_add("transformers save_pretrained(max_shard_size)", "save_sharded", "shards",
+     _save_pretrained, _pretrained_model_for, _TF)
+_add("huggingface_hub save_torch_state_dict(max_shard_size)", "save_sharded", "shards",
+     _save_torch_state_dict, _tensors_for, ["safetensors.torch", "huggingface_hub"])

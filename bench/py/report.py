@@ -19,11 +19,12 @@ from targets import targets  # noqa: E402
 from workloads import WORKLOADS  # noqa: E402
 
 PACKAGES = ("torch", "safetensors", "tensorizer", "runai-model-streamer", "fastsafetensors",
-            "zipnn")
+            "zipnn", "transformers", "huggingface_hub")
 FORMATS = {"": ".pt (torch.save zip)", ".libtorch_pickle.pt": "LibTorch pickle_save",
            ".libtorch_archive.pt": "LibTorch serialize archive",
            ".libtorch_jit.pt": "TorchScript archive", ".pt": ".pt (torch.save zip)",
-           ".safetensors": ".safetensors", ".tensors": "tensorizer .tensors"}
+           ".safetensors": ".safetensors", ".tensors": "tensorizer .tensors",
+           ".shards": "Hugging Face shards + index"}
 
 
 def ckptio_revision():
@@ -123,7 +124,7 @@ def chart(results, w, rows, lim, path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     facts = results["facts"][w.file]
-    small, lazy = w.file == "small", w.kind == "lazy"
+    small, lazy = w.file == "small", w.kind.startswith("lazy")
     if small:
         value = lambda s: s / facts["tensors"] * 1e6
         ylabel = "µs per tensor (lower is better)"
@@ -196,6 +197,30 @@ def summary_lines(results):
                     "limit)."]
 
 
+def rerun_lines(results):
+    """Which workloads (and the compression comparison) a later `--only` run measured, and
+    how that run differed from the one in the header: its time, load, ckptio and packages."""
+    runs = {}
+    for w in WORKLOADS:
+        run = results["workloads"].get(w.key, {}).get("run")
+        if run:
+            runs.setdefault(json.dumps(run, sort_keys=True), []).append(w.key)
+    if results.get("compression_run"):
+        runs.setdefault(json.dumps(results["compression_run"], sort_keys=True),
+                        []).append("compression")
+    lines = []
+    base = results["machine"]["versions"]
+    for run_json, keys in runs.items():
+        run = json.loads(run_json)
+        changed = {k: v for k, v in run["versions"].items() if base.get(k) != v}
+        lines.append(f"Rerun later with `--only` on the same machine: {', '.join(keys)}, on "
+                     f"{run['when']} (load average {run['load_average']:.1f} at the start); "
+                     f"ckptio {run.get('ckptio', '?')}; {run['repeat']} runs per peer"
+                     + ("; " + ", ".join(f"{k} {v}" for k, v in changed.items())
+                        if changed else "") + ". Its ratios are against peers of that run.")
+    return lines + [""] if lines else []
+
+
 def write(results, out_dir, name):
     m = results["machine"]
     v = m["versions"]
@@ -209,6 +234,7 @@ def write(results, out_dir, name):
              "the allocator's defaults). Warm: the file's pages resident; cold: evicted "
              "with posix_fadvise(DONTNEED) before each run. Saves write a new file after an "
              "untimed sync. Produced by `.venv/bin/python bench/run.py`.", ""]
+    lines += rerun_lines(results)
     if results.get("quick"):
         lines += ["**--quick run: tiny files, one run, Python peers in one process, no "
                   "eviction. A smoke test; the figures mean nothing.**", ""]

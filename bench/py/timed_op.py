@@ -17,6 +17,7 @@ import gc
 import importlib
 import json
 import os
+import shutil
 import sys
 import time
 
@@ -26,8 +27,16 @@ from peer_ops import OPS  # noqa: E402
 
 
 def out_path(path):
+    """x.pt -> x.bench-out.pt (x.shards -> x.bench-out.shards, a directory)."""
     stem, ext = os.path.splitext(path)
     return stem + ".bench-out" + ext
+
+
+def remove(path):
+    if os.path.isdir(path):
+        shutil.rmtree(path)
+    elif os.path.exists(path):
+        os.remove(path)
 
 
 def run_op(name, path, repeat):
@@ -39,8 +48,7 @@ def run_op(name, path, repeat):
     target = out_path(path) if saving else path
     for i in range(repeat):
         if saving:
-            if os.path.exists(target):
-                os.remove(target)
+            remove(target)
             os.sync()
         gc.collect()
         rss0 = memstat.start_peak()
@@ -51,8 +59,8 @@ def run_op(name, path, repeat):
         del result
         print(json.dumps({"op": name, "file": path, "run": i, "seconds": seconds,
                           "peak_bytes": peak}), flush=True)
-    if saving and os.path.exists(target):
-        os.remove(target)
+    if saving:
+        remove(target)
 
 
 def main():
