@@ -48,6 +48,17 @@ Result<std::vector<std::string>> list_files(const std::string& dir) {
   return names;
 }
 
+// A Hugging Face hub cache keeps a snapshot's files as symlinks into the same repository's
+// blobs (<repo>/snapshots/<revision>/model.safetensors -> ../../blobs/<hash>): for a
+// checkpoint directory in a snapshot, that blob directory counts as inside.
+bool in_hub_cache_blobs(const std::string& root, const std::string& real) {
+  const fs::path r(root);
+  if (r.parent_path().filename() != "snapshots") return false;
+  const std::string blobs = (r.parent_path().parent_path() / "blobs").string() + "/";
+  return real.size() > blobs.size() && real.compare(0, blobs.size(), blobs) == 0 &&
+         real.find('/', blobs.size()) == std::string::npos;
+}
+
 // ckptio_plugin.h's rules for a member name, before the file system is asked anything.
 std::string bad_member_name(const std::string& name) {
   if (name.empty()) return "is empty";
@@ -158,8 +169,9 @@ Result<uint32_t> CheckpointSource::open_member(const std::string& name) {
     return Status(ec == std::errc::no_such_file_or_directory ? Code::kNotFound : Code::kIo,
                   shown + ": cannot open member '" + name + "': " + ec.message());
   const std::string real = resolved.string();
-  if (real.size() <= root_.size() || real.compare(0, root_.size(), root_) != 0 ||
-      (root_ != "/" && real[root_.size()] != '/'))
+  const bool inside = real.size() > root_.size() && real.compare(0, root_.size(), root_) == 0 &&
+                      (root_ == "/" || real[root_.size()] == '/');
+  if (!inside && !in_hub_cache_blobs(root_, real))
     return Status(Code::kForbidden, shown + ": member '" + name +
                                         "' resolves outside the checkpoint's directory " +
                                         (shown_root_.empty() ? "." : shown_root_));

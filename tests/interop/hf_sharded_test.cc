@@ -366,6 +366,43 @@ TEST_F(HfSharded, LoadsEveryCaseFromItsDirectoryOrIndex) {
   }
 }
 
+// A model downloaded by huggingface_hub sits in its cache as symlinks from
+// <repo>/snapshots/<revision>/ into <repo>/blobs/: read in place, as from a plain directory.
+// A link elsewhere out of the snapshot is still refused.
+TEST_F(HfSharded, ReadsAHubCacheSnapshotWhoseFilesLinkIntoItsBlobs) {
+  const json& c = case_named("llama_st_sharded");
+  const std::string repo = scratch("hub_cache") + "/models--tiny--llama";
+  const std::string snapshot = repo + "/snapshots/0123abcd";
+  fs::create_directories(repo + "/blobs");
+  fs::create_directories(snapshot);
+  int n = 0;
+  for (const auto& f : list_dir(c["dir"])) {
+    const std::string blob = "blob" + std::to_string(n++);
+    fs::copy_file(c["dir"].get<std::string>() + "/" + f, repo + "/blobs/" + blob);
+    fs::create_symlink("../../blobs/" + blob, snapshot + "/" + f);
+  }
+  try {
+    const ckptio::Checkpoint got = ckptio::load(snapshot);
+    auto diffs = compare(got, read_expected(c["expected"]));
+    EXPECT_TRUE(diffs.empty()) << join(diffs);
+  } catch (const ckptio::Error& e) {
+    ADD_FAILURE() << "ckptio::load of a hub cache snapshot: " << e.what();
+  }
+  // The same snapshot with one shard linked to a file beside the repository, not a blob.
+  const std::string shard = c["weight_map"].begin().value().get<std::string>();
+  fs::copy_file(repo + "/blobs/" + fs::read_symlink(snapshot + "/" + shard).filename().string(),
+                repo + "/../stray.safetensors");
+  fs::remove(snapshot + "/" + shard);
+  fs::create_symlink("../../../stray.safetensors", snapshot + "/" + shard);
+  try {
+    ckptio::load(snapshot);
+    ADD_FAILURE() << "a link out of the repository was followed";
+  } catch (const ckptio::Error& e) {
+    EXPECT_EQ(e.code(), ckptio::Code::kForbidden) << e.what();
+    EXPECT_NE(std::string(e.what()).find(shard), std::string::npos) << e.what();
+  }
+}
+
 TEST_F(HfSharded, ReaderOpensDirectoriesAndIndexes) {
   for (const auto& c : m_["cases"]) {
     for (const auto& path : paths_of(c)) {

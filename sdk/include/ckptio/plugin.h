@@ -223,7 +223,8 @@ typedef struct ckptio_source {
   /* Opens the member file `name` (UTF-8, '/'-separated, relative to the checkpoint's
    * directory: the directory itself, or the one holding this file). The host refuses, with
    * CKPTIO_FORBIDDEN naming the member, a name that is empty, absolute, has an empty, "." or
-   * ".." component, or resolves through symlinks outside that directory; a missing member
+   * ".." component, or resolves through symlinks outside that directory (a Hugging Face
+   * hub cache's snapshot directory may link into its own repository's blobs/); a missing member
    * is CKPTIO_NOT_FOUND. On success *member is its number for ckptio_storage_desc::member
    * (1, 2, ...; the same name opens once and answers the same number) and *out a file
    * source valid until close() of the reader made from this source. NULL where the host
