@@ -336,5 +336,9 @@ _add("load_file (mmap) per shard, merged", "lazy_sharded", "shards",
      lambda p, _: _load_file_per_shard(p), imports=_ST)
 _add("transformers save_pretrained(max_shard_size)", "save_sharded", "shards",
      _save_pretrained, _pretrained_model_for, _TF)
+# Its first call in a process imports its serialization module and, through
+# get_torch_storage_size, torch.distributed.tensor (over a second here): imported untimed, as
+# every op's imports are (transformers imports both itself).
 _add("huggingface_hub save_torch_state_dict(max_shard_size)", "save_sharded", "shards",
-     _save_torch_state_dict, _tensors_for, ["safetensors.torch", "huggingface_hub"])
+     _save_torch_state_dict, _tensors_for,
+     ["safetensors.torch", "huggingface_hub.serialization._torch", "torch.distributed.tensor"])

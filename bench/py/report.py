@@ -212,12 +212,14 @@ def rerun_lines(results):
     base = results["machine"]["versions"]
     for run_json, keys in runs.items():
         run = json.loads(run_json)
-        changed = {k: v for k, v in run["versions"].items() if base.get(k) != v}
+        changed = [f"{k} {v}" for k, v in run["versions"].items() if base.get(k) != v]
+        if run.get("kernel") != results["machine"].get("kernel"):
+            changed.insert(0, f"Linux {run.get('kernel')}")
         lines.append(f"Rerun later with `--only` on the same machine: {', '.join(keys)}, on "
                      f"{run['when']} (load average {run['load_average']:.1f} at the start); "
                      f"ckptio {run.get('ckptio', '?')}; {run['repeat']} runs per peer"
-                     + ("; " + ", ".join(f"{k} {v}" for k, v in changed.items())
-                        if changed else "") + ". Its ratios are against peers of that run.")
+                     + "".join("; " + c for c in changed)
+                     + ". Its ratios are against peers of that run.")
     return lines + [""] if lines else []
 
 
