@@ -485,6 +485,11 @@ Result<Index> parse_index(const char* text, size_t n, const std::string& file) {
   while (first < n && std::strchr(" \t\r\n", text[first]) && text[first]) ++first;
   if (first == n) return Status(Code::kCorrupt, file + ": is not a JSON object (it is blank)");
   if (text[first] != '{') return Status(Code::kCorrupt, file + ": is not a JSON object");
+  // nlohmann's lexer takes a NUL byte for the end of the input; JSON allows none, raw, in a
+  // string or between tokens (Python's json: "Extra data" or "Invalid control character").
+  if (const void* nul = std::memchr(text, 0, n))
+    return Status(Code::kCorrupt, file + ": is not valid JSON: a NUL byte at offset " +
+                                      std::to_string(static_cast<const char*>(nul) - text));
   Index index;
   IndexSax sax(file, &index);
   bool ok = false;

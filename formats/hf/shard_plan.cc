@@ -9,24 +9,29 @@
 namespace ckptio::hf {
 namespace {
 
-Status bad_size(const std::string& text, const std::string& why) {
-  std::string shown;
+// Text for a message: control and non-ASCII bytes as \xNN, cut after 80 characters.
+std::string shown(const std::string& text) {
+  std::string out;
   for (const char c : text) {
     const unsigned char u = static_cast<unsigned char>(c);
     if (u < 0x20 || u >= 0x7f) {
       static const char kHex[] = "0123456789abcdef";
-      shown += "\\x";
-      shown += kHex[u >> 4];
-      shown += kHex[u & 15];
+      out += "\\x";
+      out += kHex[u >> 4];
+      out += kHex[u & 15];
     } else {
-      shown += c;
+      out += c;
     }
-    if (shown.size() > 80) {
-      shown += "...";
+    if (out.size() > 80) {
+      out += "...";
       break;
     }
   }
-  return Status(Code::kInvalidArgument, "size '" + shown + "': " + why);
+  return out;
+}
+
+Status bad_size(const std::string& text, const std::string& why) {
+  return Status(Code::kInvalidArgument, "size '" + shown(text) + "': " + why);
 }
 
 // str.strip() over ASCII: Python's str.isspace() also holds \x1c-\x1f.
@@ -135,7 +140,7 @@ Result<uint64_t> parse_size(const std::string& text) {
   if (unit == "MB") multiplier = 1'000'000;
   if (unit == "KB") multiplier = 1'000;
   if (multiplier == 0)
-    return bad_size(text, "unit '" + unit + "' is not one of TB, GB, MB, KB (decimal units)");
+    return bad_size(text, "unit '" + shown(unit) + "' is not one of TB, GB, MB, KB (decimal units)");
   const std::string number = py_strip(s.substr(0, s.size() - 2));
   std::string clean;
   long long order = 0;
