@@ -23,7 +23,7 @@ MAX = 64 * 1024  # the fuzzers' -max_len
 src, out, cli = sys.argv[1], sys.argv[2], sys.argv[3]
 targets = ["fuzz_unpickle", "fuzz_zip_reader", "fuzz_torch_zip", "fuzz_torch_legacy",
            "fuzz_zstd_stream", "fuzz_chunked_zstd", "fuzz_torchscript", "fuzz_safetensors",
-           "fuzz_plugins"]
+           "fuzz_hf_index", "fuzz_plugins"]
 for t in targets:
     os.makedirs(os.path.join(out, t), exist_ok=True)
 count = collections.Counter()
@@ -162,6 +162,26 @@ for name, p, _ in (zips + legacy)[:20]:
         data = open(dst, "rb").read()
         put("fuzz_safetensors", name, data)
         put("fuzz_plugins", name + ".st", b"\6" + data)
+
+# Hugging Face indexes: as transformers 5.24 writes them (sorted, indent 2, ensure_ascii),
+# as huggingface_hub writes them (metadata first, unsorted), .bin shards, tricky names.
+def hf_index(weight_map, metadata, **dump):
+    return json.dumps({"metadata": metadata, "weight_map": weight_map}, **dump).encode()
+
+
+st_map = {"model.layers.%d.w" % i: "model-%05d-of-00003.safetensors" % (i % 3 + 1) for i in range(9)}
+hf_seeds = {
+    "transformers": hf_index(st_map, {"total_parameters": 99, "total_size": 396}, indent=2,
+                             sort_keys=True) + b"\n",
+    "hub": hf_index(st_map, {"total_size": 396}, indent=2),
+    "bin": hf_index({"a": "pytorch_model-00001-of-00002.bin", "b": "pytorch_model-00002-of-00002.bin"},
+                    {"total_size": 8}),
+    "tricky": hf_index({"\u00e9\"\\\t.w": "sub/model-00001-of-00001.safetensors", "\U0001f600": "x.safetensors"},
+                       {"format": "pt", "nested": {"k": [1, 2.5e-3, None, True]}}, ensure_ascii=False),
+    "no_metadata": json.dumps({"weight_map": {"w": "model.safetensors"}}).encode(),
+}
+for name, data in hf_seeds.items():
+    put("fuzz_hf_index", name, data)
 
 for t in targets:
     print("seeds: %-20s %d" % (t, count[t]))
