@@ -6,11 +6,13 @@
 #include <mutex>
 
 #include "ckptio/ckptio.h"
+#include "ckptio/plugin.hpp"
 #include "host/abi/c_options.h"
 #include "host/abi/c_status.h"
 #include "host/abi/registry_impl.h"
 #include "host/abi/tree_builder.h"
 #include "host/api/call_context.h"
+#include "host/api/key_selection.h"
 #include "host/io/checkpoint_source.h"
 #include "host/io/storage_loader.h"
 
@@ -30,6 +32,7 @@ struct Reader::Impl {
   Tree tree;
   std::vector<uint64_t> file_offsets;
   std::vector<uint32_t> members;  // per storage: the member file its plain bytes are in
+  std::vector<uint32_t> plugin_storage;  // per storage: its number in the plugin's tree
   std::mutex mu;
   std::vector<StorageBytes> storages;
 
@@ -57,6 +60,7 @@ std::unique_ptr<Reader::Impl> open_impl(std::shared_ptr<host::CheckpointSource> 
   PluginOptions opts = options.plugin_options;
   if (options.allow_objects) opts.emplace_back("allow_objects", "1");
   if (options.verify) opts.emplace_back("verify", "1");
+  for (const std::string& k : options.keys) opts.emplace_back(sdk::kSelectOption, k);
   host::COptions c_opts(std::move(opts));
   host::TreeBuilder builder;
   const CallingRegistry calling(reg.impl());
@@ -74,6 +78,21 @@ std::unique_ptr<Reader::Impl> open_impl(std::shared_ptr<host::CheckpointSource> 
       fail(Status(Code::kInternal, source.name() + ": plugin put storage '" +
                                        impl->tree.storages[i].key + "' in member #" +
                                        std::to_string(impl->members[i]) + ", which it never opened"));
+  impl->plugin_storage.resize(impl->tree.storages.size());
+  for (uint32_t i = 0; i < impl->plugin_storage.size(); ++i) impl->plugin_storage[i] = i;
+  if (!options.keys.empty()) {
+    auto before = host::select_root_entries(impl->tree, options.keys, source.name());
+    if (!before.ok()) fail(before.status());
+    std::vector<uint64_t> offsets;
+    std::vector<uint32_t> members;
+    for (uint32_t old : before.value()) {
+      offsets.push_back(impl->file_offsets[old]);
+      members.push_back(impl->members[old]);
+    }
+    impl->file_offsets = std::move(offsets);
+    impl->members = std::move(members);
+    impl->plugin_storage = std::move(before).value();
+  }
   impl->storages.assign(impl->tree.storages.size(), StorageBytes{});
   return impl;
 }
@@ -122,7 +141,8 @@ void Reader::read_storages(const std::vector<uint32_t>& indices) {
   }
   if (which.empty()) return;
   auto read_plugin = [&](uint32_t k, uint64_t off, void* dst, uint64_t n) {
-    return host::take_status(m.format.api->read_storage(m.reader, which[k], off, dst, n));
+    return host::take_status(
+        m.format.api->read_storage(m.reader, m.plugin_storage[which[k]], off, dst, n));
   };
   std::vector<StorageBytes> got;
   Status st = host::load_storages(infos, origins, m.options, read_plugin, got);
@@ -167,7 +187,8 @@ Status Reader::read_range(uint32_t index, uint64_t offset, void* dst, uint64_t n
       return Status(Code::kCorrupt, file.name() + ": storage '" + info.key + "' lies outside the file");
     return with_file(file.read_at(file_offset + offset, dst, n), file.name());
   }
-  return with_file(host::take_status(m.format.api->read_storage(m.reader, index, offset, dst, n)),
+  return with_file(host::take_status(m.format.api->read_storage(m.reader, m.plugin_storage[index],
+                                                                offset, dst, n)),
                    path());
 }
 

@@ -11,6 +11,19 @@
 #include "host/api/save_output.h"
 
 namespace ckptio {
+namespace {
+
+// " (tensor ['model']['w'])": the first tensor using storage `i`, for messages.
+std::string first_tensor_of(const Tree& tree, uint32_t i) {
+  std::string found;
+  for_each_tensor(tree.root, [&](const ValuePtr& t, const std::string& path) {
+    if (found.empty() && t->tensor.storage == i) found = path.empty() ? "<root>" : path;
+  });
+  return found.empty() ? "" : " (tensor " + found + ")";
+}
+
+}  // namespace
+
 
 using host::fail;
 using host::registry_of;
@@ -40,8 +53,10 @@ void save(const std::string& path, const Checkpoint& ckpt, const SaveOptions& op
   for (size_t i = 0; i < ckpt.storages.size(); ++i) {
     const StorageBytes& b = ckpt.storages[i];
     if ((!b.data && ckpt.tree.storages[i].nbytes) || b.size != ckpt.tree.storages[i].nbytes)
-      fail(Status(Code::kInvalidArgument, path + ": storage '" + ckpt.tree.storages[i].key +
-                                              "' has no bytes loaded"));
+      fail(Status(Code::kInvalidArgument, path + ": storage '" + ckpt.tree.storages[i].key + "'" +
+                                              first_tensor_of(ckpt.tree, uint32_t(i)) +
+                                              " has no bytes loaded (a load with load_data "
+                                              "false, or a Reader that never read it)"));
     total += b.size;
   }
 

@@ -34,6 +34,10 @@ constexpr const char* kReadOptionHelp =
     "Input plugin option key=value (repeatable; `ckptio plugins` lists each format's), e.g. "
     "threads=N, or stream=0 to buffer a zstd-wrapped torch-legacy file instead of streaming it";
 
+constexpr const char* kKeyHelp =
+    "Only this entry of the state_dict (repeatable); a key ending in '.' takes every entry it "
+    "begins, e.g. model.layers.0. (of a sharded checkpoint, only the shards holding them are read)";
+
 }  // namespace
 
 void Commands::add_all(CLI::App& app) {
@@ -49,6 +53,7 @@ void Commands::add_all(CLI::App& app) {
                      "Show unknown pickle classes as opaque objects (never executed)");
   inspect_->add_option("--limit", limits_, kLimitHelp);
   inspect_->add_option("--read-option", read_options_, kReadOptionHelp);
+  inspect_->add_option("--key", keys_, kKeyHelp);
 
   convert_ = app.add_subcommand("convert", "Convert a checkpoint to another format");
   convert_->add_option("in", in_, "Input checkpoint")->required();
@@ -66,6 +71,7 @@ void Commands::add_all(CLI::App& app) {
                      "Keep unknown pickle classes as opaque objects (never executed)");
   convert_->add_option("--limit", limits_, kLimitHelp);
   convert_->add_option("--read-option", read_options_, kReadOptionHelp);
+  convert_->add_option("--key", keys_, kKeyHelp);
   convert_->add_flag("--extract-state-dict", extract_state_dict_,
                      "Write the state_dict of a whole-model pickle (torch.save(model)) read "
                      "with --allow-objects, without running any of its code");
@@ -146,6 +152,7 @@ int Commands::inspect() {
   opts.format = in_format_.empty() ? detect_format(in_) : in_format_;  // detected once
   opts.plugin_options = read_settings(opts.format);
   opts.load_data = json_;  // tensor hashes need the bytes; the tree alone does not
+  opts.keys = keys_;
   // The view a format declares for people (a TorchScript archive's module tree) rather
   // than the one `convert` keeps (its state_dict).
   add_inspect_values(opts.format, opts.plugin_options);
@@ -190,6 +197,7 @@ int Commands::convert() {
   opts.format = in_format_.empty() ? detect_format(in_) : in_format_;  // detected once
   opts.plugin_options = read_settings(opts.format);
   opts.zero_copy = true;  // the mapping outlives the save below; nothing is copied twice
+  opts.keys = keys_;
   Checkpoint ckpt;
   {
     Progress progress("reading");

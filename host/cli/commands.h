@@ -40,6 +40,7 @@ class Commands {
   std::vector<std::string> options_;
   std::vector<std::string> limits_;        // --limit key=value: reading limits (plugin options)
   std::vector<std::string> read_options_;  // --read-option key=value: other reading options
+  std::vector<std::string> keys_;          // --key NAME: only these entries (LoadOptions::keys)
   bool extract_state_dict_ = false;        // convert --extract-state-dict
 };
 

@@ -121,9 +121,10 @@ class ShardMerger {
     return Status::Ok();
   }
 
-  Result<DecodedFile> finish() {
+  // Every tensor the index puts in one of the shards added must have been in it.
+  Result<DecodedFile> finish(const std::set<std::string>& shards_added) {
     for (const auto& [name, shard] : expected_)
-      if (!seen_.count(name))
+      if (shards_added.count(shard) && !seen_.count(name))
         return Status(Code::kCorrupt, shard + ": lacks tensor '" + name + "', which " +
                                           index_name_ + " puts in it");
     return std::move(merged_);
@@ -144,6 +145,11 @@ struct FlatEntry {
   ValuePtr tensor;
 };
 
+std::string with_article(const std::string& noun) {
+  const bool vowel = !noun.empty() && std::string("aeiou").find(noun[0]) != std::string::npos;
+  return (vowel ? "an " : "a ") + noun;
+}
+
 Status flatten(const Value& dict, const std::string& prefix, size_t depth, bool root,
                const ShardedForm& form, std::vector<FlatEntry>& out, ValuePtr& metadata) {
   if (depth > kMaxTreeDepth) return Status(Code::kLimit, "state_dict nests too deeply");
@@ -163,7 +169,7 @@ Status flatten(const Value& dict, const std::string& prefix, size_t depth, bool 
       out.push_back({name, v});
     } else {
       return Status(Code::kInvalidArgument,
-                    "'" + name + "' is a " + kind_name(v ? v->kind : Kind::kNone) +
+                    "'" + name + "' is " + with_article(kind_name(v ? v->kind : Kind::kNone)) +
                         ", not a tensor: a sharded checkpoint holds tensors only");
     }
   }
@@ -283,8 +289,15 @@ ckptio_status sharded_open(const ckptio_host_api* host, const ShardedForm& form,
     if (!index.ok()) return to_c(host, index.status());
     if (Status st = hf::check_shard_kind(index.value(), form.kind, index_name); !st.ok())
       return to_c(host, st);
+    // A key filter opens only the shards that hold a selected tensor: memory and I/O follow
+    // the selection (the host keeps only the selected entries of what is read).
+    const sdk::KeySelection selection(options);
+    std::set<std::string> wanted;
+    for (const auto& [tensor, shard] : index.value().weight_map)
+      if (selection.selects(tensor)) wanted.insert(shard);
     ShardMerger merger(form, index.value(), index_name);
     for (const std::string& shard : index.value().shards) {
+      if (!wanted.count(shard)) continue;
       auto opened = members.open(shard);
       if (!opened.ok())
         return to_c(host, opened.status().with_context(index_name + ": shard '" + shard + "'"));
@@ -294,7 +307,7 @@ ckptio_status sharded_open(const ckptio_host_api* host, const ShardedForm& form,
       Status st = merger.add(shard, src->name(), std::move(decoded).value(), number);
       if (!st.ok()) return to_c(host, st);
     }
-    auto merged = merger.finish();
+    auto merged = merger.finish(wanted);
     if (!merged.ok()) return to_c(host, merged.status());
     return finish(std::move(merged).value());
   });

@@ -539,6 +539,141 @@ TEST_F(HfSharded, ReaderReadingOneKeyReadsOnlyItsShard) {
   EXPECT_GE(checked, 5);
 }
 
+// LoadOptions::keys opens only the shards that hold the selection: every other shard is
+// replaced by garbage that no header parse survives, and the selection still loads (a whole
+// load of the same directory fails, so the test can fail).
+TEST_F(HfSharded, KeyFilterOpensOnlyTheShardsHoldingTheSelection) {
+  int checked = 0;
+  for (const auto& c : m_["cases"]) {
+    if (!sharded(c)) continue;
+    const std::string name = c["name"];
+    SCOPED_TRACE(name);
+    const ExpectedMap want = read_expected(c["expected"]);
+    const auto files = c["files"].get<std::vector<std::string>>();
+    const std::string keep = files[files.size() - 2];  // the last shard; the index sorts last
+    std::set<std::string> in_keep;
+    std::string other_key;
+    for (const auto& [k, f] : c["weight_map"].items())
+      if (f == keep) in_keep.insert(k);
+      else if (other_key.empty()) other_key = k;
+    ASSERT_GE(in_keep.size(), 1u);
+    ASSERT_FALSE(other_key.empty());
+    const std::string key = *in_keep.begin();
+    const std::string dir = scratch("key_filter_" + name);
+    copy_dir(c["dir"], dir);
+    for (const auto& f : files)
+      if (f != keep && f.find(".index.json") == std::string::npos) write_file(dir + "/" + f, "garbage");
+    for (const std::string& path : paths_of(c)) {
+      const std::string p = path.find(c["dir"].get<std::string>()) == 0
+                                ? dir + path.substr(c["dir"].get<std::string>().size())
+                                : path;
+      SCOPED_TRACE(p);
+      ckptio::LoadOptions opts;
+      opts.keys = {key};
+      try {
+        const ckptio::Checkpoint got = ckptio::load(p, opts);
+        std::vector<std::string> problems;
+        const auto tensors = tensors_of(got.tree, &problems);
+        EXPECT_EQ(tensors.size(), 1u) << join(problems);
+        EXPECT_EQ(got.tree.storages.size(), 1u);
+        const std::set<std::string> only = {key};
+        auto diffs = compare(got, want, &only);
+        EXPECT_TRUE(diffs.empty()) << join(diffs);
+      } catch (const ckptio::Error& e) {
+        ADD_FAILURE() << "loading '" << key << "' alone: " << e.what();
+      }
+    }
+    try {
+      ckptio::load(dir);
+      ADD_FAILURE() << "a whole load read the garbage shards";
+    } catch (const ckptio::Error& e) {
+      EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos) << e.what();
+    }
+    // A key in a garbage shard fails naming that shard.
+    ckptio::LoadOptions other;
+    other.keys = {key, other_key};
+    try {
+      ckptio::load(dir, other);
+      ADD_FAILURE() << "'" << other_key << "' loaded from a garbage shard";
+    } catch (const ckptio::Error& e) {
+      EXPECT_NE(std::string(e.what()).find(c["weight_map"][other_key].get<std::string>()),
+                std::string::npos) << e.what();
+    }
+    ++checked;
+  }
+  EXPECT_GE(checked, 5);
+}
+
+// A key ending in '.' selects every entry it begins, from a directory and from one file
+// (whose storages are renumbered); a key that selects nothing fails naming it; the selection
+// saves as a checkpoint of its own.
+TEST_F(HfSharded, KeyFilterSelectsByNameAndPrefix) {
+  const json& c = case_named("llama_st_sharded");
+  const ExpectedMap want = read_expected(c["expected"]);
+  const std::string prefix = "model.layers.0.";
+  std::set<std::string> selected;
+  for (const auto& [k, e] : want)
+    if (k.compare(0, prefix.size(), prefix) == 0) selected.insert(k);
+  ASSERT_GE(selected.size(), 3u);
+  for (const std::string& path : {c["dir"].get<std::string>(), model("llama")["pt"].get<std::string>()}) {
+    SCOPED_TRACE(path);
+    ckptio::LoadOptions opts;
+    opts.keys = {prefix, "model.norm.weight"};
+    std::set<std::string> expect = selected;
+    expect.insert("model.norm.weight");
+    try {
+      const ckptio::Checkpoint got = ckptio::load(path, opts);
+      std::vector<std::string> problems;
+      std::set<std::string> names;
+      for (const auto& [k, t] : tensors_of(got.tree, &problems)) names.insert(k);
+      EXPECT_EQ(names, expect) << join(problems);
+      EXPECT_LE(got.tree.storages.size(), expect.size());
+      auto diffs = compare(got, want, &expect);
+      EXPECT_TRUE(diffs.empty()) << join(diffs);
+      const std::string out = scratch("key_prefix_save") + "/part.safetensors";
+      ckptio::SaveOptions so;
+      so.format = "safetensors";
+      ckptio::save(out, got, so);
+      const ckptio::Checkpoint again = ckptio::load(out);
+      diffs = compare(again, want, &expect);
+      EXPECT_TRUE(diffs.empty()) << join(diffs);
+    } catch (const ckptio::Error& e) {
+      ADD_FAILURE() << e.what();
+    }
+    opts.keys = {"model.layers.0", "model.norm.weight"};  // no '.': a name, which no tensor has
+    try {
+      ckptio::load(path, opts);
+      ADD_FAILURE() << "'model.layers.0' selected something";
+    } catch (const ckptio::Error& e) {
+      const std::string msg = e.what();
+      EXPECT_NE(msg.find("'model.layers.0'"), std::string::npos) << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << msg;
+    }
+  }
+  // The CLI's --key: inspect shows the selection, convert writes it alone.
+  const std::string out = scratch("key_cli") + "/layer0.safetensors";
+  RunResult r = ckptio_cli({"convert", c["dir"], out, "--key", prefix});
+  ASSERT_TRUE(succeeded(r)) << r.describe();
+  try {
+    const ckptio::Checkpoint got = ckptio::load(out);
+    std::vector<std::string> problems;
+    std::set<std::string> names;
+    for (const auto& [k, t] : tensors_of(got.tree, &problems)) names.insert(k);
+    EXPECT_EQ(names, selected);
+    auto diffs = compare(got, want, &selected);
+    EXPECT_TRUE(diffs.empty()) << join(diffs);
+  } catch (const ckptio::Error& e) {
+    ADD_FAILURE() << e.what();
+  }
+  r = ckptio_cli({"inspect", c["dir"], "--json", "--key", "model.norm.weight"});
+  ASSERT_TRUE(succeeded(r)) << r.describe();
+  EXPECT_NE(r.out.find("model.norm.weight"), std::string::npos);
+  EXPECT_EQ(r.out.find("model.layers.0."), std::string::npos);
+  r = ckptio_cli({"inspect", c["dir"], "--key", "nope"});
+  EXPECT_TRUE(r.exited && r.exit_code == 1) << r.describe();
+  EXPECT_NE(r.err.find("'nope'"), std::string::npos) << r.err;
+}
+
 // `ckptio convert model.pt out_dir --format F --option max_shard_size=S` writes what
 // save_pretrained writes for that size; from_pretrained loads it to the original weights.
 TEST_F(HfSharded, CliConvertWritesShardsFromPretrainedLoads) {

@@ -124,6 +124,12 @@ struct LoadOptions {
   bool allow_objects = false;  // unknown pickle classes become opaque objects (never run)
   bool verify = false;         // check checksums (CRC32 of zip records)
   int threads = 0;             // storage reading threads; 0: one per core
+  // Only these entries of the checkpoint's root dict (a state_dict's tensors): a key names
+  // an entry, or ends in '.' to select every entry it begins ("model.layers.0."). The tree
+  // holds the selection alone and only its storages are read; a checkpoint of several files
+  // (Hugging Face shards) opens only the files holding it. Empty: everything. A key that
+  // selects nothing fails, naming it.
+  std::vector<std::string> keys;
   PluginOptions plugin_options;
   ProgressFn progress;
   Registry* registry = nullptr;  // null: Registry::global()

@@ -195,7 +195,9 @@ typedef struct ckptio_option {
 } ckptio_option;
 
 /* Plugin-specific settings as key=value strings. Keys every plugin should honour where it
- * applies: "allow_objects" (0/1), "max_depth", "max_memo", "verify" (0/1: check CRCs). */
+ * applies: "allow_objects" (0/1), "max_depth", "max_memo", "verify" (0/1: check CRCs).
+ * "select" (repeated, set by the host): the root entries the caller wants; a plugin may leave
+ * out what holds none of them, the host cuts the tree anyway (plugin.hpp: KeySelection). */
 typedef struct ckptio_options { /* frozen */
   size_t count;
   const ckptio_option* items;

@@ -8,6 +8,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "ckptio/plugin.h"
 
@@ -66,6 +67,35 @@ inline unsigned long long option_uint(const ckptio_options* options, const char*
                       "option " + std::string(key) + "=" + v + " is not a non-negative integer");
   return n;
 }
+
+// The read option "select", one item per key, set by the host for LoadOptions::keys: the
+// entries of the root dict the caller wants. A key names an entry, or ends in '.' to select
+// every entry it begins. A plugin may leave out what holds none of them (a checkpoint of
+// several files: the files); the host cuts the tree to the selection whatever it returns.
+constexpr const char* kSelectOption = "select";
+
+inline bool key_selects(const std::string& key, const std::string& name) {
+  if (!key.empty() && key.back() == '.') return name.compare(0, key.size(), key) == 0;
+  return name == key;
+}
+
+class KeySelection {
+ public:
+  explicit KeySelection(const ckptio_options* options) {
+    for (size_t i = 0; options && i < options->count; ++i)
+      if (std::string(options->items[i].key) == kSelectOption) keys_.push_back(options->items[i].value);
+  }
+  bool all() const { return keys_.empty(); }
+  bool selects(const std::string& name) const {
+    if (keys_.empty()) return true;
+    for (const std::string& k : keys_)
+      if (key_selects(k, name)) return true;
+    return false;
+  }
+
+ private:
+  std::vector<std::string> keys_;
+};
 
 }  // namespace ckptio::sdk
 
