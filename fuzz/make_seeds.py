@@ -23,7 +23,7 @@ MAX = 64 * 1024  # the fuzzers' -max_len
 src, out, cli = sys.argv[1], sys.argv[2], sys.argv[3]
 targets = ["fuzz_unpickle", "fuzz_zip_reader", "fuzz_torch_zip", "fuzz_torch_legacy",
            "fuzz_zstd_stream", "fuzz_chunked_zstd", "fuzz_torchscript", "fuzz_safetensors",
-           "fuzz_hf_index", "fuzz_plugins"]
+           "fuzz_hf_index", "fuzz_dcp_metadata", "fuzz_plugins"]
 for t in targets:
     os.makedirs(os.path.join(out, t), exist_ok=True)
 count = collections.Counter()
@@ -182,6 +182,34 @@ hf_seeds = {
 }
 for name, data in hf_seeds.items():
     put("fuzz_hf_index", name, data)
+
+# DCP .metadata: real files from torch.distributed.checkpoint.save of the venv's torch (when
+# there is one), in one process: plain, nested, bytes items, several dtypes, two threads.
+DCP_SCRIPT = r"""
+import os, sys, warnings
+import torch
+import torch.distributed.checkpoint as dcp
+warnings.filterwarnings("ignore")
+out = sys.argv[1]
+cases = {
+    "flat": {"w": torch.randn(4, 3), "b": torch.zeros(3, dtype=torch.bfloat16)},
+    "nested": {"model": {"l0": {"w": torch.ones(2, 2)}, "step": 7},
+               "optim": {"state": {0: {"exp_avg": torch.zeros(2)}}, "lr": [0.1, 0.01]},
+               "scalar": torch.tensor(3, dtype=torch.int64), "empty": torch.zeros(0, 5)},
+}
+for name, sd in cases.items():
+    for threads in (1, 2):
+        d = os.path.join(out, "%s_%d" % (name, threads))
+        w = dcp.FileSystemWriter(d, thread_count=threads, single_file_per_rank=threads == 1)
+        dcp.save(sd, storage_writer=w, no_dist=True)
+"""
+venv_python = os.path.join(src, ".venv", "bin", "python")
+if os.path.exists(venv_python):
+    dcp_dir = os.path.join(tmp, "dcp")
+    r = subprocess.run([venv_python, "-c", DCP_SCRIPT, dcp_dir], capture_output=True, env=env)
+    if r.returncode == 0:
+        for name in sorted(os.listdir(dcp_dir)):
+            put("fuzz_dcp_metadata", name, open(os.path.join(dcp_dir, name, ".metadata"), "rb").read())
 
 for t in targets:
     print("seeds: %-20s %d" % (t, count[t]))

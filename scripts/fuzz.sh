@@ -24,7 +24,8 @@ cmake --build "$b" -j "$jobs" --target fuzz_all
 targets=("$@")
 if [ ${#targets[@]} -eq 0 ]; then
   targets=(fuzz_unpickle fuzz_zip_reader fuzz_torch_zip fuzz_torch_legacy fuzz_zstd_stream
-           fuzz_chunked_zstd fuzz_torchscript fuzz_safetensors fuzz_hf_index fuzz_plugins)
+           fuzz_chunked_zstd fuzz_torchscript fuzz_safetensors fuzz_hf_index
+           fuzz_dcp_metadata fuzz_plugins)
 fi
 rm -rf "$b/seeds"
 /usr/bin/python3 fuzz/make_seeds.py . "$b/seeds" "$b/bin/ckptio" >/dev/null

@@ -566,10 +566,17 @@ class Machine {
     return dotted.compare(0, 10, "__torch__.") == 0;
   }
   ValuePtr global(const std::string& module, const std::string& name) {
+    vet_global(module, name);
     if (opt_.torchscript_objects &&
         (module == "__torch__" || module.compare(0, 10, "__torch__.") == 0))
       return Value::global(module + "." + name);
     return pickle_detail::resolve_global(module, name, site_);
+  }
+
+  void vet_global(const std::string& module, const std::string& name) {
+    if (!opt_.check_global) return;
+    Status st = opt_.check_global(pickle_detail::normalize_global_name(module, name));
+    if (!st.ok()) fail(st.code(), st.message() + at(op_));
   }
 
   void call_result(ValuePtr result, const ValuePtr& args) {
@@ -862,6 +869,7 @@ class Machine {
         std::string module = ascii_line("INST module");
         std::string name = ascii_line("INST name");
         ValuePtr args = container(Value::tuple(pop_mark(op)));
+        vet_global(module, name);
         ValuePtr cls = pickle_detail::resolve_global(module, name, site_);
         call_result(pickle_detail::reduce(cls, args, site_), args);
         return;

@@ -52,6 +52,12 @@ struct UnpickleOptions {
   // become kObject "torch._utils._rebuild_qtensor" holding the raw call arguments, for the
   // caller to interpret. Every other global still goes through the allow-list.
   bool torchscript_objects = false;
+  // Called with every global the pickle names (GLOBAL, STACK_GLOBAL, INST), spelled as
+  // "module.name" after Python 3's fix_imports renames, before the allow-list is consulted; a
+  // non-ok Status ends the run with its code and message (after `context`). For callers with
+  // a narrower allow-list of their own (DCP .metadata), who then see even the globals that
+  // leave no trace in the tree (torch.Size, _codecs.encode, numpy scalars). Unset: no check.
+  std::function<Status(const std::string& dotted)> check_global;
   // Maps a persistent id (BINPERSID/PERSID argument) to a value; torch checkpoints return a
   // storage view (kTensor with is_storage). Unset: a persistent id is a kCorrupt error.
   std::function<Result<ValuePtr>(const ValuePtr& pid)> persistent_load;
