@@ -27,7 +27,11 @@ constexpr Op kSmallTuple[] = {Op::EMPTY_TUPLE, Op::TUPLE1, Op::TUPLE2, Op::TUPLE
 
 class Writer {
  public:
-  Writer(const Tree* tree, const TorchPickleOptions* options) : tree_(tree), opt_(options) {}
+  Writer(const Tree* tree, const TorchPickleOptions* options,
+         const std::vector<std::string>* newobj_classes = nullptr)
+      : tree_(tree), opt_(options) {
+    if (newobj_classes) newobj_.insert(newobj_classes->begin(), newobj_classes->end());
+  }
 
   std::string run(const Value& root) {
     op(Op::PROTO);
@@ -260,7 +264,7 @@ class Writer {
         } else {
           save_child(v.args, depth);
         }
-        op(Op::REDUCE);
+        op(newobj_.count(v.s) ? Op::NEWOBJ : Op::REDUCE);
         memoize(v);
         save_items(v, depth);
         save_entries(v, depth);
@@ -418,6 +422,7 @@ class Writer {
   std::unordered_map<std::string, uint32_t> str_memo_;
   std::unordered_map<std::string, uint32_t> global_memo_;
   std::unordered_set<const Value*> in_progress_;
+  std::unordered_set<std::string> newobj_;
   std::unordered_map<uint32_t, size_t> slot_;
   TorchPickled result_;
 };
@@ -438,9 +443,10 @@ Result<TorchPickled> pickle_torch(const Tree& tree, const TorchPickleOptions& op
   }
 }
 
-Result<std::string> pickle_plain(const Value& value) {
+Result<std::string> pickle_plain(const Value& value,
+                                 const std::vector<std::string>& newobj_classes) {
   try {
-    Writer w(nullptr, nullptr);
+    Writer w(nullptr, nullptr, &newobj_classes);
     return w.run(value);
   } catch (const PickleError& e) {
     return Status(e.code, e.message);

@@ -35,7 +35,12 @@ struct TorchPickled {
 // storage as different legacy dtypes, as torch.save refuses too).
 Result<TorchPickled> pickle_torch(const Tree& tree, const TorchPickleOptions& options);
 
-// Plain protocol-2 pickle of a value without tensors (legacy header pickles, tests).
-Result<std::string> pickle_plain(const Value& value);
+// Plain protocol-2 pickle of a value without tensors (legacy header pickles, tests). An
+// object (kObject) is written as its class, its arguments (an empty tuple when it has none)
+// and REDUCE, cls(*args); one of `newobj_classes` with NEWOBJ instead, cls.__new__(cls, *args),
+// as Python writes instances of ordinary classes and dataclasses, whose __init__ must not run
+// (DCP's metadata). Either way BUILD then applies its state.
+Result<std::string> pickle_plain(const Value& value,
+                                 const std::vector<std::string>& newobj_classes = {});
 
 }  // namespace ckptio
