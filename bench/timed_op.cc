@@ -163,8 +163,12 @@ Result ckptio_load_core(const std::string& path, void*) {
   return keep(ckptio::load(path, ckptio::LoadOptions{}));
 }
 
+// Tensors aligned to their element size, as safe_open's and torch.load(mmap=True)'s are
+// (safetensors aligns its data to 8 bytes only; torch.save files are 64-byte aligned anyway).
 Result ckptio_load_zero_copy(const std::string& path, void*) {
-  return keep(ckptio::load(path, cpu_load(true)).state_dict());
+  ckptio::TorchLoadOptions o = cpu_load(true);
+  o.base.zero_copy_alignment = 1;
+  return keep(ckptio::load(path, o).state_dict());
 }
 
 Result ckptio_load_state_dict_file(const std::string& path, void* module) {

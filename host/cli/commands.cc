@@ -157,6 +157,7 @@ int Commands::inspect() {
   // than the one `convert` keeps (its state_dict).
   add_inspect_values(opts.format, opts.plugin_options);
   opts.zero_copy = true;
+  opts.zero_copy_alignment = 1;  // bytes only hashed: any element-aligned storage maps
   Progress progress("reading");
   opts.progress = [&](uint64_t d, uint64_t t) { progress.update(d, t); };
   Checkpoint ckpt = load(in_, opts);
@@ -197,6 +198,7 @@ int Commands::convert() {
   opts.format = in_format_.empty() ? detect_format(in_) : in_format_;  // detected once
   opts.plugin_options = read_settings(opts.format);
   opts.zero_copy = true;  // the mapping outlives the save below; nothing is copied twice
+  opts.zero_copy_alignment = 1;  // the writer only reads the bytes: no alignment needed
   opts.keys = keys_;
   Checkpoint ckpt;
   {

@@ -75,10 +75,15 @@ Status load_storages(const std::vector<StorageInfo>& storages,
   uint64_t total = 0;
   // Small storages share one arena (64-byte aligned slices): a file of 20,000 tiny tensors
   // then costs one allocation, not 20,000 (allocation and freeing dominated per-tensor cost).
+  const uint64_t alias_align = options.zero_copy_alignment;
+  if (options.zero_copy && (alias_align == 0 || (alias_align & (alias_align - 1)) != 0))
+    return Status(Code::kInvalidArgument, "zero_copy_alignment " + std::to_string(alias_align) +
+                                              " is not a power of two");
   auto aliasable = [&](uint32_t i) {
     const StorageOrigin& o = origins[i];
+    const uint64_t element = std::max<uint64_t>(1, uint64_t(dtype_size(storages[i].dtype)));
     return o.file_offset != CKPTIO_NOT_PLAIN && options.zero_copy && o.src->data() &&
-           o.mapping_owner && o.file_offset % kAlign == 0;
+           o.mapping_owner && o.file_offset % alias_align == 0 && o.file_offset % element == 0;
   };
   uint64_t arena_size = 0;
   for (uint32_t i = 0; i < storages.size(); ++i)

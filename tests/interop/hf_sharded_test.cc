@@ -456,6 +456,50 @@ TEST_F(HfSharded, ZeroCopyLoadsTheSameValues) {
   }
 }
 
+// safetensors aligns its data to 8 bytes only: with zero_copy_alignment 1 every storage of a
+// safetensors shard maps (each is aligned to its element size in these models), as safe_open
+// maps them; an alignment that is not a power of two is refused.
+TEST_F(HfSharded, ZeroCopyAlignmentMapsSafetensorsShards) {
+  int checked = 0;
+  for (const auto& c : m_["cases"]) {
+    if (c["kind"] != "safetensors") continue;
+    SCOPED_TRACE(c["name"].get<std::string>());
+    const ExpectedMap want = read_expected(c["expected"]);
+    ckptio::LoadOptions zc;
+    zc.zero_copy = true;
+    zc.zero_copy_alignment = 1;
+    try {
+      const ckptio::Checkpoint got = ckptio::load(c["dir"], zc);
+      auto diffs = compare(got, want);
+      EXPECT_TRUE(diffs.empty()) << join(diffs);
+      size_t mapped = 0, nonempty = 0;
+      for (size_t i = 0; i < got.storages.size(); ++i) {
+        const auto& s = got.storages[i];
+        if (s.size == 0) continue;
+        ++nonempty;
+        mapped += s.mapped;
+        const int es = ckptio::dtype_size(got.tree.storages[i].dtype);
+        EXPECT_EQ(reinterpret_cast<uintptr_t>(s.data) % static_cast<uintptr_t>(es), 0u)
+            << got.tree.storages[i].key;
+      }
+      EXPECT_EQ(mapped, nonempty);
+      ++checked;
+    } catch (const ckptio::Error& e) {
+      ADD_FAILURE() << e.what();
+    }
+  }
+  EXPECT_GE(checked, 3);
+  ckptio::LoadOptions bad;
+  bad.zero_copy = true;
+  bad.zero_copy_alignment = 3;
+  try {
+    ckptio::load(case_named("llama_st_sharded")["dir"], bad);
+    ADD_FAILURE() << "alignment 3 was taken";
+  } catch (const ckptio::Error& e) {
+    EXPECT_NE(std::string(e.what()).find("is not a power of two"), std::string::npos) << e.what();
+  }
+}
+
 // A Reader reading one key reads that key's shard only: with every other shard's tensor
 // bytes flipped (headers and lengths intact), the key still reads right and the other
 // storages stay unread; reading everything then shows the damage (safetensors: different

@@ -120,7 +120,12 @@ using PluginOptions = std::vector<std::pair<std::string, std::string>>;
 struct LoadOptions {
   std::string format;          // empty: detect from the file's head
   bool load_data = true;       // false: structure only, no storage bytes read
-  bool zero_copy = false;      // alias plain, 64-byte aligned storages in the file mapping
+  bool zero_copy = false;      // alias plain, aligned storages in the file mapping
+  // zero_copy aliases a plain storage whose place in the file is a multiple of this (a power
+  // of two) and of its element size; others are copied. 64 keeps every storage 64-byte
+  // aligned, as copies are. safetensors aligns its data to 8 bytes (its header is padded to
+  // 8), so its files, Hugging Face shards among them, map with 8 or less.
+  uint32_t zero_copy_alignment = 64;
   bool allow_objects = false;  // unknown pickle classes become opaque objects (never run)
   bool verify = false;         // check checksums (CRC32 of zip records)
   int threads = 0;             // storage reading threads; 0: one per core
