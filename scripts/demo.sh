@@ -40,6 +40,9 @@ for f in $formats; do
   fi
   ckptio convert "$work/as-$f" "$work/back-from-$f.pt" --format torch-zip
   ckptio inspect "$work/back-from-$f.pt" --json >"$work/back-$f.json"
+  # DCP stores every key as str(key), as torch.distributed.checkpoint does (the optimizer's
+  # state keyed 0, 1, ... comes back keyed '0', '1', ...).
+  keys=(); [ "$f" = dcp ] && keys=(--str-keys)
   /usr/bin/python3 scripts/same_tensors.py "$work/original.json" "$work/back-$f.json" \
-    "$example -> $f ($(stat -c %s "$work/as-$f") bytes) -> torch-zip"
+    "$example -> $f ($(du -sb "$work/as-$f" | cut -f1) bytes) -> torch-zip" "${keys[@]}"
 done

@@ -11,6 +11,7 @@
 #include "formats/hf/shard_plan.h"
 #include "plugins/common/c_bridge.h"
 #include "plugins/common/decoded_reader.h"
+#include "plugins/common/member_writer.h"
 
 namespace ckptio::plugin {
 namespace {
@@ -202,15 +203,6 @@ class OptionsWithout {
   ckptio_options view_{};
 };
 
-Status write_member(const ckptio_host_api* host, const ckptio_sink* sink, const std::string& name,
-                    const std::function<Status(ByteSink&)>& body) {
-  const ckptio_sink* member = nullptr;
-  CKPTIO_RETURN_IF_ERROR(from_c(host, sink->open_member(sink->ctx, name.c_str(), &member)));
-  if (!member) return Status(Code::kInternal, name + ": host opened a member without a sink");
-  CSink out(host, member);
-  return body(out);
-}
-
 }  // namespace
 
 int32_t sharded_probe_directory(const ShardedForm& form, const char* const* names,
@@ -319,7 +311,7 @@ ckptio_status sharded_save(const ckptio_host_api* host, const ShardedForm& form,
   const std::string context = sink->name ? sink->name : "<output>";
   return sdk::guard(host, context.c_str(), [&]() -> ckptio_status {
     auto fail = [&](const Status& st) { return to_c(host, st.with_context(context)); };
-    if (!CKPTIO_HAS_FIELD(sink, ckptio_sink, open_member) || !sink->open_member)
+    if (!can_write_members(sink))
       return fail(Status(Code::kUnsupported,
                          "max_shard_size writes a directory, which this host cannot write"));
     auto max = hf::parse_size(sdk::option(options, kMaxShardSizeOption));
@@ -384,15 +376,10 @@ ckptio_status sharded_save(const ckptio_host_api* host, const ShardedForm& form,
       written.insert(file);
     }
     // An earlier save's shards, index or single file would contradict this one.
-    if (CKPTIO_HAS_FIELD(sink, ckptio_sink, drop_existing) && sink->drop_existing)
-      for (uint64_t i = 0; i < sink->existing_count; ++i) {
-        const std::string existing = sink->existing[i] ? sink->existing[i] : "";
-        if (!written.count(existing) && is_own_file(form, existing)) {
-          st = from_c(host, sink->drop_existing(sink->ctx, existing.c_str()));
-          if (!st.ok()) return to_c(host, st);
-        }
-      }
-    return nullptr;
+    st = drop_stale(host, sink, [&](const std::string& existing) {
+      return !written.count(existing) && is_own_file(form, existing);
+    });
+    return st.ok() ? nullptr : to_c(host, st);
   });
 }
 

@@ -20,99 +20,8 @@ namespace ckptio::dcp {
 namespace {
 
 const char kPython[] = CKPTIO_TEST_PYTHON;
+const char kCheckPy[] = CKPTIO_DCP_CHECK_PY;  // tests/interop/py/dcp_check.py
 
-// usage: python script.py make REF.pt | check DCP_DIR REF.pt
-const char kScript[] = R"PY(
-import os, sys, warnings
-warnings.filterwarnings("ignore")
-import torch
-import torch.distributed.checkpoint as dcp
-from torch.distributed.checkpoint.format_utils import dcp_to_torch_save
-
-def reference():
-    g = torch.Generator().manual_seed(7)
-    base = torch.randn(6, 8, generator=g)
-    return {
-        "model": {
-            "embed.weight": torch.randn(16, 4, generator=g),
-            "layers": [{"w": torch.randn(4, 4, generator=g).to(torch.bfloat16),
-                        "b": torch.zeros(4, dtype=torch.float16)} for _ in range(2)],
-            "norm.weight": torch.ones(4),
-            "transposed": base.t(),            # a non-contiguous view
-            "slice": base[2:4],                # a view at an offset into a shared storage
-            "steps": torch.arange(5, dtype=torch.int64),
-            "mask": torch.tensor([True, False, True]),
-            "scalar": torch.tensor(2.5, dtype=torch.float64),
-            "empty": torch.zeros(0, 5),
-        },
-        "optim": {"state": {0: {"step": torch.tensor(3.0), "exp_avg": torch.randn(3, generator=g)}},
-                  "param_groups": [{"lr": 0.01, "betas": (0.9, 0.999), "params": [0]}]},
-        "step": 7,
-        "lr": 0.125,
-        "name": "run-1",
-        "milestones": [10, 20],
-    }
-
-def same(a, b, path="root"):
-    if isinstance(a, torch.Tensor):
-        if not isinstance(b, torch.Tensor):
-            return "%s: a %s, want a tensor" % (path, type(b).__name__)
-        if a.dtype != b.dtype or a.shape != b.shape:
-            return "%s: %s %s, want %s %s" % (path, b.dtype, tuple(b.shape), a.dtype, tuple(a.shape))
-        if not torch.equal(a, b):
-            return "%s: values differ" % path
-        return None
-    if isinstance(a, dict):
-        if not isinstance(b, dict) or set(map(str, a)) != set(map(str, b)):
-            return "%s: keys %s, want %s" % (path, sorted(map(str, b)) if isinstance(b, dict) else b,
-                                              sorted(map(str, a)))
-        bs = {str(k): v for k, v in b.items()}
-        for k, v in a.items():
-            d = same(v, bs[str(k)], "%s[%r]" % (path, k))
-            if d:
-                return d
-        return None
-    if isinstance(a, (list, tuple)):
-        if not isinstance(b, (list, tuple)) or len(a) != len(b):
-            return "%s: %r, want %r" % (path, b, a)
-        for i, (x, y) in enumerate(zip(a, b)):
-            d = same(x, y, "%s[%d]" % (path, i))
-            if d:
-                return d
-        return None
-    return None if a == b else "%s: %r, want %r" % (path, b, a)
-
-def template(v):
-    if isinstance(v, torch.Tensor):
-        return torch.zeros_like(v.contiguous())
-    if isinstance(v, dict):
-        return {k: template(x) for k, x in v.items()}
-    if isinstance(v, list):
-        return [template(x) for x in v]
-    return v
-
-if sys.argv[1] == "make":
-    torch.save(reference(), sys.argv[2])
-    sys.exit(0)
-d, ref_path = sys.argv[2], sys.argv[3]
-ref = torch.load(ref_path)
-# dcp.load fills the template's tensors in place and replaces its other leaves.
-t = template(ref)
-t["step"], t["lr"], t["name"], t["milestones"] = 0, 0.0, "", []
-dcp.load(t, checkpoint_id=d, no_dist=True)
-diff = same(ref, t, "dcp.load")
-if diff:
-    print(diff)
-    sys.exit(1)
-out = os.path.join(d + ".consolidated.pt")
-dcp_to_torch_save(d, out)
-got = torch.load(out, weights_only=False)
-diff = same(ref, got, "dcp_to_torch_save")
-if diff:
-    print(diff)
-    sys.exit(1)
-print("ok", torch.__version__)
-)PY";
 
 struct Written {
   std::string dir;
@@ -122,10 +31,8 @@ struct Written {
 class DcpWriter : public ::testing::Test {
  protected:
   void SetUp() override {
-    test_support::write_file(scratch_ / "dcp_case.py", kScript);
     ref_ = scratch_ / "ref.pt";
-    const test_support::RunResult r =
-        test_support::run({kPython, scratch_ / "dcp_case.py", "make", ref_}, 300);
+    const test_support::RunResult r = test_support::run({kPython, kCheckPy, "make", ref_}, 300);
     ASSERT_EQ(r.exit_code, 0) << r.describe();
     bytes_ = test_support::read_file(ref_);
     src_ = std::make_unique<MemorySource>(bytes_.data(), bytes_.size(), ref_);
@@ -169,7 +76,7 @@ TEST_F(DcpWriter, TorchLoadsWhatCkptioWrites) {
   const Written w = write(file_.tree, "ckpt");
   ASSERT_FALSE(w.metadata.items.empty());
   const test_support::RunResult r =
-      test_support::run({kPython, scratch_ / "dcp_case.py", "check", w.dir, ref_}, 300);
+      test_support::run({kPython, kCheckPy, "check", w.dir, ref_}, 300);
   EXPECT_EQ(r.exit_code, 0) << r.describe() << "\n" << r.out;
   std::printf("  %s", r.out.c_str());
 }
