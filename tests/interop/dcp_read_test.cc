@@ -333,6 +333,112 @@ TEST_F(DcpRead, ReaderAssemblesAnyByteRangeOfAShardedTensor) {
   }
 }
 
+// The box [offsets, offsets + sizes) of a row-major tensor's bytes.
+std::string box_of(const std::string& whole, const std::vector<int64_t>& shape,
+                   const std::vector<int64_t>& offsets, const std::vector<int64_t>& sizes,
+                   size_t es) {
+  int64_t count = 1;
+  for (int64_t s : sizes) count *= s;
+  std::string out;
+  std::vector<int64_t> idx(shape.size(), 0);
+  for (int64_t k = 0; k < count; ++k) {
+    int64_t at = 0;
+    for (size_t d = 0; d < shape.size(); ++d) at = at * shape[d] + offsets[d] + idx[d];
+    out.append(whole, size_t(at) * es, es);
+    for (size_t d = shape.size(); d-- > 0;) {
+      if (++idx[d] < sizes[d]) break;
+      idx[d] = 0;
+    }
+  }
+  return out;
+}
+
+// Reader::read_region returns any box of a tensor (a target shard when resharding): the
+// whole, halves and the middle along each dim, single elements, across chunk boundaries of
+// the 2-rank case, through strides in the single-process one.
+TEST_F(DcpRead, ReadRegionReturnsAnyBoxOfATensor) {
+  for (const std::string name : {"ranks", "single"}) {
+    SCOPED_TRACE(name);
+    const json& c = case_named(name);
+    const ckptio::Checkpoint want = ckptio::load(c["pt"].get<std::string>());
+    std::map<std::string, ckptio::TensorMeta> want_t;
+    ckptio::for_each_tensor(want.tree.root, [&](const ckptio::ValuePtr& v, const std::string& p) {
+      want_t[p] = v->tensor;
+    });
+    auto r = ckptio::Reader::open(c["dir"].get<std::string>());
+    int boxes = 0;
+    ckptio::for_each_tensor(r->tree().root, [&](const ckptio::ValuePtr& v, const std::string& path) {
+      SCOPED_TRACE(path);
+      const ckptio::TensorMeta& t = v->tensor;
+      const std::string whole = tensor_bytes(want, want_t.at(path)).value_or("");
+      const size_t es = size_t(ckptio::dtype_size(t.dtype));
+      std::vector<std::pair<std::vector<int64_t>, std::vector<int64_t>>> cases = {
+          {std::vector<int64_t>(t.shape.size(), 0), t.shape}};
+      for (size_t d = 0; d < t.shape.size() && t.numel() > 0; ++d) {
+        if (t.shape[d] < 2) continue;
+        auto off = std::vector<int64_t>(t.shape.size(), 0);
+        auto size = t.shape;
+        size[d] = t.shape[d] / 2;
+        cases.push_back({off, size});  // the first half along d
+        off[d] = 1;
+        size[d] = t.shape[d] - 2 > 0 ? t.shape[d] - 2 : 1;
+        cases.push_back({off, size});  // the middle along d
+        auto last = t.shape;
+        for (auto& x : last) x = x > 0 ? x - 1 : 0;
+        cases.push_back({last, std::vector<int64_t>(t.shape.size(), 1)});  // the last element
+      }
+      for (const auto& [off, size] : cases) {
+        std::string got(box_of(whole, t.shape, off, size, es).size(), '\xEE');
+        ckptio::Status st = r->read_region(t, off, size, got.data());
+        ASSERT_TRUE(st.ok()) << st.message();
+        EXPECT_EQ(got, box_of(whole, t.shape, off, size, es)) << json(off).dump() << " + " << json(size).dump();
+        ++boxes;
+      }
+    });
+    EXPECT_GT(boxes, 20);
+    // A box that leaves the tensor is refused in one line.
+    std::optional<ckptio::TensorMeta> any;
+    ckptio::for_each_tensor(r->tree().root, [&](const ckptio::ValuePtr& v, const std::string&) {
+      if (!any && !v->tensor.shape.empty() && v->tensor.numel() > 0) any = v->tensor;
+    });
+    ASSERT_TRUE(any.has_value());
+    const ckptio::TensorMeta rows = *any;
+    std::vector<int64_t> past = rows.shape;
+    const ckptio::Status st = r->read_region(rows, past, std::vector<int64_t>(past.size(), 1), nullptr);
+    EXPECT_FALSE(st.ok());
+    EXPECT_NE(st.message().find("leaves the tensor in dim 0"), std::string::npos) << st.message();
+  }
+}
+
+// A box inside rank 0's rows reads rank 0's chunk alone: with the values of rank 1's chunk
+// damaged in its file, the box still reads right, and a box crossing into rank 1 does not.
+TEST_F(DcpRead, ReadRegionReadsOnlyTheChunksItOverlaps) {
+  const json& c = case_named("ranks");
+  const ckptio::Checkpoint want = ckptio::load(c["pt"].get<std::string>());
+  const ckptio::TensorMeta& rows_ref = want.tree.root->get("rows")->tensor;
+  const std::string whole = tensor_bytes(want, rows_ref).value();
+  ASSERT_EQ(rows_ref.shape, (std::vector<int64_t>{5, 4}));
+  const std::string dir = scratch("region_damaged") + "/ckpt";
+  fs::create_directories(dir);
+  fs::copy(c["dir"].get<std::string>(), dir, fs::copy_options::recursive);
+  // Rows 3 and 4 (5 rows over 2 ranks: 3 and 2) are rank 1's, float32, contiguous in its item.
+  const std::string rank1 = read_file(dir + "/__1_0.distcp");
+  const std::string theirs = whole.substr(3 * 4 * 4);
+  const size_t at = rank1.find(theirs);
+  ASSERT_NE(at, std::string::npos) << "rank 1's rows are not in __1_0.distcp";
+  std::string damaged = rank1;
+  for (size_t i = 0; i < theirs.size(); ++i) damaged[at + i] = char(~damaged[at + i]);
+  write_file(dir + "/__1_0.distcp", damaged);
+  auto r = ckptio::Reader::open(dir);
+  const ckptio::TensorMeta rows = r->tree().root->get("rows")->tensor;
+  std::string mine(2 * 4 * 4, '\0');
+  ASSERT_TRUE(r->read_region(rows, {1, 0}, {2, 4}, mine.data()).ok());
+  EXPECT_EQ(mine, box_of(whole, {5, 4}, {1, 0}, {2, 4}, 4));
+  std::string across(3 * 4 * 4, '\0');
+  ASSERT_TRUE(r->read_region(rows, {2, 0}, {3, 4}, across.data()).ok());
+  EXPECT_NE(across, box_of(whole, {5, 4}, {2, 0}, {3, 4}, 4));
+}
+
 // A key selection: only the files of the selected top-level entries are opened (the others
 // are deleted from a copy of the one-file-per-item case), and the tree holds the selection.
 TEST_F(DcpRead, KeySelectionOpensOnlyTheSelectedItemsFiles) {

@@ -179,6 +179,13 @@ class CKPTIO_API Reader {
   Status read_range(uint32_t index, uint64_t offset, void* dst, uint64_t n);
   // Whether storage `index` sits in the file unmodified (uncompressed, little-endian).
   bool plain(uint32_t index) const;
+  // Reads the box [offsets, offsets + sizes) of `tensor` (a tensor of tree()) into `dst`,
+  // dense and row-major: one rank's shard of a tensor, to reshard. Only the box's bytes are
+  // read, as runs along the dimensions it spans whole (through read_range), and of a DCP
+  // checkpoint only the chunks that overlap it, so memory and I/O follow the box.
+  // kInvalidArgument when the box has the wrong rank or leaves the tensor.
+  Status read_region(const TensorMeta& tensor, const std::vector<int64_t>& offsets,
+                     const std::vector<int64_t>& sizes, void* dst);
 
   struct Impl;
 
