@@ -11,6 +11,7 @@
 #include "formats/hf/shard_plan.h"
 #include "plugins/common/c_bridge.h"
 #include "plugins/common/decoded_reader.h"
+#include "plugins/common/member_opener.h"
 #include "plugins/common/member_writer.h"
 
 namespace ckptio::plugin {
@@ -39,34 +40,6 @@ Result<std::string> read_all(const ByteSource& src) {
   CKPTIO_RETURN_IF_ERROR(src.read_at(0, text.data(), text.size()));
   return text;
 }
-
-// The members the reader opens, as sources kept in the reader at the host's numbers.
-class MemberOpener {
- public:
-  MemberOpener(const ckptio_host_api* host, const ckptio_source* source, ckptio_reader_s& reader)
-      : host_(host), source_(source), reader_(reader) {}
-
-  Result<std::pair<uint32_t, const ByteSource*>> open(const std::string& name) {
-    if (!CKPTIO_HAS_FIELD(source_, ckptio_source, open_member) || !source_->open_member)
-      return Status(Code::kUnsupported, std::string(source_->name ? source_->name : "<input>") +
-                                            ": the host cannot open the checkpoint's file '" +
-                                            name + "' (it speaks ABI 1, or reads a buffer)");
-    uint32_t number = 0;
-    const ckptio_source* member = nullptr;
-    CKPTIO_RETURN_IF_ERROR(
-        from_c(host_, source_->open_member(source_->ctx, name.c_str(), &number, &member)));
-    if (!member || number == 0)
-      return Status(Code::kInternal, name + ": host opened a member without a source");
-    if (reader_.sources.size() <= number) reader_.sources.resize(size_t(number) + 1);
-    if (!reader_.sources[number]) reader_.sources[number] = std::make_unique<CSource>(host_, member);
-    return std::make_pair(number, static_cast<const ByteSource*>(reader_.sources[number].get()));
-  }
-
- private:
-  const ckptio_host_api* host_;
-  const ckptio_source* source_;
-  ckptio_reader_s& reader_;
-};
 
 void place_in_member(DecodedFile& file, uint32_t member) {
   for (StorageExtent& e : file.extents) e.member = member;
@@ -243,7 +216,7 @@ ckptio_status sharded_open(const ckptio_host_api* host, const ShardedForm& form,
     auto reader = std::make_unique<ckptio_reader_s>();
     reader->sources.push_back(std::make_unique<CSource>(host, source));
     const DecodedPluginOptions common = decoded_plugin_options(options);
-    MemberOpener members(host, source, *reader);
+    MemberOpener members(host, source, reader->sources);
     auto finish = [&](DecodedFile file) -> ckptio_status {
       reader->file = std::move(file);
       Status st = emit_tree(host, reader->file, builder);

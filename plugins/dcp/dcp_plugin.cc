@@ -36,6 +36,7 @@
 #include "formats/zip/torch_zip.h"
 #include "plugins/common/c_bridge.h"
 #include "plugins/common/decoded_plugin.h"
+#include "plugins/common/member_opener.h"
 #include "plugins/common/option_infos.h"
 #include "plugins/dcp/dcp_save.h"
 
@@ -157,33 +158,6 @@ int32_t probe(uint32_t, const uint8_t* head, size_t n, uint64_t) {
 
 // ---- open ------------------------------------------------------------------------------------
 
-// The members the reader opens, kept at the host's numbers.
-class Members {
- public:
-  Members(const ckptio_source* source, DcpReader& reader) : source_(source), reader_(reader) {}
-
-  Result<std::pair<uint32_t, const ByteSource*>> open(const std::string& name) {
-    if (!CKPTIO_HAS_FIELD(source_, ckptio_source, open_member) || !source_->open_member)
-      return Status(Code::kUnsupported, std::string(source_->name ? source_->name : "<input>") +
-                                            ": the host cannot open the checkpoint's file '" +
-                                            name + "' (it speaks ABI 1, or reads a buffer)");
-    uint32_t number = 0;
-    const ckptio_source* member = nullptr;
-    CKPTIO_RETURN_IF_ERROR(
-        from_c(g_host, source_->open_member(source_->ctx, name.c_str(), &number, &member)));
-    if (!member || number == 0)
-      return Status(Code::kInternal, name + ": host opened a member without a source");
-    if (reader_.sources.size() <= number) reader_.sources.resize(size_t(number) + 1);
-    if (!reader_.sources[number])
-      reader_.sources[number] = std::make_unique<CSource>(g_host, member);
-    return std::make_pair(number, static_cast<const ByteSource*>(reader_.sources[number].get()));
-  }
-
- private:
-  const ckptio_source* source_;
-  DcpReader& reader_;
-};
-
 Result<std::vector<uint8_t>> read_whole(const ByteSource& src) {
   if (src.size() > kMaxMetadataBytes)
     return Status(Code::kLimit, src.name() + ": " + std::to_string(src.size()) +
@@ -197,7 +171,7 @@ Result<std::vector<uint8_t>> read_whole(const ByteSource& src) {
 struct OpenContext {
   const dcp::DcpMetadata* md = nullptr;
   std::string md_name;  // the .metadata file, for messages
-  Members* members = nullptr;
+  MemberOpener* members = nullptr;
   ZipReadOptions zip;
 };
 
@@ -455,7 +429,7 @@ std::string top_level_name(const std::vector<dcp::PathComponent>& path, const st
 Status read_checkpoint(const ckptio_source* source, const ckptio_options* options,
                        DcpReader& reader, DecodedFile& out) {
   reader.sources.push_back(std::make_unique<CSource>(g_host, source));
-  Members members(source, reader);
+  MemberOpener members(g_host, source, reader.sources);
   const ByteSource* md_src = reader.sources[0].get();
   if (is_directory(source)) {
     auto opened = members.open(kMetadataName);
