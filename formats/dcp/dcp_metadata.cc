@@ -19,6 +19,7 @@
 #include <unordered_set>
 #include <utility>
 
+#include "formats/message_text.h"
 #include "formats/pickle/unpickler.h"
 #include "formats/value.h"
 
@@ -124,44 +125,6 @@ struct Failure {
 
 [[noreturn]] void fail(Code code, std::string message) { throw Failure{code, std::move(message)}; }
 
-// `s` in single quotes: control bytes, the quote and the backslash escaped, long text cut.
-std::string quoted(const std::string& s) {
-  static const char kHex[] = "0123456789abcdef";
-  constexpr size_t kMaxShown = 160;
-  std::string out = "'";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i == kMaxShown) {
-      out += "...";
-      break;
-    }
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '\\' || c == '\'') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "'";
-}
-
-std::string ints(const std::vector<int64_t>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) {
-    if (i) s += ", ";
-    if (i == 16) {
-      s += "...";
-      break;
-    }
-    s += std::to_string(v[i]);
-  }
-  return s + "]";
-}
-
 std::string describe(const Value* v) {
   if (!v) return "missing";
   switch (v->kind) {
@@ -170,7 +133,7 @@ std::string describe(const Value* v) {
     case Kind::kObject:
       return "a " + v->s;
     case Kind::kStr:
-      return "the str " + quoted(v->s);
+      return "the str " + quoted_text(v->s);
     case Kind::kInt:
       return "the int " + std::to_string(v->i);
     case Kind::kBigInt:
@@ -219,11 +182,11 @@ size_t child_count(const Value& v) {
 const Value* state_field(const Value& obj, const char* name);
 
 std::string key_text(const Value& k) {
-  if (k.kind == Kind::kStr) return quoted(k.s);
+  if (k.kind == Kind::kStr) return quoted_text(k.s);
   if (k.kind == Kind::kInt) return std::to_string(k.i);
   if (k.kind == Kind::kObject) {
     const Value* fqn = state_field(k, "fqn");
-    if (fqn && fqn->kind == Kind::kStr) return "MetadataIndex(" + quoted(fqn->s) + ")";
+    if (fqn && fqn->kind == Kind::kStr) return "MetadataIndex(" + quoted_text(fqn->s) + ")";
     return k.s;
   }
   return kind_name(k.kind);
@@ -274,12 +237,12 @@ void check_node(const Value& v, const std::vector<Frame>& stack, const std::stri
                                " is a tensor; DCP metadata holds none (not a DCP .metadata?)");
     case Kind::kGlobal:
       if (dtype_global(v.s) || is_layout(v.s) || role_of(v.s)) return;
-      fail(Code::kForbidden, file + ": pickle global " + quoted(v.s) +
+      fail(Code::kForbidden, file + ": pickle global " + quoted_text(v.s) +
                                  " is not a DCP metadata class (at " + path_of(stack) + ")");
     case Kind::kObject: {
       const Role* r = role_of(v.s);
       if (!r)
-        fail(Code::kForbidden, file + ": pickle global " + quoted(v.s) +
+        fail(Code::kForbidden, file + ": pickle global " + quoted_text(v.s) +
                                    " is not a DCP metadata class (at " + path_of(stack) + ")");
       // The dataclasses have at most five fields. A bigger state, shared through the memo by
       // many objects, would make every field lookup of pass 3 a long scan.
@@ -389,7 +352,7 @@ class Decoder {
         bad("state_dict_metadata", "has a key that is " + describe(e.first.get()) + ", not a str");
       const std::string& fqn = e.first->s;
       if (!fqn_index_.emplace(fqn, md.items.size()).second)
-        bad(quoted(fqn), "appears twice in state_dict_metadata");
+        bad(quoted_text(fqn), "appears twice in state_dict_metadata");
       md.items.push_back(item(fqn, e.second.get()));
     }
     for (const Item& it : md.items) check_chunks(it);
@@ -475,7 +438,7 @@ class Decoder {
   }
 
   Item item(const std::string& fqn, const Value* v) {
-    const std::string where = quoted(fqn);
+    const std::string where = quoted_text(fqn);
     Item it;
     it.fqn = fqn;
     const Role* r = v && v->kind == Kind::kObject ? role_of(v->s) : nullptr;
@@ -491,7 +454,7 @@ class Decoder {
     it.size = int_seq(state_field(*v, "size"), where, "size");
     for (size_t d = 0; d < it.size.size(); ++d)
       if (it.size[d] < 0)
-        bad(where, "has size " + ints(it.size) + ", negative in dim " + std::to_string(d));
+        bad(where, "has size " + ints_text(it.size, 16) + ", negative in dim " + std::to_string(d));
     const Value* chunks = state_field(*v, "chunks");
     if (!chunks || (chunks->kind != Kind::kList && chunks->kind != Kind::kTuple))
       bad(where, "chunks is " + describe(chunks) + ", not a list of ChunkStorageMetadata");
@@ -551,7 +514,7 @@ class Decoder {
   // In bounds, disjoint, covering: _validate_global_plan's rules, with names.
   void check_chunks(const Item& it) {
     if (it.kind != Item::Kind::kTensor) return;
-    const std::string where = quoted(it.fqn);
+    const std::string where = quoted_text(it.fqn);
     const size_t nd = it.size.size();
     // Checked products; a zero dim makes the tensor (and a chunk) empty whatever the others.
     auto volume = [](const std::vector<int64_t>& dims, int64_t* out) {
@@ -567,21 +530,22 @@ class Decoder {
     };
     int64_t numel = 0;
     if (!volume(it.size, &numel))
-      bad(where, "has size " + ints(it.size) + ", more than 2^63 - 1 elements");
+      bad(where, "has size " + ints_text(it.size, 16) + ", more than 2^63 - 1 elements");
     uint64_t total = 0;  // saturates: past numel already means an overlap
     std::map<std::vector<int64_t>, size_t> by_offsets;
     for (size_t k = 0; k < it.chunks.size(); ++k) {
       const Chunk& c = it.chunks[k];
       const std::string cw = where + " chunk " + std::to_string(k) + " (offsets " +
-                             ints(c.offsets) + ", sizes " + ints(c.sizes) + ")";
+                             ints_text(c.offsets, 16) + ", sizes " + ints_text(c.sizes, 16) + ")";
       if (c.offsets.size() != nd || c.sizes.size() != nd)
         bad(cw, "has offsets of rank " + std::to_string(c.offsets.size()) + " and sizes of rank " +
-                    std::to_string(c.sizes.size()) + "; the tensor of size " + ints(it.size) +
-                    " has rank " + std::to_string(nd));
+                    std::to_string(c.sizes.size()) + "; the tensor of size " +
+                    ints_text(it.size, 16) + " has rank " + std::to_string(nd));
       for (size_t d = 0; d < nd; ++d) {
         if (c.offsets[d] < 0 || c.sizes[d] < 0 || c.sizes[d] > it.size[d] ||
             c.offsets[d] > it.size[d] - c.sizes[d])
-          bad(cw, "is out of bounds of size " + ints(it.size) + " in dim " + std::to_string(d));
+          bad(cw, "is out of bounds of size " + ints_text(it.size, 16) + " in dim " +
+                      std::to_string(d));
       }
       int64_t vol = 0;
       volume(c.sizes, &vol);  // in bounds: at most numel
@@ -604,10 +568,10 @@ class Decoder {
     if (i > j) std::swap(i, j);
     const Chunk& a = it.chunks[i];
     const Chunk& b = it.chunks[j];
-    bad(quoted(it.fqn) + " chunk " + std::to_string(j) + " (offsets " + ints(b.offsets) +
-            ", sizes " + ints(b.sizes) + ")",
-        "overlaps chunk " + std::to_string(i) + " (offsets " + ints(a.offsets) + ", sizes " +
-            ints(a.sizes) + ")");
+    bad(quoted_text(it.fqn) + " chunk " + std::to_string(j) + " (offsets " +
+            ints_text(b.offsets, 16) + ", sizes " + ints_text(b.sizes, 16) + ")",
+        "overlaps chunk " + std::to_string(i) + " (offsets " + ints_text(a.offsets, 16) +
+            ", sizes " + ints_text(a.sizes, 16) + ")");
   }
 
   // Either on the grid of distinct chunk boundaries (each cell lies wholly inside or outside
@@ -639,11 +603,11 @@ class Decoder {
     grid = grid && (cells <= (uint64_t{1} << 16) || cells <= pairs);
     const uint64_t cost = grid ? cells : pairs;
     if (!grid && pairs > kMaxChunkCheckWork)
-      bad(quoted(it.fqn),
+      bad(quoted_text(it.fqn),
           "has " + std::to_string(n) + " irregular chunks, too many to check for overlap",
           Code::kLimit);
     if (cost > check_work_left_)
-      bad(quoted(it.fqn),
+      bad(quoted_text(it.fqn),
           "is one tensor too many: checking all chunks for overlap needs more work "
           "than the file's size allows",
           Code::kLimit);
@@ -692,18 +656,19 @@ class Decoder {
           at[d] = bounds[d][rest / stride[d]];
           rest %= stride[d];
         }
-        bad(quoted(it.fqn), "chunks do not cover the tensor of size " + ints(it.size) +
-                                ": element " + ints(at) + " is in no chunk");
+        bad(quoted_text(it.fqn), "chunks do not cover the tensor of size " +
+                                     ints_text(it.size, 16) + ": element " + ints_text(at, 16) +
+                                     " is in no chunk");
       }
-      bad(quoted(it.fqn), "chunks do not cover the tensor of size " + ints(it.size));
+      bad(quoted_text(it.fqn), "chunks do not cover the tensor of size " + ints_text(it.size, 16));
     }
     for (size_t i = 0; i < n; ++i)
       for (size_t j = i + 1; j < n; ++j)
         if (overlaps(it.chunks[i], it.chunks[j])) overlap(it, i, j);
     if (total != static_cast<uint64_t>(numel))
-      bad(quoted(it.fqn), "chunks do not cover the tensor of size " + ints(it.size) +
-                              ": they hold " + std::to_string(total) + " of its " +
-                              std::to_string(numel) + " elements");
+      bad(quoted_text(it.fqn), "chunks do not cover the tensor of size " + ints_text(it.size, 16) +
+                                   ": they hold " + std::to_string(total) + " of its " +
+                                   std::to_string(numel) + " elements");
   }
 
   std::vector<PlannerEntry> planner_data(const Value& v) {
@@ -717,7 +682,7 @@ class Decoder {
     for (const auto& e : v.entries) {
       if (e.first->kind != Kind::kStr)
         bad("planner_data", "has a key that is " + describe(e.first.get()) + ", not a str");
-      const std::string where = "planner_data[" + quoted(e.first->s) + "]";
+      const std::string where = "planner_data[" + quoted_text(e.first->s) + "]";
       const Value& p = *e.second;
       if (p.kind != Kind::kTuple && p.kind != Kind::kList)
         bad(where, "is " + describe(&p) + ", not a tuple of path items");
@@ -774,10 +739,10 @@ class Decoder {
         bad("storage_data", "has a MetadataIndex whose fqn is " + describe(fqn) + ", not a str");
       se.index.fqn = fqn->s;
       const Value* off = state_field(*key, "offset");
-      std::string where = "storage_data[" + quoted(se.index.fqn);
+      std::string where = "storage_data[" + quoted_text(se.index.fqn);
       if (!is_none(off)) {
         se.index.offset = int_seq(off, where + "]", "offset");
-        where += " offset " + ints(*se.index.offset);
+        where += " offset " + ints_text(*se.index.offset, 16);
       }
       where += "]";
       const Value* hint = state_field(*key, "index");
@@ -791,12 +756,14 @@ class Decoder {
       const Item& it = md.items[fi->second];
       size_t slot = 0;
       if (it.kind == Item::Kind::kTensor) {
-        if (!se.index.offset) bad(where, "has no offset, but " + quoted(it.fqn) + " is a tensor");
+        if (!se.index.offset)
+          bad(where, "has no offset, but " + quoted_text(it.fqn) + " is a tensor");
         auto ci = chunk_of[fi->second].find(*se.index.offset);
-        if (ci == chunk_of[fi->second].end()) bad(where, "offset is no chunk of " + quoted(it.fqn));
+        if (ci == chunk_of[fi->second].end())
+          bad(where, "offset is no chunk of " + quoted_text(it.fqn));
         slot = ci->second;
       } else if (se.index.offset) {
-        bad(where, "has an offset, but " + quoted(it.fqn) + " is a bytes item");
+        bad(where, "has an offset, but " + quoted_text(it.fqn) + " is a bytes item");
       }
       if (stored[fi->second][slot]) bad(where, "appears twice in storage_data");
       stored[fi->second][slot] = true;
@@ -807,7 +774,7 @@ class Decoder {
       if (!rp || rp->kind != Kind::kStr)
         bad(where, "relative_path is " + describe(rp) + ", not a str");
       if (const char* why = path_problem(rp->s))
-        bad(where, "relative_path " + quoted(rp->s) + " " + why);
+        bad(where, "relative_path " + quoted_text(rp->s) + " " + why);
       se.info.relative_path = rp->s;
       se.info.offset = int_of(state_field(*info, "offset"), where, "offset");
       se.info.length = int_of(state_field(*info, "length"), where, "length");
@@ -825,9 +792,9 @@ class Decoder {
       const Item& it = md.items[i];
       for (size_t k = 0; k < stored[i].size(); ++k) {
         if (stored[i][k]) continue;
-        if (it.kind == Item::Kind::kBytes) bad(quoted(it.fqn), "has no storage_data entry");
-        bad(quoted(it.fqn) + " chunk " + std::to_string(k) + " (offsets " +
-                ints(it.chunks[k].offsets) + ")",
+        if (it.kind == Item::Kind::kBytes) bad(quoted_text(it.fqn), "has no storage_data entry");
+        bad(quoted_text(it.fqn) + " chunk " + std::to_string(k) + " (offsets " +
+                ints_text(it.chunks[k].offsets, 16) + ")",
             "has no storage_data entry");
       }
     }

@@ -10,6 +10,8 @@
 #include <unordered_set>
 #include <vector>
 
+#include "formats/message_text.h"
+
 namespace ckptio::hf {
 namespace {
 
@@ -18,32 +20,6 @@ using json = nlohmann::ordered_json;  // as safetensors_reader.cc; only its type
 std::string one_line(std::string s) {
   std::replace(s.begin(), s.end(), '\n', ' ');
   return s;
-}
-
-// `s` in single quotes for a message: control bytes, the quote and the backslash escaped,
-// long names cut, so that the message stays one readable line.
-std::string shown_name(const std::string& s) {
-  static const char kHex[] = "0123456789abcdef";
-  constexpr size_t kMaxShown = 160;
-  std::string out = "'";
-  for (size_t i = 0; i < s.size(); ++i) {
-    if (i == kMaxShown) {
-      out += "...";
-      break;
-    }
-    const unsigned char c = static_cast<unsigned char>(s[i]);
-    if (c == '\\' || c == '\'') {
-      out += '\\';
-      out += static_cast<char>(c);
-    } else if (c < 0x20 || c == 0x7f) {
-      out += "\\x";
-      out += kHex[c >> 4];
-      out += kHex[c & 15];
-    } else {
-      out += static_cast<char>(c);
-    }
-  }
-  return out + "'";
 }
 
 // Why `name` cannot be a shard file, or nullptr. huggingface_hub's rule (PureWindowsPath:
@@ -117,7 +93,7 @@ class IndexSax final : public nlohmann::json_sax<json> {
   bool key(string_t& k) override {
     Frame& f = stack_.back();
     if (!f.keys.insert(k).second)
-      return fail(Code::kCorrupt, "key " + shown_name(k) + " appears twice in " + f.where);
+      return fail(Code::kCorrupt, "key " + quoted_text(k) + " appears twice in " + f.where);
     f.key = k;
     if (f.role == Role::kMetaValue) {
       if (!f.first) meta_text_ += ',';
@@ -128,7 +104,8 @@ class IndexSax final : public nlohmann::json_sax<json> {
   }
 
   bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
-    if (status_.ok()) status_ = Status(Code::kCorrupt, file_ + ": is not valid JSON: " + one_line(e.what()));
+    if (status_.ok())
+      status_ = Status(Code::kCorrupt, file_ + ": is not valid JSON: " + one_line(e.what()));
     return false;
   }
 
@@ -139,7 +116,7 @@ class IndexSax final : public nlohmann::json_sax<json> {
   }
 
   static std::string describe(Scalar kind, const std::string& text) {
-    return kind == Scalar::kString ? "the string " + shown_name(text) : text;
+    return kind == Scalar::kString ? "the string " + quoted_text(text) : text;
   }
 
   // Writes a value's start into the compact text of a nested metadata value.
@@ -161,12 +138,12 @@ class IndexSax final : public nlohmann::json_sax<json> {
         return true;
       case Role::kWeightMap: {
         if (kind != Scalar::kString)
-          return fail(Code::kCorrupt,
-                      "weight_map[" + shown_name(f.key) + "] is " + text + ", not a shard file name");
+          return fail(Code::kCorrupt, "weight_map[" + quoted_text(f.key) + "] is " + text +
+                                          ", not a shard file name");
         if (checked_.count(text) == 0) {
           if (const char* why = shard_name_problem(text))
-            return fail(Code::kCorrupt, "weight_map[" + shown_name(f.key) + "] names shard file " +
-                                            shown_name(text) + ", which " + why);
+            return fail(Code::kCorrupt, "weight_map[" + quoted_text(f.key) + "] names shard file " +
+                                            quoted_text(text) + ", which " + why);
           checked_.insert(text);
         }
         out_->weight_map.emplace_back(f.key, text);
@@ -188,8 +165,8 @@ class IndexSax final : public nlohmann::json_sax<json> {
 
   bool open(bool object) {
     if (stack_.size() >= kMaxIndexDepth)
-      return fail(Code::kLimit, "JSON nested deeper than " + std::to_string(kMaxIndexDepth) +
-                                    " levels");
+      return fail(Code::kLimit,
+                  "JSON nested deeper than " + std::to_string(kMaxIndexDepth) + " levels");
     Frame next;
     next.object = object;
     const char* kind = object ? "an object" : "an array";
@@ -199,7 +176,7 @@ class IndexSax final : public nlohmann::json_sax<json> {
       next.where = "the index object";
     } else {
       Frame& f = stack_.back();
-      next.where = f.object ? "the object under " + shown_name(f.key) : "an object in an array";
+      next.where = f.object ? "the object under " + quoted_text(f.key) : "an object in an array";
       switch (f.role) {
         case Role::kRoot:
           if (f.key == "weight_map") {
@@ -214,8 +191,8 @@ class IndexSax final : public nlohmann::json_sax<json> {
           }
           break;
         case Role::kWeightMap:
-          return fail(Code::kCorrupt,
-                      "weight_map[" + shown_name(f.key) + "] is " + kind + ", not a shard file name");
+          return fail(Code::kCorrupt, "weight_map[" + quoted_text(f.key) + "] is " + kind +
+                                          ", not a shard file name");
         case Role::kMetadata:
           next.role = Role::kMetaValue;
           meta_key_ = f.key;
@@ -428,14 +405,29 @@ void append_py_json_string(std::string* out, const std::string& s) {
     const uint32_t cp = next_code_point(s, i, &len);
     i += len;
     switch (cp) {
-      case '"': *out += "\\\""; continue;
-      case '\\': *out += "\\\\"; continue;
-      case '\n': *out += "\\n"; continue;
-      case '\r': *out += "\\r"; continue;
-      case '\t': *out += "\\t"; continue;
-      case '\b': *out += "\\b"; continue;
-      case '\f': *out += "\\f"; continue;
-      default: break;
+      case '"':
+        *out += "\\\"";
+        continue;
+      case '\\':
+        *out += "\\\\";
+        continue;
+      case '\n':
+        *out += "\\n";
+        continue;
+      case '\r':
+        *out += "\\r";
+        continue;
+      case '\t':
+        *out += "\\t";
+        continue;
+      case '\b':
+        *out += "\\b";
+        continue;
+      case '\f':
+        *out += "\\f";
+        continue;
+      default:
+        break;
     }
     if (cp >= 0x20 && cp < 0x7f) {
       out->push_back(static_cast<char>(cp));
@@ -479,8 +471,9 @@ Result<Index> parse_index(const char* text, size_t n, const std::string& file) {
     return Status(Code::kLimit, file + ": index is " + std::to_string(n) +
                                     " bytes, over the 64 MiB an index may have");
   if (n >= 3 && std::memcmp(text, "\xef\xbb\xbf", 3) == 0)
-    return Status(Code::kCorrupt, file + ": starts with a UTF-8 byte-order mark, which "
-                                         "Python's json refuses");
+    return Status(Code::kCorrupt, file +
+                                      ": starts with a UTF-8 byte-order mark, which "
+                                      "Python's json refuses");
   size_t first = 0;
   while (first < n && std::strchr(" \t\r\n", text[first]) && text[first]) ++first;
   if (first == n) return Status(Code::kCorrupt, file + ": is not a JSON object (it is blank)");
@@ -512,9 +505,10 @@ Result<Index> parse_index(const char* text, size_t n, const std::string& file) {
 Status check_shard_kind(const Index& index, ShardKind kind, const std::string& file) {
   for (const auto& [tensor, shard] : index.weight_map)
     if (!ends_with(shard, shard_extension(kind)))
-      return Status(Code::kCorrupt, file + ": weight_map[" + shown_name(tensor) + "] names shard file " +
-                                        shown_name(shard) + ", which does not end in " +
-                                        shard_extension(kind) + " as the index's name does");
+      return Status(Code::kCorrupt, file + ": weight_map[" + quoted_text(tensor) +
+                                        "] names shard file " + quoted_text(shard) +
+                                        ", which does not end in " + shard_extension(kind) +
+                                        " as the index's name does");
   return Status::Ok();
 }
 

@@ -3,23 +3,14 @@
 #include <vector>
 
 #include "ckptio/ckptio.h"
+#include "formats/message_text.h"
 
 namespace ckptio {
-namespace {
-
-std::string dims_text(const std::vector<int64_t>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + "]";
-}
-
-}  // namespace
-
 Status Reader::read_region(const TensorMeta& t, const std::vector<int64_t>& offsets,
                            const std::vector<int64_t>& sizes, void* dst) {
   const size_t nd = t.shape.size();
-  const std::string what = path() + ": region " + dims_text(offsets) + " + " + dims_text(sizes) +
-                           " of a tensor of shape " + dims_text(t.shape);
+  const std::string what = path() + ": region " + ints_text(offsets) + " + " + ints_text(sizes) +
+                           " of a tensor of shape " + ints_text(t.shape);
   if (offsets.size() != nd || sizes.size() != nd || t.strides.size() != nd)
     return Status(Code::kInvalidArgument, what + ": the box needs one offset and size per dim");
   for (size_t d = 0; d < nd; ++d)

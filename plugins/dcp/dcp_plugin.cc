@@ -33,6 +33,7 @@
 #include "ckptio/plugin.hpp"
 #include "formats/compress/zstd_stream.h"
 #include "formats/dcp/dcp_metadata.h"
+#include "formats/message_text.h"
 #include "formats/zip/torch_zip.h"
 #include "plugins/common/c_bridge.h"
 #include "plugins/common/decoded_plugin.h"
@@ -56,12 +57,6 @@ constexpr const char kZstdTransform[] = "stream.zstd/1";
 // zip's records and directory), and in all for a BYTE_IO object.
 constexpr uint64_t kArchiveSlack = uint64_t{1} << 20;
 constexpr uint64_t kMaxZstdObjectBytes = uint64_t{256} << 20;
-
-std::string ints_text(const std::vector<int64_t>& v) {
-  std::string s = "[";
-  for (size_t i = 0; i < v.size(); ++i) s += (i ? ", " : "") + std::to_string(v[i]);
-  return s + "]";
-}
 
 // Bytes [offset, offset + length) of another source, as a source of their own: a torch.save
 // archive inside a .distcp file (its zip offsets count from the item's start).
