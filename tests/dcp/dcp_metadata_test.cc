@@ -248,25 +248,10 @@ with open(h + "/not_pickle", "wb") as f:
 
 // usage: python3 gen113.py OUT_DIR, with Debian's torch 1.13 on Python 3.11.
 const char kGen113Py[] = R"PY(
-import os, sys, warnings, dataclasses
+import os, sys, warnings
 warnings.simplefilter("ignore")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-# torch 1.13's _shard/sharded_tensor/metadata.py gives a dataclass field the default
-# TensorProperties(), which Python 3.11 refuses ("mutable default"): make that class hashable
-# before it is used as a default, as Python <= 3.10 did not care. The pickled bytes do not
-# depend on it.
-_orig = dataclasses._get_field
-def _get_field(cls, a_name, a_type, *rest):
-    try:
-        return _orig(cls, a_name, a_type, *rest)
-    except ValueError as e:
-        if "mutable default" not in str(e):
-            raise
-        d = cls.__dict__[a_name]
-        d = d.default if isinstance(d, dataclasses.Field) else d
-        type(d).__hash__ = object.__hash__
-        return _orig(cls, a_name, a_type, *rest)
-dataclasses._get_field = _get_field
+import torch113_compat  # noqa: F401  (copied beside this script from tests/interop/py)
 import torch
 import torch.distributed._shard.checkpoint as dcp
 from render import write_expected
@@ -349,6 +334,12 @@ Result<DcpMetadata> parse_file(const std::string& path) {
   return parse_dcp_metadata(reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size(), path);
 }
 
+// tests/interop/py/torch113_compat.py, which lets torch 1.13 import under Python 3.11.
+const std::string& compat_py() {
+  static const std::string text = test_support::read_file(CKPTIO_TORCH113_COMPAT_PY);
+  return text;
+}
+
 struct Cases {
   std::string dir;  // empty: the interpreter cannot run the script
   std::string why;
@@ -366,12 +357,13 @@ Cases generate(const char* python, const char* script, const char* tag, const ch
   }
   const std::string d =
       "/tmp/ckptio_dcp_metadata_" + std::string(tag) + "_" + std::to_string(getuid()) + "_" +
-      std::to_string(std::hash<std::string>{}(std::string(kRenderPy) + script + python));
+      std::to_string(std::hash<std::string>{}(std::string(kRenderPy) + compat_py() + script + python));
   if (access((d + "/versions.txt").c_str(), R_OK) != 0) {
     const std::string tmp = d + ".tmp" + std::to_string(getpid());
     test_support::run({"/bin/rm", "-rf", tmp});
     test_support::run({"/bin/mkdir", "-p", tmp});
     test_support::write_file(tmp + "/render.py", kRenderPy);
+    test_support::write_file(tmp + "/torch113_compat.py", compat_py());
     test_support::write_file(tmp + "/gen.py", script);
     const test_support::RunResult r = test_support::run({python, tmp + "/gen.py", tmp}, 600);
     if (r.exit_code != 0) {
@@ -390,7 +382,7 @@ const Cases& cases213() {
   return c;
 }
 const Cases& cases113() {
-  // The same import as the script, after the same dataclass fix-up (see kGen113Py).
+  // The import the script needs besides torch113_compat's fix-up (see kGen113Py).
   static const Cases c = generate(kPython113, kGen113Py, "113",
                                   "import torch; assert torch.__version__.startswith('1.13')");
   return c;

@@ -23,12 +23,11 @@
 
 #include "ckptio/ckptio.h"
 #include "interop_util.h"
+#include "tensor_bytes.h"
 
 namespace interop {
 namespace {
 namespace fs = std::filesystem;
-
-constexpr int kCliTimeoutS = 60;
 
 std::string prepare(const std::string& dir) {
   RunResult made = run({kPython, py_script("make_dcp_cases.py"), "make", dir}, 300);
@@ -38,36 +37,6 @@ std::string prepare(const std::string& dir) {
     return "";
   }
   return made.exited && made.exit_code == 0 ? "" : made.describe();
-}
-
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : "; ") + x;
-  return s;
-}
-
-// The tensor's elements in row-major order, gathered through its strides; nullopt when its
-// storage was not read.
-std::optional<std::string> tensor_bytes(const ckptio::Checkpoint& c, const ckptio::TensorMeta& t) {
-  if (t.storage >= c.storages.size()) return std::nullopt;
-  const ckptio::StorageBytes& s = c.storages[t.storage];
-  const int es = ckptio::dtype_size(t.dtype);
-  const int64_t n = t.numel();
-  if (n == 0) return std::string();
-  if (!s.data || !ckptio::tensor_view_fits(t, s.size)) return std::nullopt;
-  std::string out;
-  const size_t dims = t.shape.size();
-  std::vector<int64_t> idx(dims, 0);
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t off = t.storage_offset;
-    for (size_t d = 0; d < dims; ++d) off += idx[d] * t.strides[d];
-    out.append(reinterpret_cast<const char*>(s.data) + off * es, static_cast<size_t>(es));
-    for (size_t d = dims; d-- > 0;) {
-      if (++idx[d] < t.shape[d]) break;
-      idx[d] = 0;
-    }
-  }
-  return out;
 }
 
 std::string key_text(const ckptio::ValuePtr& k) {
@@ -158,24 +127,6 @@ std::vector<std::string> compare(const ckptio::Checkpoint& got, const ckptio::Ch
   std::vector<std::string> out;
   compare(got, got.tree.root, want, want.tree.root, "root", out);
   return out;
-}
-
-// exit 1 with exactly one line on stderr holding every fragment.
-::testing::AssertionResult fails_in_one_line(const RunResult& r,
-                                             const std::vector<std::string>& fragments) {
-  if (!r.exited || r.exit_code != 1)
-    return ::testing::AssertionFailure() << "want exit 1: " << r.describe();
-  if (count_lines(r.err) != 1 || r.err.back() != '\n')
-    return ::testing::AssertionFailure() << "want one line on stderr: " << r.describe();
-  for (const auto& f : fragments)
-    if (r.err.find(f) == std::string::npos)
-      return ::testing::AssertionFailure() << "no '" << f << "' in: " << r.err;
-  return ::testing::AssertionSuccess();
-}
-
-RunResult ckptio_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), cli());
-  return run(args, kCliTimeoutS);
 }
 
 // An `inspect --json` value with only the contract keys of each tensor (json_diff's).

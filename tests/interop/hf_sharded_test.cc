@@ -32,6 +32,7 @@
 
 #include "ckptio/ckptio.h"
 #include "interop_util.h"
+#include "tensor_bytes.h"
 #ifdef CKPTIO_TEST_WITH_TORCH
 #include <torch/torch.h>
 
@@ -45,8 +46,8 @@ namespace fs = std::filesystem;
 const char kMake[] = "make_hf_cases.py";
 const char kCheck[] = "check_hf_load.py";
 // A hang guard, not a performance threshold: these checkpoints are a few hundred KB.
-constexpr int kCliTimeoutS = 60;
 constexpr int kPyTimeoutS = 300;
+constexpr int kCliTimeoutS = 60;
 
 std::string prepare(const std::string& dir) {
   RunResult made = run({kPython, py_script(kMake), "make", dir}, 300);  // the fixture's limit
@@ -115,31 +116,6 @@ std::map<std::string, ckptio::TensorMeta> tensors_of(const ckptio::Tree& tree,
       continue;
     }
     if (!out.emplace(k->s, v->tensor).second) problems->push_back("'" + k->s + "' twice");
-  }
-  return out;
-}
-
-// The tensor's elements in row-major order, gathered through its strides; nullopt when its
-// storage was not read.
-std::optional<std::string> tensor_bytes(const ckptio::Checkpoint& c, const ckptio::TensorMeta& t) {
-  if (t.storage >= c.storages.size() || t.storage >= c.tree.storages.size()) return std::nullopt;
-  const ckptio::StorageBytes& s = c.storages[t.storage];
-  const int es = ckptio::dtype_size(t.dtype);
-  const int64_t n = t.numel();
-  if (n == 0) return std::string();
-  if (!s.data || !ckptio::tensor_view_fits(t, s.size)) return std::nullopt;
-  std::string out;
-  out.reserve(static_cast<size_t>(n * es));
-  const size_t dims = t.shape.size();
-  std::vector<int64_t> idx(dims, 0);
-  for (int64_t i = 0; i < n; ++i) {
-    int64_t off = t.storage_offset;
-    for (size_t d = 0; d < dims; ++d) off += idx[d] * t.strides[d];
-    out.append(reinterpret_cast<const char*>(s.data) + off * es, static_cast<size_t>(es));
-    for (size_t d = dims; d-- > 0;) {
-      if (++idx[d] < t.shape[d]) break;
-      idx[d] = 0;
-    }
   }
   return out;
 }
@@ -226,30 +202,6 @@ int corrupt(const std::string& file, const std::string& pattern) {
   return n;
 }
 
-std::string join(const std::vector<std::string>& v) {
-  std::string s;
-  for (const auto& x : v) s += (s.empty() ? "" : ", ") + x;
-  return s;
-}
-
-RunResult ckptio_cli(std::vector<std::string> args) {
-  args.insert(args.begin(), cli());
-  return run(args, kCliTimeoutS);
-}
-
-// exit 1 with exactly one line on stderr holding every fragment.
-::testing::AssertionResult fails_in_one_line(const RunResult& r,
-                                             const std::vector<std::string>& fragments) {
-  if (!r.exited || r.exit_code != 1)
-    return ::testing::AssertionFailure() << "want exit 1: " << r.describe();
-  if (count_lines(r.err) != 1 || r.err.back() != '\n')
-    return ::testing::AssertionFailure() << "want one line on stderr: " << r.describe();
-  for (const auto& f : fragments)
-    if (r.err.find(f) == std::string::npos)
-      return ::testing::AssertionFailure() << "no '" << f << "' in: " << r.err;
-  return ::testing::AssertionSuccess();
-}
-
 bool succeeded(const RunResult& r) { return r.exited && r.exit_code == 0; }
 
 // ---- the fixture ----------------------------------------------------------------------------
@@ -313,6 +265,11 @@ class HfSharded : public ::testing::Test {
     return p;
   }
   bool sharded(const json& c) const { return !c["index"].is_null(); }
+  // The case's last shard: its listing is sorted, and the index sorts after the shards.
+  std::string last_shard(const json& c) const {
+    const auto files = c["files"].get<std::vector<std::string>>();
+    return files.at(files.size() - 2);
+  }
 
   json m_;
 };
@@ -514,8 +471,7 @@ TEST_F(HfSharded, ReaderReadingOneKeyReadsOnlyItsShard) {
     const std::string dir = scratch("one_key_" + name);
     copy_dir(c["dir"], dir);
     // The key: the first (by name) of the last shard.
-    const auto files = c["files"].get<std::vector<std::string>>();
-    const std::string keep = files[files.size() - 2];  // the last shard; the index sorts last
+    const std::string keep = last_shard(c);
     std::string key;
     std::set<std::string> damaged_keys;
     std::set<std::string> damaged_files;
@@ -593,8 +549,7 @@ TEST_F(HfSharded, KeyFilterOpensOnlyTheShardsHoldingTheSelection) {
     const std::string name = c["name"];
     SCOPED_TRACE(name);
     const ExpectedMap want = read_expected(c["expected"]);
-    const auto files = c["files"].get<std::vector<std::string>>();
-    const std::string keep = files[files.size() - 2];  // the last shard; the index sorts last
+    const std::string keep = last_shard(c);
     std::set<std::string> in_keep;
     std::string other_key;
     for (const auto& [k, f] : c["weight_map"].items())
@@ -605,7 +560,7 @@ TEST_F(HfSharded, KeyFilterOpensOnlyTheShardsHoldingTheSelection) {
     const std::string key = *in_keep.begin();
     const std::string dir = scratch("key_filter_" + name);
     copy_dir(c["dir"], dir);
-    for (const auto& f : files)
+    for (const auto& f : c["files"].get<std::vector<std::string>>())
       if (f != keep && f.find(".index.json") == std::string::npos) write_file(dir + "/" + f, "garbage");
     for (const std::string& path : paths_of(c)) {
       const std::string p = path.find(c["dir"].get<std::string>()) == 0

@@ -86,6 +86,29 @@ json dict_get(const json& value, const std::string& key) {
   return json();
 }
 
+RunResult ckptio_cli(std::vector<std::string> args, int timeout_s) {
+  args.insert(args.begin(), cli());
+  return run(args, timeout_s);
+}
+
+::testing::AssertionResult fails_in_one_line(const RunResult& r,
+                                             const std::vector<std::string>& fragments) {
+  if (!r.exited || r.exit_code != 1)
+    return ::testing::AssertionFailure() << "want exit 1: " << r.describe();
+  if (count_lines(r.err) != 1 || r.err.back() != '\n')
+    return ::testing::AssertionFailure() << "want one line on stderr: " << r.describe();
+  for (const auto& f : fragments)
+    if (r.err.find(f) == std::string::npos)
+      return ::testing::AssertionFailure() << "no '" << f << "' in: " << r.err;
+  return ::testing::AssertionSuccess();
+}
+
+std::string join(const std::vector<std::string>& lines) {
+  std::string s;
+  for (const auto& x : lines) s += (s.empty() ? "" : "; ") + x;
+  return s;
+}
+
 size_t count_lines(const std::string& text) {
   size_t n = 0;
   for (char c : text) n += c == '\n';

@@ -3,6 +3,8 @@
 // that one "prepare" run fills for all the tests of a binary.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <functional>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -33,6 +35,11 @@ struct RunResult : test_support::RunResult {
 
 // test_support::run with the interop tests' default hang guard.
 RunResult run(const std::vector<std::string>& argv, int timeout_s = 120);
+// The ckptio binary under test with `args`.
+RunResult ckptio_cli(std::vector<std::string> args, int timeout_s = 60);
+// Exit status 1 with exactly one line on stderr holding every fragment.
+::testing::AssertionResult fails_in_one_line(const RunResult& r,
+                                             const std::vector<std::string>& fragments);
 
 // A run's result kept as JSON (the prepare step runs each command once; the tests read it),
 // and read back: a missing file reads as a RunResult saying the step was not run.
@@ -69,6 +76,8 @@ json tensor_facts(const json& value);
 
 // The first few differences, for an assertion message.
 std::string diff_text(const std::vector<std::string>& diffs);
+// Every line, joined with "; ", for an assertion message.
+std::string join(const std::vector<std::string>& lines);
 
 // The work directory of this test binary, filled by the prepare function given to main().
 const std::string& work_dir();

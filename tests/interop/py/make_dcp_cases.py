@@ -96,24 +96,12 @@ def single_state_dict():
 
 # torch 1.13 (Debian's /usr/bin/python3): torch.distributed._shard.checkpoint, no planner_data
 # (flat keys), one file per item; the reference is torch.save of the same state dict (1.13
-# has no format_utils). Its sharded_tensor/metadata.py gives a dataclass field the default
-# TensorProperties(), which Python 3.11 refuses ("mutable default"): the class is made
-# hashable first, as Python <= 3.10 did not care (the pickled bytes do not depend on it).
+# has no format_utils). torch113_compat (beside this script, argv[2]) lets it import.
 GEN_113 = r"""
-import sys, warnings, dataclasses
+import sys, warnings
 warnings.simplefilter("ignore")
-_orig = dataclasses._get_field
-def _get_field(cls, a_name, a_type, *rest):
-    try:
-        return _orig(cls, a_name, a_type, *rest)
-    except ValueError as e:
-        if "mutable default" not in str(e):
-            raise
-        d = cls.__dict__[a_name]
-        d = d.default if isinstance(d, dataclasses.Field) else d
-        type(d).__hash__ = object.__hash__
-        return _orig(cls, a_name, a_type, *rest)
-dataclasses._get_field = _get_field
+sys.path.insert(0, sys.argv[2])
+import torch113_compat  # noqa: F401
 import torch
 if not torch.__version__.startswith("1.13"):
     print("torch " + torch.__version__ + ", not 1.13", file=sys.stderr)
@@ -135,7 +123,9 @@ def make_113(out):
     if not os.path.exists(python):
         return None, python + " does not exist"
     d = os.path.join(out, "torch113")
-    r = subprocess.run([python, "-c", GEN_113, d], capture_output=True, text=True, timeout=240)
+    here = os.path.dirname(os.path.abspath(__file__))
+    r = subprocess.run([python, "-c", GEN_113, d, here], capture_output=True, text=True,
+                       timeout=240)
     if r.returncode != 0:
         return None, "%s: exit %d: %s" % (python, r.returncode, r.stderr.strip()[-300:])
     with open(os.path.join(d, ".metadata"), "rb") as f, warnings.catch_warnings():
@@ -256,13 +246,21 @@ def make_bad(out, ranks_dir, single_dir):
         shutil.copytree(src, d)
         return d
 
+    def broken_metadata(name, change, expect):
+        """A copy of the single-process case whose .metadata change(md, dir) breaks."""
+        d = copy(name, single_dir)
+        md = load_md(d)
+        change(md, d)
+        save_md(d, md)
+        bad.append({"name": name, "dir": d, "expect": expect})
+
+    def info(md, fqn):
+        return md.storage_data[chunk_index(md, fqn)]
+
     # relative_path with "..": the metadata decoder refuses it before any file is opened.
-    d = copy("dotdot", single_dir)
-    md = load_md(d)
-    idx = chunk_index(md, "w")
-    md.storage_data[idx].relative_path = "../single/__0_0.distcp"
-    save_md(d, md)
-    bad.append({"name": "dotdot", "dir": d, "expect": [".metadata", "'w'", "'..'"]})
+    def dotdot(md, d):
+        info(md, "w").relative_path = "../single/__0_0.distcp"
+    broken_metadata("dotdot", dotdot, [".metadata", "'w'", "'..'"])
 
     # A rank's file is missing.
     d = copy("missing_distcp", ranks_dir)
@@ -270,63 +268,45 @@ def make_bad(out, ranks_dir, single_dir):
     bad.append({"name": "missing_distcp", "dir": d, "expect": ["__1_0.distcp", ".metadata"]})
 
     # An item that starts past the end of its file.
-    d = copy("offset_past_end", single_dir)
-    md = load_md(d)
-    idx = chunk_index(md, "i")
-    info = md.storage_data[idx]
-    info.offset = os.path.getsize(os.path.join(d, info.relative_path)) + 100
-    save_md(d, md)
-    bad.append({"name": "offset_past_end", "dir": d,
-                "expect": ["__0_0.distcp", "'i'", "past the file's end"]})
+    def past_end(md, d):
+        i = info(md, "i")
+        i.offset = os.path.getsize(os.path.join(d, i.relative_path)) + 100
+    broken_metadata("offset_past_end", past_end, ["__0_0.distcp", "'i'", "past the file's end"])
 
     # An item whose bytes are not a zip archive (zeroed in place).
     d = copy("not_zip", single_dir)
-    md = load_md(d)
-    info = md.storage_data[chunk_index(md, "h")]
-    path = os.path.join(d, info.relative_path)
-    with open(path, "r+b") as f:
-        f.seek(info.offset)
-        f.write(b"\0" * info.length)
+    h = info(load_md(d), "h")
+    with open(os.path.join(d, h.relative_path), "r+b") as f:
+        f.seek(h.offset)
+        f.write(b"\0" * h.length)
     bad.append({"name": "not_zip", "dir": d, "expect": ["__0_0.distcp", "'h'"]})
 
     # The chunk of "w" (float32 [4, 4]) points at the archive of "i" (int64 [5]).
-    d = copy("wrong_tensor", single_dir)
-    md = load_md(d)
-    md.storage_data[chunk_index(md, "w")] = md.storage_data[chunk_index(md, "i")]
-    save_md(d, md)
-    bad.append({"name": "wrong_tensor", "dir": d,
-                "expect": ["__0_0.distcp", "'w'", "chunk 0", "shape"]})
+    def wrong_tensor(md, d):
+        md.storage_data[chunk_index(md, "w")] = info(md, "i")
+    broken_metadata("wrong_tensor", wrong_tensor, ["__0_0.distcp", "'w'", "chunk 0", "shape"])
 
     # planner_data that rebuilds no tree: a list index far past the items, two items at one
     # place.
-    d = copy("huge_list_index", single_dir)
-    md = load_md(d)
-    md.planner_data["tensors.1"] = ("tensors", 10 ** 12)
-    save_md(d, md)
-    bad.append({"name": "huge_list_index", "dir": d,
-                "expect": [".metadata", "'tensors.1'", "list index 1000000000000"]})
-    d = copy("same_place", single_dir)
-    md = load_md(d)
-    md.planner_data["b"] = ("w",)
-    save_md(d, md)
-    bad.append({"name": "same_place", "dir": d,
-                "expect": [".metadata", "'b'", "already taken"]})
+    def huge_index(md, d):
+        md.planner_data["tensors.1"] = ("tensors", 10 ** 12)
+    broken_metadata("huge_list_index", huge_index,
+                    [".metadata", "'tensors.1'", "list index 1000000000000"])
+
+    def same_place(md, d):
+        md.planner_data["b"] = ("w",)
+    broken_metadata("same_place", same_place, [".metadata", "'b'", "already taken"])
 
     # A stream transform other than stream.zstd/1: not read yet.
-    d = copy("other_transform", single_dir)
-    md = load_md(d)
-    md.storage_data[chunk_index(md, "b")].transform_descriptors = ["stream.lz4/1"]
-    save_md(d, md)
-    bad.append({"name": "other_transform", "dir": d,
-                "expect": [".metadata", "'b'", "stream.lz4/1", "not supported yet"]})
+    def other_transform(md, d):
+        info(md, "b").transform_descriptors = ["stream.lz4/1"]
+    broken_metadata("other_transform", other_transform,
+                    [".metadata", "'b'", "stream.lz4/1", "not supported yet"])
 
     # stream.zstd/1 on an item whose bytes are no zstd stream.
-    d = copy("not_zstd", single_dir)
-    md = load_md(d)
-    md.storage_data[chunk_index(md, "d")].transform_descriptors = ["stream.zstd/1"]
-    save_md(d, md)
-    bad.append({"name": "not_zstd", "dir": d,
-                "expect": ["__0_0.distcp", "'d'", "stream.zstd/1"]})
+    def not_zstd(md, d):
+        info(md, "d").transform_descriptors = ["stream.zstd/1"]
+    broken_metadata("not_zstd", not_zstd, ["__0_0.distcp", "'d'", "stream.zstd/1"])
     return bad
 
 
